@@ -1,0 +1,76 @@
+package api
+
+import (
+	"log/slog"
+	"net/http"
+
+	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/registry"
+)
+
+// Handler serves the Distribution API under /v2/.
+type Handler struct {
+	svc *registry.Service
+	log *slog.Logger
+}
+
+// New returns the /v2/ handler.
+func New(svc *registry.Service, log *slog.Logger) *Handler {
+	return &Handler{svc: svc, log: log}
+}
+
+type endpoint func(w http.ResponseWriter, r *http.Request, rt Route) error
+
+// methods lists, per endpoint kind, the handler of each method.
+func (h *Handler) methods(k Kind) map[string]endpoint {
+	switch k {
+	case KindBase:
+		return map[string]endpoint{"GET": h.base, "HEAD": h.base}
+	case KindCatalog:
+		return map[string]endpoint{"GET": h.catalog}
+	case KindTags:
+		return map[string]endpoint{"GET": h.tags}
+	case KindManifest:
+		return map[string]endpoint{"GET": h.getManifest, "HEAD": h.getManifest, "PUT": h.putManifest, "DELETE": h.deleteManifest}
+	case KindBlob:
+		return map[string]endpoint{"GET": h.getBlob, "HEAD": h.headBlob, "DELETE": h.deleteBlob}
+	case KindUploadStart:
+		return map[string]endpoint{"POST": h.startUpload}
+	case KindUpload:
+		return map[string]endpoint{"GET": h.uploadStatus, "PATCH": h.patchUpload, "PUT": h.putUpload, "DELETE": h.cancelUpload}
+	case KindReferrers:
+		return map[string]endpoint{"GET": h.referrers}
+	}
+	return nil
+}
+
+// ServeHTTP parses the route once, picks the endpoint and renders any error.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Docker-Distribution-API-Version", "registry/2.0")
+	rt, err := ParseRoute(r.URL.Path)
+	if err != nil {
+		errcode.Write(w, r, err)
+		return
+	}
+	fn := h.methods(rt.Kind)[r.Method]
+	if fn == nil {
+		errcode.Write(w, r, errcode.New(errcode.Unsupported, "method %s not allowed here", r.Method))
+		return
+	}
+	if err := fn(w, r, rt); err != nil {
+		e := errcode.As(err)
+		if e.Status >= 500 {
+			h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		errcode.Write(w, r, e)
+	}
+}
+
+func (h *Handler) base(w http.ResponseWriter, r *http.Request, _ Route) error {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", "2")
+	if r.Method == http.MethodGet {
+		_, _ = w.Write([]byte("{}"))
+	}
+	return nil
+}

@@ -1,0 +1,48 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"time"
+)
+
+func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	size, err := h.svc.StatBlob(r.Context(), rt.Name, rt.Digest)
+	if err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Content-Length", strconv.FormatInt(size, 10))
+	hd.Set("Docker-Content-Digest", string(rt.Digest))
+	hd.Set("Accept-Ranges", "bytes")
+	hd.Set("Etag", `"`+string(rt.Digest)+`"`)
+	w.WriteHeader(http.StatusOK)
+	return nil
+}
+
+func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	c, _, err := h.svc.OpenBlob(r.Context(), rt.Name, rt.Digest)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	hd := w.Header()
+	hd.Set("Content-Type", "application/octet-stream")
+	hd.Set("Docker-Content-Digest", string(rt.Digest))
+	hd.Set("Etag", `"`+string(rt.Digest)+`"`)
+	hd.Set("Cache-Control", "max-age=31536000")
+	// ServeContent answers Range requests with 206 and, on an *os.File,
+	// sends the body with sendfile.
+	http.ServeContent(w, r, "", time.Time{}, c)
+	return nil
+}
+
+func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.svc.DeleteBlob(r.Context(), rt.Name, rt.Digest); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

@@ -1,0 +1,52 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+)
+
+func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	m, err := h.svc.GetManifest(r.Context(), rt.Name, rt.Reference)
+	if err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Content-Type", m.MediaType)
+	hd.Set("Content-Length", strconv.Itoa(len(m.Payload)))
+	hd.Set("Docker-Content-Digest", string(m.Digest))
+	hd.Set("Etag", `"`+string(m.Digest)+`"`)
+	if match := r.Header.Get("If-None-Match"); match != "" && (match == `"`+string(m.Digest)+`"` || match == string(m.Digest)) {
+		w.WriteHeader(http.StatusNotModified)
+		return nil
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(m.Payload)
+	}
+	return nil
+}
+
+func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	res, err := h.svc.PutManifest(r.Context(), rt.Name, rt.Reference, r.Header.Get("Content-Type"), r.Body, r.URL.Query()["tag"])
+	if err != nil {
+		return err
+	}
+	hd := w.Header()
+	hd.Set("Location", "/v2/"+rt.Name+"/manifests/"+string(res.Digest))
+	hd.Set("Docker-Content-Digest", string(res.Digest))
+	if res.Subject != "" {
+		hd.Set("OCI-Subject", string(res.Subject))
+	}
+	hd.Set("Content-Length", "0")
+	w.WriteHeader(http.StatusCreated)
+	return nil
+}
+
+func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if err := h.svc.DeleteManifest(r.Context(), rt.Name, rt.Reference); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Length", "0")
+	w.WriteHeader(http.StatusAccepted)
+	return nil
+}

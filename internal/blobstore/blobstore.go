@@ -1,0 +1,59 @@
+// Package blobstore defines the one interface through which the registry
+// keeps blob content, shared by all repositories and addressed by digest.
+// Uploads stream into temporary storage while they are hashed; a blob becomes
+// visible only once its digest has been verified and it is durably stored.
+package blobstore
+
+import (
+	"context"
+	"errors"
+	"io"
+	"time"
+
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// Errors returned by a Store.
+var (
+	ErrNotFound       = errors.New("blob not found")
+	ErrUploadNotFound = errors.New("upload not found")
+	// ErrOffset is returned when a chunk does not start where the upload ends.
+	ErrOffset = errors.New("chunk does not start at the end of the upload")
+	// ErrDigestMismatch is returned when uploaded content does not hash to
+	// the digest the client claimed.
+	ErrDigestMismatch = errors.New("content does not match digest")
+	// ErrTooLarge is returned when an upload would exceed its size limit.
+	ErrTooLarge = errors.New("upload too large")
+)
+
+// Content is an open blob. For the filesystem store it is an *os.File, so
+// that serving it can use zero-copy system calls.
+type Content interface {
+	io.ReadSeekCloser
+}
+
+// Store keeps blobs and in-progress uploads.
+type Store interface {
+	// Stat returns the size of a committed blob, or ErrNotFound.
+	Stat(ctx context.Context, d reference.Digest) (int64, error)
+	// Open opens a committed blob for reading, or returns ErrNotFound.
+	Open(ctx context.Context, d reference.Digest) (Content, int64, error)
+	// Delete removes a committed blob; deleting a missing blob is no error.
+	Delete(ctx context.Context, d reference.Digest) error
+
+	// CreateUpload starts an empty upload session with the given id.
+	CreateUpload(ctx context.Context, id string) error
+	// UploadStatus returns the number of bytes received and the time of the
+	// last write, or ErrUploadNotFound.
+	UploadStatus(ctx context.Context, id string) (size int64, modified time.Time, err error)
+	// AppendUpload writes r at offset, which must equal the upload's size
+	// (ErrOffset otherwise), and returns the new size. No more than limit
+	// bytes are accepted in total (ErrTooLarge) when limit > 0.
+	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, limit int64) (int64, error)
+	// CommitUpload verifies that the upload hashes to d, stores it durably
+	// under d and removes the session. On ErrDigestMismatch the session is
+	// removed too.
+	CommitUpload(ctx context.Context, id string, d reference.Digest) (size int64, err error)
+	// AbortUpload removes a session and its data.
+	AbortUpload(ctx context.Context, id string) error
+}

@@ -1,0 +1,169 @@
+// Package config loads berth's server configuration from, in rising order
+// of precedence, built-in defaults, a YAML file, BERTH_* environment
+// variables and command-line flags.
+package config
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+	"go.yaml.in/yaml/v3"
+)
+
+// Config is the server configuration.
+type Config struct {
+	Addr            string
+	DataDir         string
+	Auth            string
+	LogLevel        string
+	LogFormat       string
+	MaxManifestSize int64
+	UploadTTL       time.Duration
+	ShutdownTimeout time.Duration
+}
+
+// Option is one configuration setting. Its key names it in YAML
+// (data_dir), the environment (BERTH_DATA_DIR) and flags (--data-dir).
+type Option struct {
+	Key     string
+	Default string
+	Help    string
+	set     func(*Config, string) error
+}
+
+// Env is the environment variable of the option.
+func (o Option) Env() string { return "BERTH_" + strings.ToUpper(o.Key) }
+
+// Flag is the command-line flag of the option.
+func (o Option) Flag() string { return strings.ReplaceAll(o.Key, "_", "-") }
+
+func str(p func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *p(c) = v; return nil }
+}
+
+func dur(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			return fmt.Errorf("want a positive duration such as 30s or 24h, got %q", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+func oneOf(p func(*Config) *string, allowed ...string) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		for _, a := range allowed {
+			if v == a {
+				*p(c) = v
+				return nil
+			}
+		}
+		return fmt.Errorf("want one of %s, got %q", strings.Join(allowed, ", "), v)
+	}
+}
+
+// Options lists every setting with its default.
+var Options = []Option{
+	{"addr", ":5000", "address to listen on (host:port)", str(func(c *Config) *string { return &c.Addr })},
+	{"data_dir", "./data", "directory for blobs, the metadata database and keys", str(func(c *Config) *string { return &c.DataDir })},
+	{"auth", "none", "authentication mode; \"none\" serves an open registry for local use", oneOf(func(c *Config) *string { return &c.Auth }, "none")},
+	{"log_level", "info", "log level: debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
+	{"log_format", "text", "log format: text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
+	{"max_manifest_size", "4194304", "largest manifest accepted, in bytes", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive number of bytes, got %q", v)
+		}
+		c.MaxManifestSize = n
+		return nil
+	}},
+	{"upload_ttl", "24h", "how long an upload may sit idle before it is removed", dur(func(c *Config) *time.Duration { return &c.UploadTTL })},
+	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+}
+
+// RegisterFlags adds a flag per option, plus --config, to fs.
+func RegisterFlags(fs *pflag.FlagSet) {
+	fs.String("config", "", "YAML configuration file (env BERTH_CONFIG)")
+	for _, o := range Options {
+		fs.String(o.Flag(), o.Default, o.Help+" (env "+o.Env()+")")
+	}
+}
+
+// Load builds the configuration: defaults, then the YAML file named by
+// --config or BERTH_CONFIG, then the environment, then flags set explicitly.
+func Load(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
+	c := &Config{}
+	byKey := map[string]Option{}
+	for _, o := range Options {
+		byKey[o.Key] = o
+		if err := o.set(c, o.Default); err != nil {
+			return nil, fmt.Errorf("default of %s: %w", o.Key, err)
+		}
+	}
+	path := getenv("BERTH_CONFIG")
+	if f := fs.Lookup("config"); f != nil && f.Changed {
+		path = f.Value.String()
+	}
+	if path != "" {
+		values, err := readFile(path)
+		if err != nil {
+			return nil, err
+		}
+		keys := make([]string, 0, len(values))
+		for k := range values {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			o, ok := byKey[k]
+			if !ok {
+				return nil, fmt.Errorf("%s: unknown setting %q (see berth serve --help)", path, k)
+			}
+			if err := o.set(c, values[k]); err != nil {
+				return nil, fmt.Errorf("%s: %s: %w", path, k, err)
+			}
+		}
+	}
+	for _, o := range Options {
+		if v := getenv(o.Env()); v != "" {
+			if err := o.set(c, v); err != nil {
+				return nil, fmt.Errorf("%s: %w", o.Env(), err)
+			}
+		}
+	}
+	for _, o := range Options {
+		if f := fs.Lookup(o.Flag()); f != nil && f.Changed {
+			if err := o.set(c, f.Value.String()); err != nil {
+				return nil, fmt.Errorf("--%s: %w", o.Flag(), err)
+			}
+		}
+	}
+	return c, nil
+}
+
+func readFile(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read configuration: %w", err)
+	}
+	var raw map[string]any
+	if err := yaml.Unmarshal(b, &raw); err != nil {
+		return nil, fmt.Errorf("%s: not valid YAML: %w", path, err)
+	}
+	out := make(map[string]string, len(raw))
+	for k, v := range raw {
+		switch v.(type) {
+		case map[string]any, []any:
+			return nil, fmt.Errorf("%s: %s: want a single value", path, k)
+		}
+		out[k] = fmt.Sprint(v)
+	}
+	return out, nil
+}

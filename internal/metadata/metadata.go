@@ -1,0 +1,120 @@
+// Package metadata defines the one interface through which the registry
+// records repositories, tags, manifests, the references between them and
+// upload sessions, and implements it on an embedded SQL database.
+package metadata
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// Errors returned by a Store.
+var (
+	ErrNotFound = errors.New("not found")
+	// ErrSizeMismatch is wrapped by PutManifest when a descriptor's size
+	// differs from the stored blob's.
+	ErrSizeMismatch = errors.New("descriptor size does not match blob")
+)
+
+// Manifest is a stored manifest.
+type Manifest struct {
+	Repository   string
+	Digest       reference.Digest
+	MediaType    string
+	ArtifactType string
+	Subject      reference.Digest // empty when the manifest has none
+	Annotations  map[string]string
+	Payload      []byte
+	Created      time.Time
+}
+
+// Ref is a reference from a manifest to a blob or child manifest, with the
+// size its descriptor claims.
+type Ref struct {
+	Digest reference.Digest
+	Size   int64
+}
+
+// PutManifest is a manifest to record with the references that must exist.
+type PutManifest struct {
+	Manifest
+	Blobs    []Ref
+	Children []Ref
+	Tags     []string // empty when pushed by digest only
+}
+
+// MissingReferenceError is returned by PutManifest when a referenced blob or
+// child manifest is not in the repository.
+type MissingReferenceError struct {
+	Digest reference.Digest
+	What   string // "blob" or "manifest"
+}
+
+func (e *MissingReferenceError) Error() string {
+	return e.What + " " + string(e.Digest) + " is not in the repository"
+}
+
+// Descriptor is a referrer as the referrers API lists it.
+type Descriptor struct {
+	MediaType    string
+	Digest       reference.Digest
+	Size         int64
+	ArtifactType string
+	Annotations  map[string]string
+}
+
+// Upload is an upload session.
+type Upload struct {
+	ID         string
+	Repository string
+	Started    time.Time
+}
+
+// Store is the metadata seam. Every method is one transaction.
+type Store interface {
+	// RepositoryBlob returns the size of a blob linked into a repository.
+	RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error)
+	// LinkBlob records that a committed blob of the given size belongs to a
+	// repository, creating the repository if needed.
+	LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64) error
+	// UnlinkBlob removes a blob from a repository (ErrNotFound if absent).
+	UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error
+	// BlobRepository returns some repository that holds the blob, preferring
+	// the given one, for mounts without a source repository.
+	BlobSize(ctx context.Context, d reference.Digest) (int64, error)
+
+	// GetManifest returns a manifest by tag or digest.
+	GetManifest(ctx context.Context, repo, ref string) (*Manifest, error)
+	// PutManifest records a manifest, its references and its tag in one
+	// transaction; a missing reference fails it with *MissingReferenceError.
+	PutManifest(ctx context.Context, m *PutManifest) error
+	// DeleteManifest deletes a manifest and every tag pointing to it.
+	DeleteManifest(ctx context.Context, repo string, d reference.Digest) error
+	// DeleteTag deletes a tag.
+	DeleteTag(ctx context.Context, repo, tag string) error
+	// Tags lists a repository's tags in order, after last, at most n; ok is
+	// false when the repository does not exist.
+	Tags(ctx context.Context, repo, last string, n int) (tags []string, ok bool, err error)
+	// Repositories lists repository names in order, after last, at most n.
+	Repositories(ctx context.Context, last string, n int) ([]string, error)
+	// Referrers lists the manifests whose subject is d, optionally only
+	// those of one artifact type.
+	Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]Descriptor, error)
+
+	// CreateUpload records a new upload session.
+	CreateUpload(ctx context.Context, u Upload) error
+	// GetUpload returns an upload session.
+	GetUpload(ctx context.Context, id string) (*Upload, error)
+	// DeleteUpload removes an upload session.
+	DeleteUpload(ctx context.Context, id string) error
+	// Uploads lists every upload session started before the given time.
+	UploadsBefore(ctx context.Context, t time.Time) ([]Upload, error)
+
+	// Ping checks that the database answers.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}

@@ -1,0 +1,91 @@
+package metadata
+
+import "strings"
+
+// dialect holds what differs between the SQL databases the store runs on;
+// everything else (schema shape and queries) is shared.
+type dialect struct {
+	name string
+	// blobType is the column type for manifest payloads.
+	blobType string
+	// idType is the column type of an auto-assigned integer key.
+	idType string
+	// placeholders rewrites '?' placeholders for the database.
+	placeholders func(string) string
+}
+
+var sqliteDialect = dialect{
+	name:         "sqlite",
+	blobType:     "BLOB",
+	idType:       "INTEGER PRIMARY KEY",
+	placeholders: func(q string) string { return q },
+}
+
+// migrations are applied in order; each runs once. Templates: {{ID}}, {{BLOB}}.
+var migrations = []string{
+	`CREATE TABLE repositories (
+		id {{ID}},
+		name TEXT NOT NULL UNIQUE,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE blobs (
+		digest TEXT PRIMARY KEY,
+		size BIGINT NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE repository_blobs (
+		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		digest TEXT NOT NULL REFERENCES blobs(digest),
+		created_at BIGINT NOT NULL,
+		PRIMARY KEY (repository_id, digest)
+	);
+	CREATE INDEX repository_blobs_digest ON repository_blobs(digest);
+	CREATE TABLE manifests (
+		repository_id BIGINT NOT NULL REFERENCES repositories(id) ON DELETE CASCADE,
+		digest TEXT NOT NULL,
+		media_type TEXT NOT NULL,
+		artifact_type TEXT NOT NULL,
+		subject TEXT NOT NULL,
+		annotations TEXT NOT NULL,
+		size BIGINT NOT NULL,
+		payload {{BLOB}} NOT NULL,
+		created_at BIGINT NOT NULL,
+		PRIMARY KEY (repository_id, digest)
+	);
+	CREATE INDEX manifests_subject ON manifests(repository_id, subject);
+	CREATE TABLE tags (
+		repository_id BIGINT NOT NULL,
+		name TEXT NOT NULL,
+		digest TEXT NOT NULL,
+		updated_at BIGINT NOT NULL,
+		PRIMARY KEY (repository_id, name),
+		FOREIGN KEY (repository_id, digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+	);
+	CREATE INDEX tags_digest ON tags(repository_id, digest);
+	CREATE TABLE manifest_blobs (
+		repository_id BIGINT NOT NULL,
+		manifest_digest TEXT NOT NULL,
+		blob_digest TEXT NOT NULL,
+		PRIMARY KEY (repository_id, manifest_digest, blob_digest),
+		FOREIGN KEY (repository_id, manifest_digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+	);
+	CREATE INDEX manifest_blobs_blob ON manifest_blobs(blob_digest);
+	CREATE TABLE manifest_children (
+		repository_id BIGINT NOT NULL,
+		manifest_digest TEXT NOT NULL,
+		child_digest TEXT NOT NULL,
+		PRIMARY KEY (repository_id, manifest_digest, child_digest),
+		FOREIGN KEY (repository_id, manifest_digest) REFERENCES manifests(repository_id, digest) ON DELETE CASCADE
+	);
+	CREATE INDEX manifest_children_child ON manifest_children(repository_id, child_digest);
+	CREATE TABLE uploads (
+		id TEXT PRIMARY KEY,
+		repository TEXT NOT NULL,
+		started_at BIGINT NOT NULL
+	);
+	CREATE INDEX uploads_started ON uploads(started_at);`,
+}
+
+func (d dialect) render(m string) string {
+	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType).Replace(m)
+}

@@ -1,0 +1,460 @@
+package metadata
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// SQL implements Store on a SQL database. Writes go through one pool and
+// reads through another, so that an embedded database with a single writer
+// never makes readers wait.
+type SQL struct {
+	w, r    *sql.DB
+	dialect dialect
+
+	getByTag, getByDigest, repoBlob *sql.Stmt
+}
+
+func (s *SQL) q(query string) string { return s.dialect.placeholders(query) }
+
+// migrate applies the schema migrations that have not run yet.
+func (s *SQL) migrate(ctx context.Context) error {
+	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
+		return fmt.Errorf("create migrations table: %w", err)
+	}
+	for i, m := range migrations {
+		version := i + 1
+		err := s.tx(ctx, func(tx *sql.Tx) error {
+			var n int
+			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
+				return err
+			}
+			if n > 0 {
+				return nil
+			}
+			for _, stmt := range strings.Split(s.dialect.render(m), ";") {
+				if strings.TrimSpace(stmt) == "" {
+					continue
+				}
+				if _, err := tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("%s: %w", strings.TrimSpace(stmt)[:40], err)
+				}
+			}
+			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version) VALUES (?)`), version)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("migration %d: %w", version, err)
+		}
+	}
+	return nil
+}
+
+func (s *SQL) prepare(ctx context.Context) error {
+	var err error
+	prep := func(q string) *sql.Stmt {
+		if err != nil {
+			return nil
+		}
+		var st *sql.Stmt
+		st, err = s.r.PrepareContext(ctx, s.q(q))
+		return st
+	}
+	const cols = `m.digest, m.media_type, m.artifact_type, m.subject, m.annotations, m.payload, m.created_at`
+	s.getByTag = prep(`SELECT ` + cols + ` FROM repositories r
+		JOIN tags t ON t.repository_id = r.id
+		JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+		WHERE r.name = ? AND t.name = ?`)
+	s.getByDigest = prep(`SELECT ` + cols + ` FROM repositories r
+		JOIN manifests m ON m.repository_id = r.id
+		WHERE r.name = ? AND m.digest = ?`)
+	s.repoBlob = prep(`SELECT b.size FROM repositories r
+		JOIN repository_blobs rb ON rb.repository_id = r.id
+		JOIN blobs b ON b.digest = rb.digest
+		WHERE r.name = ? AND rb.digest = ?`)
+	if err != nil {
+		return fmt.Errorf("prepare statements: %w", err)
+	}
+	return nil
+}
+
+// tx runs fn in a write transaction.
+func (s *SQL) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		_ = tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+func now() int64 { return time.Now().UnixNano() }
+
+// repoID returns the id of a repository, creating it when create is set.
+func (s *SQL) repoID(ctx context.Context, tx *sql.Tx, name string, create bool) (int64, error) {
+	if create {
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`), name, now()); err != nil {
+			return 0, fmt.Errorf("create repository: %w", err)
+		}
+	}
+	var id int64
+	err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM repositories WHERE name = ?`), name).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up repository: %w", err)
+	}
+	return id, nil
+}
+
+// RepositoryBlob implements Store.
+func (s *SQL) RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
+	var size int64
+	err := s.repoBlob.QueryRowContext(ctx, repo, string(d)).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up blob: %w", err)
+	}
+	return size, nil
+}
+
+// BlobSize implements Store.
+func (s *SQL) BlobSize(ctx context.Context, d reference.Digest) (int64, error) {
+	var size int64
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT size FROM blobs WHERE digest = ?`), string(d)).Scan(&size)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up blob: %w", err)
+	}
+	return size, nil
+}
+
+// LinkBlob implements Store.
+func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := s.repoID(ctx, tx, repo, true)
+		if err != nil {
+			return err
+		}
+		t := now()
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`), string(d), size, t); err != nil {
+			return fmt.Errorf("record blob: %w", err)
+		}
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`), id, string(d), t); err != nil {
+			return fmt.Errorf("link blob: %w", err)
+		}
+		return nil
+	})
+}
+
+// UnlinkBlob implements Store.
+func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := s.repoID(ctx, tx, repo, false)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`), id, string(d))
+		if err != nil {
+			return fmt.Errorf("unlink blob: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+func scanManifest(row interface{ Scan(...any) error }, repo string) (*Manifest, error) {
+	var m Manifest
+	var dg, subject, annotations string
+	var created int64
+	err := row.Scan(&dg, &m.MediaType, &m.ArtifactType, &subject, &annotations, &m.Payload, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read manifest: %w", err)
+	}
+	m.Repository, m.Digest, m.Subject = repo, reference.Digest(dg), reference.Digest(subject)
+	m.Created = time.Unix(0, created)
+	if annotations != "" {
+		if err := json.Unmarshal([]byte(annotations), &m.Annotations); err != nil {
+			return nil, fmt.Errorf("decode annotations: %w", err)
+		}
+	}
+	return &m, nil
+}
+
+// GetManifest implements Store.
+func (s *SQL) GetManifest(ctx context.Context, repo, ref string) (*Manifest, error) {
+	st := s.getByTag
+	if reference.IsDigest(ref) {
+		st = s.getByDigest
+	}
+	return scanManifest(st.QueryRowContext(ctx, repo, ref), repo)
+}
+
+// PutManifest implements Store.
+func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
+	annotations := ""
+	if len(m.Annotations) > 0 {
+		b, err := json.Marshal(m.Annotations)
+		if err != nil {
+			return fmt.Errorf("encode annotations: %w", err)
+		}
+		annotations = string(b)
+	}
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := s.repoID(ctx, tx, m.Repository, true)
+		if err != nil {
+			return err
+		}
+		for _, b := range m.Blobs {
+			var size int64
+			err := tx.QueryRowContext(ctx, s.q(`SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+				WHERE rb.repository_id = ? AND rb.digest = ?`), id, string(b.Digest)).Scan(&size)
+			if errors.Is(err, sql.ErrNoRows) {
+				return &MissingReferenceError{Digest: b.Digest, What: "blob"}
+			}
+			if err != nil {
+				return fmt.Errorf("check blob: %w", err)
+			}
+			if size != b.Size {
+				return fmt.Errorf("%w: %s is %d bytes, descriptor says %d", ErrSizeMismatch, b.Digest, size, b.Size)
+			}
+		}
+		for _, c := range m.Children {
+			var size int64
+			err := tx.QueryRowContext(ctx, s.q(`SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`), id, string(c.Digest)).Scan(&size)
+			if errors.Is(err, sql.ErrNoRows) {
+				return &MissingReferenceError{Digest: c.Digest, What: "manifest"}
+			}
+			if err != nil {
+				return fmt.Errorf("check child manifest: %w", err)
+			}
+			if size != c.Size {
+				return fmt.Errorf("%w: manifest %s is %d bytes, descriptor says %d", ErrSizeMismatch, c.Digest, size, c.Size)
+			}
+		}
+		t := now()
+		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`),
+			id, string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations, len(m.Payload), m.Payload, t)
+		if err != nil {
+			return fmt.Errorf("insert manifest: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n > 0 {
+			for _, b := range m.Blobs {
+				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), id, string(m.Digest), string(b.Digest)); err != nil {
+					return fmt.Errorf("record blob reference: %w", err)
+				}
+			}
+			for _, c := range m.Children {
+				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), id, string(m.Digest), string(c.Digest)); err != nil {
+					return fmt.Errorf("record child reference: %w", err)
+				}
+			}
+		}
+		for _, tag := range m.Tags {
+			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`), id, tag, string(m.Digest), t); err != nil {
+				return fmt.Errorf("set tag: %w", err)
+			}
+		}
+		return nil
+	})
+}
+
+// DeleteManifest implements Store.
+func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Digest) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := s.repoID(ctx, tx, repo, false)
+		if err != nil {
+			return err
+		}
+		for _, q := range []string{
+			`DELETE FROM tags WHERE repository_id = ? AND digest = ?`,
+			`DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?`,
+			`DELETE FROM manifest_children WHERE repository_id = ? AND manifest_digest = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, s.q(q), id, string(d)); err != nil {
+				return fmt.Errorf("delete manifest references: %w", err)
+			}
+		}
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM manifests WHERE repository_id = ? AND digest = ?`), id, string(d))
+		if err != nil {
+			return fmt.Errorf("delete manifest: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// DeleteTag implements Store.
+func (s *SQL) DeleteTag(ctx context.Context, repo, tag string) error {
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		id, err := s.repoID(ctx, tx, repo, false)
+		if err != nil {
+			return err
+		}
+		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM tags WHERE repository_id = ? AND name = ?`), id, tag)
+		if err != nil {
+			return fmt.Errorf("delete tag: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrNotFound
+		}
+		return nil
+	})
+}
+
+// Tags implements Store.
+func (s *SQL) Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error) {
+	var id int64
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT id FROM repositories WHERE name = ?`), repo).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("look up repository: %w", err)
+	}
+	tags, err := s.names(ctx, `SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?`, id, last, n)
+	return tags, true, err
+}
+
+// Repositories implements Store.
+func (s *SQL) Repositories(ctx context.Context, last string, n int) ([]string, error) {
+	return s.names(ctx, `SELECT name FROM repositories r WHERE name > ?
+		AND (EXISTS (SELECT 1 FROM manifests m WHERE m.repository_id = r.id) OR EXISTS (SELECT 1 FROM repository_blobs b WHERE b.repository_id = r.id))
+		ORDER BY name LIMIT ?`, last, n)
+}
+
+func (s *SQL) names(ctx context.Context, q string, args ...any) ([]string, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(q), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list: %w", err)
+	}
+	defer rows.Close()
+	out := []string{}
+	for rows.Next() {
+		var name string
+		if err := rows.Scan(&name); err != nil {
+			return nil, fmt.Errorf("list: %w", err)
+		}
+		out = append(out, name)
+	}
+	return out, rows.Err()
+}
+
+// Referrers implements Store.
+func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]Descriptor, error) {
+	q := `SELECT m.digest, m.media_type, m.artifact_type, m.size, m.annotations FROM repositories r
+		JOIN manifests m ON m.repository_id = r.id WHERE r.name = ? AND m.subject = ?`
+	args := []any{repo, string(d)}
+	if artifactType != "" {
+		q += ` AND m.artifact_type = ?`
+		args = append(args, artifactType)
+	}
+	rows, err := s.r.QueryContext(ctx, s.q(q+` ORDER BY m.created_at, m.digest`), args...)
+	if err != nil {
+		return nil, fmt.Errorf("list referrers: %w", err)
+	}
+	defer rows.Close()
+	out := []Descriptor{}
+	for rows.Next() {
+		var r Descriptor
+		var dg, annotations string
+		if err := rows.Scan(&dg, &r.MediaType, &r.ArtifactType, &r.Size, &annotations); err != nil {
+			return nil, fmt.Errorf("list referrers: %w", err)
+		}
+		r.Digest = reference.Digest(dg)
+		if annotations != "" {
+			if err := json.Unmarshal([]byte(annotations), &r.Annotations); err != nil {
+				return nil, fmt.Errorf("decode annotations: %w", err)
+			}
+		}
+		out = append(out, r)
+	}
+	return out, rows.Err()
+}
+
+// CreateUpload implements Store.
+func (s *SQL) CreateUpload(ctx context.Context, u Upload) error {
+	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO uploads (id, repository, started_at) VALUES (?, ?, ?)`), u.ID, u.Repository, u.Started.UnixNano())
+	if err != nil {
+		return fmt.Errorf("record upload: %w", err)
+	}
+	return nil
+}
+
+// GetUpload implements Store.
+func (s *SQL) GetUpload(ctx context.Context, id string) (*Upload, error) {
+	u := Upload{ID: id}
+	var started int64
+	err := s.r.QueryRowContext(ctx, s.q(`SELECT repository, started_at FROM uploads WHERE id = ?`), id).Scan(&u.Repository, &started)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up upload: %w", err)
+	}
+	u.Started = time.Unix(0, started)
+	return &u, nil
+}
+
+// DeleteUpload implements Store.
+func (s *SQL) DeleteUpload(ctx context.Context, id string) error {
+	if _, err := s.w.ExecContext(ctx, s.q(`DELETE FROM uploads WHERE id = ?`), id); err != nil {
+		return fmt.Errorf("delete upload: %w", err)
+	}
+	return nil
+}
+
+// UploadsBefore implements Store.
+func (s *SQL) UploadsBefore(ctx context.Context, t time.Time) ([]Upload, error) {
+	rows, err := s.r.QueryContext(ctx, s.q(`SELECT id, repository, started_at FROM uploads WHERE started_at < ? ORDER BY started_at`), t.UnixNano())
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	defer rows.Close()
+	var out []Upload
+	for rows.Next() {
+		var u Upload
+		var started int64
+		if err := rows.Scan(&u.ID, &u.Repository, &started); err != nil {
+			return nil, fmt.Errorf("list uploads: %w", err)
+		}
+		u.Started = time.Unix(0, started)
+		out = append(out, u)
+	}
+	return out, rows.Err()
+}
+
+// Ping implements Store.
+func (s *SQL) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
+
+// Close implements Store.
+func (s *SQL) Close() error {
+	return errors.Join(s.r.Close(), s.w.Close())
+}

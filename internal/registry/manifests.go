@@ -1,0 +1,166 @@
+package registry
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/manifest"
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+var errManifestUnknown = errcode.New(errcode.ManifestUnknown, "manifest unknown to registry")
+
+// checkRef validates a manifest reference: a tag or a digest.
+func checkRef(ref string) error {
+	if reference.IsDigest(ref) {
+		if _, err := reference.ParseDigest(ref); err != nil {
+			return errcode.New(errcode.DigestInvalid, "%v", err)
+		}
+		return nil
+	}
+	if err := reference.ValidateTag(ref); err != nil {
+		return errcode.New(errcode.ManifestInvalid, "%v", err)
+	}
+	return nil
+}
+
+// GetManifest returns a manifest by tag or digest.
+func (s *Service) GetManifest(ctx context.Context, repo, ref string) (*metadata.Manifest, error) {
+	if err := checkRef(ref); err != nil {
+		return nil, err
+	}
+	m, err := s.meta.GetManifest(ctx, repo, ref)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return nil, errManifestUnknown
+	}
+	if err != nil {
+		return nil, internal(err, "manifest lookup")
+	}
+	return m, nil
+}
+
+// PutResult is what a client learns from a manifest push.
+type PutResult struct {
+	Digest  reference.Digest
+	Subject reference.Digest
+}
+
+// PutManifest checks and stores a manifest under ref (a tag or its digest)
+// and the extra tags. The manifest's blobs and child manifests must already
+// be in the repository.
+func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string, body io.Reader, extraTags []string) (*PutResult, error) {
+	if err := checkRef(ref); err != nil {
+		return nil, err
+	}
+	for _, t := range extraTags {
+		if err := reference.ValidateTag(t); err != nil {
+			return nil, errcode.New(errcode.ManifestInvalid, "%v", err)
+		}
+	}
+	payload, err := io.ReadAll(io.LimitReader(body, s.opts.MaxManifestSize+1))
+	if err != nil {
+		return nil, errcode.New(errcode.ManifestInvalid, "reading manifest failed").WithDetail(err.Error())
+	}
+	if int64(len(payload)) > s.opts.MaxManifestSize {
+		return nil, errcode.WithStatus(errcode.SizeInvalid, 413, "manifest larger than %d bytes", s.opts.MaxManifestSize)
+	}
+	var d reference.Digest
+	tags := extraTags
+	if reference.IsDigest(ref) {
+		want := reference.Digest(ref)
+		d = want.Algorithm().FromBytes(payload)
+		if d != want {
+			return nil, errcode.New(errcode.DigestInvalid, "manifest digest %s does not match reference %s", d, want)
+		}
+	} else {
+		d = reference.SHA256.FromBytes(payload)
+		tags = append([]string{ref}, extraTags...)
+	}
+	m, err := manifest.Parse(contentType, payload)
+	if err != nil {
+		return nil, errcode.New(errcode.ManifestInvalid, "%v", err)
+	}
+	rec := &metadata.PutManifest{Manifest: metadata.Manifest{
+		Repository:   repo,
+		Digest:       d,
+		MediaType:    m.MediaType,
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+		Payload:      payload,
+	}}
+	if m.Subject != nil {
+		rec.Subject = reference.Digest(m.Subject.Digest)
+	}
+	for _, b := range m.Blobs {
+		rec.Blobs = append(rec.Blobs, metadata.Ref{Digest: reference.Digest(b.Digest), Size: b.Size})
+	}
+	for _, c := range m.Children {
+		rec.Children = append(rec.Children, metadata.Ref{Digest: reference.Digest(c.Digest), Size: c.Size})
+	}
+	rec.Tags = tags
+	err = s.meta.PutManifest(ctx, rec)
+	var missing *metadata.MissingReferenceError
+	switch {
+	case errors.As(err, &missing):
+		return nil, errcode.New(errcode.ManifestBlobUnknown, "%v", err).WithDetail(map[string]string{"digest": string(missing.Digest)})
+	case errors.Is(err, metadata.ErrSizeMismatch):
+		return nil, errcode.New(errcode.ManifestInvalid, "%v", err)
+	case err != nil:
+		return nil, internal(err, "manifest store")
+	}
+	return &PutResult{Digest: d, Subject: rec.Subject}, nil
+}
+
+// DeleteManifest deletes a tag (when ref is a tag) or a manifest and its
+// tags (when ref is a digest).
+func (s *Service) DeleteManifest(ctx context.Context, repo, ref string) error {
+	if err := checkRef(ref); err != nil {
+		return err
+	}
+	var err error
+	if reference.IsDigest(ref) {
+		err = s.meta.DeleteManifest(ctx, repo, reference.Digest(ref))
+	} else {
+		err = s.meta.DeleteTag(ctx, repo, ref)
+	}
+	if errors.Is(err, metadata.ErrNotFound) {
+		return errManifestUnknown
+	}
+	if err != nil {
+		return internal(err, "manifest delete")
+	}
+	return nil
+}
+
+// Tags lists a repository's tags.
+func (s *Service) Tags(ctx context.Context, repo, last string, n int) ([]string, error) {
+	tags, ok, err := s.meta.Tags(ctx, repo, last, n)
+	if err != nil {
+		return nil, internal(err, "tag list")
+	}
+	if !ok {
+		return nil, errcode.New(errcode.NameUnknown, "repository name not known to registry").WithDetail(map[string]string{"name": repo})
+	}
+	return tags, nil
+}
+
+// Catalog lists repositories.
+func (s *Service) Catalog(ctx context.Context, last string, n int) ([]string, error) {
+	repos, err := s.meta.Repositories(ctx, last, n)
+	if err != nil {
+		return nil, internal(err, "catalog")
+	}
+	return repos, nil
+}
+
+// Referrers lists the manifests whose subject is d.
+func (s *Service) Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]metadata.Descriptor, error) {
+	refs, err := s.meta.Referrers(ctx, repo, d, artifactType)
+	if err != nil {
+		return nil, internal(err, "referrers")
+	}
+	return refs, nil
+}

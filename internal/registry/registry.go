@@ -1,0 +1,297 @@
+// Package registry holds the rules of the Distribution API: what makes a
+// manifest acceptable, how uploads become blobs, what a mount needs. It knows
+// nothing of HTTP or SQL; it speaks to storage through the blobstore and
+// metadata interfaces and reports failures as errcode errors.
+package registry
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// Options tune a Service.
+type Options struct {
+	// MaxManifestSize is the largest manifest accepted, in bytes.
+	MaxManifestSize int64
+	// UploadTTL is how long an upload may sit idle before it expires.
+	UploadTTL time.Duration
+}
+
+// Service implements the registry's operations on top of the two stores.
+type Service struct {
+	meta  metadata.Store
+	blobs blobstore.Store
+	opts  Options
+	log   *slog.Logger
+}
+
+// New returns a Service.
+func New(meta metadata.Store, blobs blobstore.Store, opts Options, log *slog.Logger) *Service {
+	if opts.MaxManifestSize <= 0 {
+		opts.MaxManifestSize = 4 << 20
+	}
+	if opts.UploadTTL <= 0 {
+		opts.UploadTTL = 24 * time.Hour
+	}
+	return &Service{meta: meta, blobs: blobs, opts: opts, log: log}
+}
+
+// Ready reports whether the stores answer.
+func (s *Service) Ready(ctx context.Context) error {
+	return s.meta.Ping(ctx)
+}
+
+// internal wraps an unexpected storage failure.
+func internal(err error, what string) error {
+	return errcode.Wrap(err, what+" failed")
+}
+
+// newID returns a random upload session id: 32 lowercase hex digits.
+func newID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ValidUploadID reports whether id has the form newID produces, so that it
+// can never name anything but an upload.
+func ValidUploadID(id string) bool {
+	if len(id) != 32 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// ---- blobs ----
+
+// StatBlob returns the size of a blob in a repository.
+func (s *Service) StatBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
+	size, err := s.meta.RepositoryBlob(ctx, repo, d)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return 0, errcode.New(errcode.BlobUnknown, "blob unknown to registry").WithDetail(map[string]string{"digest": string(d)})
+	}
+	if err != nil {
+		return 0, internal(err, "blob lookup")
+	}
+	return size, nil
+}
+
+// OpenBlob opens a blob of a repository for reading.
+func (s *Service) OpenBlob(ctx context.Context, repo string, d reference.Digest) (blobstore.Content, int64, error) {
+	if _, err := s.StatBlob(ctx, repo, d); err != nil {
+		return nil, 0, err
+	}
+	c, size, err := s.blobs.Open(ctx, d)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		s.log.ErrorContext(ctx, "blob recorded in metadata but missing from storage", "repository", repo, "digest", d)
+		return nil, 0, errcode.New(errcode.BlobUnknown, "blob unknown to registry")
+	}
+	if err != nil {
+		return nil, 0, internal(err, "blob open")
+	}
+	return c, size, nil
+}
+
+// DeleteBlob removes a blob from a repository. The content stays until
+// garbage collection finds nothing else uses it.
+func (s *Service) DeleteBlob(ctx context.Context, repo string, d reference.Digest) error {
+	err := s.meta.UnlinkBlob(ctx, repo, d)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return errcode.New(errcode.BlobUnknown, "blob unknown to registry")
+	}
+	if err != nil {
+		return internal(err, "blob delete")
+	}
+	return nil
+}
+
+// Mount links an existing blob into repo. With from set, the blob must be in
+// that repository; without it, any copy the registry holds will do. It
+// returns false when the blob cannot be mounted.
+func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, from string) (bool, error) {
+	var size int64
+	var err error
+	if from != "" {
+		if reference.ValidateName(from) != nil {
+			return false, nil
+		}
+		size, err = s.meta.RepositoryBlob(ctx, from, d)
+	} else {
+		size, err = s.meta.BlobSize(ctx, d)
+	}
+	if errors.Is(err, metadata.ErrNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, internal(err, "mount lookup")
+	}
+	if _, err := s.blobs.Stat(ctx, d); err != nil {
+		return false, nil
+	}
+	if err := s.meta.LinkBlob(ctx, repo, d, size); err != nil {
+		return false, internal(err, "mount")
+	}
+	return true, nil
+}
+
+// ---- uploads ----
+
+// StartUpload opens an upload session for repo and returns its id.
+func (s *Service) StartUpload(ctx context.Context, repo string) (string, error) {
+	id := newID()
+	if err := s.blobs.CreateUpload(ctx, id); err != nil {
+		return "", internal(err, "upload start")
+	}
+	if err := s.meta.CreateUpload(ctx, metadata.Upload{ID: id, Repository: repo, Started: time.Now()}); err != nil {
+		_ = s.blobs.AbortUpload(ctx, id)
+		return "", internal(err, "upload start")
+	}
+	return id, nil
+}
+
+var errUploadUnknown = errcode.New(errcode.BlobUploadUnknown, "upload unknown to registry")
+
+// UploadStatus returns how many bytes an upload of repo holds.
+func (s *Service) UploadStatus(ctx context.Context, repo, id string) (int64, error) {
+	u, err := s.meta.GetUpload(ctx, id)
+	if errors.Is(err, metadata.ErrNotFound) || err == nil && u.Repository != repo {
+		return 0, errUploadUnknown
+	}
+	if err != nil {
+		return 0, internal(err, "upload lookup")
+	}
+	size, _, err := s.blobs.UploadStatus(ctx, id)
+	if errors.Is(err, blobstore.ErrUploadNotFound) {
+		return 0, errUploadUnknown
+	}
+	if err != nil {
+		return 0, internal(err, "upload status")
+	}
+	return size, nil
+}
+
+// Chunk is a piece of an upload. Start is -1 for a streamed chunk that goes
+// at the end; Length is -1 when unknown.
+type Chunk struct {
+	Body   io.Reader
+	Start  int64
+	Length int64
+}
+
+// AppendUpload writes a chunk to an upload and returns the upload's size.
+func (s *Service) AppendUpload(ctx context.Context, repo, id string, c Chunk) (int64, error) {
+	size, err := s.UploadStatus(ctx, repo, id)
+	if err != nil {
+		return 0, err
+	}
+	return s.append(ctx, id, size, c)
+}
+
+func (s *Service) append(ctx context.Context, id string, size int64, c Chunk) (int64, error) {
+	offset := size
+	if c.Start >= 0 {
+		if c.Start != size {
+			return size, errcode.WithStatus(errcode.BlobUploadInvalid, 416, "chunk starts at %d but the upload holds %d bytes", c.Start, size)
+		}
+		offset = c.Start
+	}
+	body := c.Body
+	if c.Length >= 0 {
+		body = io.LimitReader(body, c.Length)
+	}
+	n, err := s.blobs.AppendUpload(ctx, id, offset, body, 0)
+	switch {
+	case errors.Is(err, blobstore.ErrOffset):
+		return n, errcode.WithStatus(errcode.BlobUploadInvalid, 416, "chunk does not start at the end of the upload (%d)", n)
+	case errors.Is(err, blobstore.ErrUploadNotFound):
+		return 0, errUploadUnknown
+	case err != nil:
+		return n, errcode.New(errcode.BlobUploadInvalid, "reading chunk failed").WithDetail(err.Error())
+	}
+	if c.Length >= 0 && n-offset != c.Length {
+		return n, errcode.New(errcode.BlobUploadInvalid, "chunk is %d bytes, expected %d", n-offset, c.Length)
+	}
+	return n, nil
+}
+
+// FinishUpload appends an optional last chunk, verifies the digest, stores
+// the blob and links it into repo. On a digest mismatch nothing is stored.
+func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference.Digest, last *Chunk) (int64, error) {
+	size, err := s.UploadStatus(ctx, repo, id)
+	if err != nil {
+		return 0, err
+	}
+	if last != nil {
+		if size, err = s.append(ctx, id, size, *last); err != nil {
+			return 0, err
+		}
+	}
+	size, err = s.blobs.CommitUpload(ctx, id, d)
+	_ = s.meta.DeleteUpload(ctx, id)
+	switch {
+	case errors.Is(err, blobstore.ErrDigestMismatch):
+		return 0, errcode.New(errcode.DigestInvalid, "provided digest did not match uploaded content").WithDetail(map[string]string{"digest": string(d)})
+	case errors.Is(err, blobstore.ErrUploadNotFound):
+		return 0, errUploadUnknown
+	case err != nil:
+		return 0, internal(err, "upload commit")
+	}
+	if err := s.meta.LinkBlob(ctx, repo, d, size); err != nil {
+		return 0, internal(err, "blob link")
+	}
+	return size, nil
+}
+
+// CancelUpload deletes an upload session and its data.
+func (s *Service) CancelUpload(ctx context.Context, repo, id string) error {
+	if _, err := s.UploadStatus(ctx, repo, id); err != nil {
+		return err
+	}
+	if err := s.blobs.AbortUpload(ctx, id); err != nil {
+		return internal(err, "upload cancel")
+	}
+	if err := s.meta.DeleteUpload(ctx, id); err != nil {
+		return internal(err, "upload cancel")
+	}
+	return nil
+}
+
+// ExpireUploads removes upload sessions idle for longer than the TTL and
+// returns how many it removed.
+func (s *Service) ExpireUploads(ctx context.Context) (int, error) {
+	cutoff := time.Now().Add(-s.opts.UploadTTL)
+	ups, err := s.meta.UploadsBefore(ctx, cutoff)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, u := range ups {
+		_, modified, err := s.blobs.UploadStatus(ctx, u.ID)
+		if err == nil && modified.After(cutoff) {
+			continue // still being written to
+		}
+		if err := s.blobs.AbortUpload(ctx, u.ID); err != nil {
+			return n, err
+		}
+		if err := s.meta.DeleteUpload(ctx, u.ID); err != nil {
+			return n, err
+		}
+		n++
+	}
+	return n, nil
+}

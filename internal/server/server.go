@@ -1,0 +1,121 @@
+// Package server wires berth together: stores, the registry service, the
+// HTTP API, health endpoints, request logging and graceful shutdown.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/berth-registry/berth/internal/api"
+	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/registry"
+)
+
+// Server is a running berth.
+type Server struct {
+	cfg  *config.Config
+	log  *slog.Logger
+	meta metadata.Store
+	svc  *registry.Service
+	http *http.Server
+}
+
+// New opens the stores under the data directory and builds the server.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	blobs, err := blobstore.NewFS(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+	if err != nil {
+		return nil, err
+	}
+	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
+	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc}
+	mux := http.NewServeMux()
+	mux.Handle("/v2/", api.New(svc, log))
+	mux.Handle("/v2", api.New(svc, log))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", s.ready)
+	s.http = &http.Server{
+		Handler:           logRequests(log, mux),
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	return s, nil
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.svc.Ready(ctx); err != nil {
+		http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = w.Write([]byte("ok\n"))
+}
+
+// Serve listens and serves until ctx is cancelled, then shuts down
+// gracefully: in-flight requests get the configured time to finish.
+func (s *Server) Serve(ctx context.Context) error {
+	ln, err := net.Listen("tcp", s.cfg.Addr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
+	}
+	s.log.Info("berth listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
+	if s.cfg.Auth == "none" {
+		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
+	}
+	go s.expireUploads(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- s.http.Serve(ln) }()
+	select {
+	case err := <-errc:
+		s.meta.Close()
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	err = s.http.Shutdown(sctx)
+	if cerr := s.meta.Close(); cerr != nil {
+		err = errors.Join(err, cerr)
+	}
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	s.log.Info("stopped")
+	return nil
+}
+
+func (s *Server) expireUploads(ctx context.Context) {
+	tick := time.NewTicker(time.Minute)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+			n, err := s.svc.ExpireUploads(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Error("expiring uploads failed", "err", err)
+			} else if n > 0 {
+				s.log.Info("expired idle uploads", "count", n)
+			}
+		}
+	}
+}
