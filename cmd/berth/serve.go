@@ -51,4 +51,3 @@ func newLogger(cfg *config.Config) *slog.Logger {
 	}
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
-

@@ -163,4 +163,3 @@ func (h *Handler) cancelUpload(w http.ResponseWriter, r *http.Request, rt Route)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }
-

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/internal/api"
@@ -45,18 +46,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
 	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc}
 	mux := http.NewServeMux()
-	mux.Handle("/v2/", api.New(svc, log))
-	mux.Handle("/v2", api.New(svc, log))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
 	s.http = &http.Server{
-		Handler:           logRequests(log, mux),
+		Handler:           logRequests(log, routeV2(api.New(svc, log), mux)),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	return s, nil
 }
+
+// Handler returns the server's root HTTP handler.
+func (s *Server) Handler() http.Handler { return s.http.Handler }
+
+// Close releases the stores; use it when the server was not started by Serve.
+func (s *Server) Close() error { return s.meta.Close() }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -118,4 +123,17 @@ func (s *Server) expireUploads(ctx context.Context) {
 			}
 		}
 	}
+}
+
+// routeV2 sends every path under /v2 to the registry API unchanged: the API
+// validates names itself, and ServeMux would clean or redirect paths with
+// dot segments instead of answering NAME_INVALID.
+func routeV2(v2, other http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p := r.URL.Path; p == "/v2" || strings.HasPrefix(p, "/v2/") {
+			v2.ServeHTTP(w, r)
+			return
+		}
+		other.ServeHTTP(w, r)
+	})
 }

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Installs everything berth's tests need on a Debian 12 machine (run as root).
+#
+#   - Debian packages: docker.io (Docker Engine for the docker e2e test),
+#     busybox-static (a static /bin/busybox to put into FROM scratch images),
+#     skopeo, and docker-registry (CNCF Distribution 2.8, the peer used by the
+#     benchmarks; its system service is left stopped: we start it ourselves).
+#   - Go tools built from the Go module proxy, each cached by version in
+#     $BERTH_TOOLS_DIR (default ~/.cache/berth-tools, outside the clone) and
+#     symlinked into $BERTH_TOOLS_DIR/bin:
+#       crane        github.com/google/go-containerregistry/cmd/crane
+#       oras         oras.land/oras/cmd/oras
+#       conformance  the OCI distribution-spec conformance suite
+#
+# Idempotent and fast on a rerun (seconds): apt-get runs only when a package
+# is missing, and a Go tool is built only when its version is not cached.
+set -euo pipefail
+
+CRANE_VERSION="v0.22.1"
+ORAS_VERSION="v1.3.6"
+CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
+CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
+
+APT_PACKAGES=(docker.io busybox-static skopeo docker-registry)
+
+TOOLS_DIR="${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}"
+BIN_DIR="$TOOLS_DIR/bin"
+
+log() { echo "test-deps: $*"; }
+die() {
+	echo "test-deps: error: $*" >&2
+	exit 1
+}
+
+# pkg_installed reports whether a Debian package is fully installed.
+pkg_installed() {
+	[ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null || true)" = "install ok installed" ]
+}
+
+install_apt_packages() {
+	local missing=() p
+	for p in "${APT_PACKAGES[@]}"; do
+		pkg_installed "$p" || missing+=("$p")
+	done
+	if [ "${#missing[@]}" -eq 0 ]; then
+		log "apt packages already installed: ${APT_PACKAGES[*]}"
+		return
+	fi
+	[ "$(id -u)" -eq 0 ] || die "installing ${missing[*]} needs root"
+	log "installing apt packages: ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	# A fresh machine may have no package lists yet: update and retry once.
+	if ! apt-get install -y --no-install-recommends "${missing[@]}"; then
+		log "apt-get install failed; running apt-get update and retrying"
+		apt-get update
+		apt-get install -y --no-install-recommends "${missing[@]}"
+	fi
+	for p in "${missing[@]}"; do
+		pkg_installed "$p" || die "package $p is still not installed"
+	done
+}
+
+# stop_registry_service makes sure the docker-registry package's own service
+# is neither running nor started at boot: the benchmarks start their own
+# Distribution instance with their own configuration and port.
+stop_registry_service() {
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		if systemctl is-enabled --quiet docker-registry 2>/dev/null ||
+			systemctl is-active --quiet docker-registry 2>/dev/null; then
+			log "stopping and disabling the docker-registry systemd service"
+			systemctl disable --now docker-registry >/dev/null 2>&1 || true
+		fi
+	elif [ -x /etc/init.d/docker-registry ]; then
+		if /etc/init.d/docker-registry status >/dev/null 2>&1; then
+			log "stopping the docker-registry init service"
+			/etc/init.d/docker-registry stop || true
+		fi
+		if command -v update-rc.d >/dev/null 2>&1 && ls /etc/rc[2-5].d/S*docker-registry >/dev/null 2>&1; then
+			update-rc.d docker-registry disable >/dev/null 2>&1 || true
+		fi
+	fi
+	# The init script's stop does not wait for the process to exit.
+	local pidfile=/var/run/docker-registry.pid i
+	for i in $(seq 50); do
+		[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || return 0
+		sleep 0.2
+	done
+	die "the docker-registry service is still running (pid $(cat "$pidfile"))"
+}
+
+# go_tool NAME VERSION BUILD_FUNCTION builds a Go tool into
+# $TOOLS_DIR/NAME@VERSION/NAME unless it is already there, then points
+# $BIN_DIR/NAME at it.
+go_tool() {
+	local name="$1" version="$2" build="$3"
+	local dir="$TOOLS_DIR/$name@$version"
+	local target="$dir/$name"
+	if [ ! -x "$target" ]; then
+		command -v go >/dev/null 2>&1 || die "go is not on PATH (needed to build $name)"
+		log "building $name $version (first run only)"
+		local tmp
+		tmp="$(mktemp -d "$TOOLS_DIR/.build-$name.XXXXXX")"
+		# Build into a temporary directory and rename at the end, so an
+		# interrupted build never leaves a half-written binary in the cache.
+		if ! (cd "$tmp" && "$build" "$tmp/out" "$version"); then
+			rm -rf "$tmp"
+			die "building $name $version failed"
+		fi
+		rm -rf "$dir"
+		mkdir -p "$dir"
+		mv "$tmp/out" "$target"
+		rm -rf "$tmp"
+	fi
+	ln -sfn "$target" "$BIN_DIR/$name"
+	log "$name $version: $BIN_DIR/$name"
+}
+
+# build_go_install OUT VERSION PACKAGE builds PACKAGE@VERSION to OUT.
+build_go_install() {
+	local out="$1" version="$2" pkg="$3"
+	GOBIN="$(dirname "$out")/gobin" CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+		go install -trimpath "$pkg@$version"
+	mv "$(dirname "$out")/gobin/$(basename "$pkg")" "$out"
+}
+
+build_crane() { build_go_install "$1" "$2" github.com/google/go-containerregistry/cmd/crane; }
+build_oras() { build_go_install "$1" "$2" oras.land/oras/cmd/oras; }
+
+# build_conformance builds the conformance suite, a main package at the root
+# of its module, inside a throwaway module that requires it. The version is
+# injected as main.Version, which the suite prints as its commit.
+build_conformance() {
+	local out="$1" version="$2"
+	mkdir -p mod
+	(
+		cd mod
+		export GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=0
+		go mod init berth.invalid/conformance-build >/dev/null 2>&1
+		go get "$CONFORMANCE_MODULE@$version"
+		go build -trimpath -buildvcs=false \
+			-ldflags "-X main.Version=$version" \
+			-o "$out" "$CONFORMANCE_MODULE"
+	)
+}
+
+main() {
+	local start=$SECONDS
+	install_apt_packages
+	stop_registry_service
+	mkdir -p "$BIN_DIR"
+	go_tool crane "$CRANE_VERSION" build_crane
+	go_tool oras "$ORAS_VERSION" build_oras
+	go_tool conformance "$CONFORMANCE_VERSION" build_conformance
+	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"
+}
+
+main "$@"
