@@ -1,0 +1,85 @@
+package registry
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+func newService(t *testing.T, opts Options) *Service {
+	t.Helper()
+	dir := t.TempDir()
+	blobs, err := blobstore.NewFS(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta, err := metadata.OpenSQLite(context.Background(), dir+"/berth.db")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	return New(meta, blobs, opts, slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+func TestIdleUploadsExpire(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, Options{UploadTTL: 20 * time.Millisecond})
+	idle, err := s.StartUpload(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	busy, err := s.StartUpload(ctx, "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(30 * time.Millisecond)
+	if _, err := s.AppendUpload(ctx, "r", busy, Chunk{Body: strings.NewReader("data"), Start: -1, Length: -1}); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.ExpireUploads(ctx)
+	if err != nil || n != 1 {
+		t.Fatalf("ExpireUploads = %d, %v; want 1 (only the idle upload)", n, err)
+	}
+	if _, err := s.UploadStatus(ctx, "r", idle); errcode.As(err).Code != errcode.BlobUploadUnknown {
+		t.Errorf("idle upload status: %v, want BLOB_UPLOAD_UNKNOWN", err)
+	}
+	if size, err := s.UploadStatus(ctx, "r", busy); err != nil || size != 4 {
+		t.Errorf("busy upload: %d, %v; want 4 bytes kept", size, err)
+	}
+}
+
+func TestUploadBelongsToItsRepository(t *testing.T) {
+	ctx := context.Background()
+	s := newService(t, Options{})
+	id, err := s.StartUpload(ctx, "a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.UploadStatus(ctx, "b", id); errcode.As(err).Code != errcode.BlobUploadUnknown {
+		t.Fatalf("status through another repository: %v, want BLOB_UPLOAD_UNKNOWN", err)
+	}
+	d := reference.SHA512.FromBytes([]byte("x"))
+	if _, err := s.FinishUpload(ctx, "a", id, d, &Chunk{Body: strings.NewReader("x"), Start: 0, Length: 1}); err != nil {
+		t.Fatalf("sha512 upload: %v", err)
+	}
+	if size, err := s.StatBlob(ctx, "a", d); err != nil || size != 1 {
+		t.Fatalf("StatBlob = %d, %v", size, err)
+	}
+	if _, err := s.StatBlob(ctx, "b", d); errcode.As(err).Code != errcode.BlobUnknown {
+		t.Fatalf("blob visible in another repository: %v", err)
+	}
+	if ok, err := s.Mount(ctx, "b", d, ""); !ok || err != nil {
+		t.Fatalf("mount without from: %v %v", ok, err)
+	}
+	if _, err := s.StatBlob(ctx, "b", d); err != nil {
+		t.Fatalf("blob not mounted: %v", err)
+	}
+}
