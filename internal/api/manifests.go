@@ -34,6 +34,9 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	hd := w.Header()
 	hd.Set("Location", "/v2/"+rt.Name+"/manifests/"+string(res.Digest))
 	hd.Set("Docker-Content-Digest", string(res.Digest))
+	for _, t := range res.Tags {
+		hd.Add("OCI-Tag", t)
+	}
 	if res.Subject != "" {
 		hd.Set("OCI-Subject", string(res.Subject))
 	}

@@ -46,6 +46,8 @@ func (s *Service) GetManifest(ctx context.Context, repo, ref string) (*metadata.
 type PutResult struct {
 	Digest  reference.Digest
 	Subject reference.Digest
+	// Tags are the tags given as parameters of a push by digest, all set.
+	Tags []string
 }
 
 // PutManifest checks and stores a manifest under ref (a tag or its digest)
@@ -111,7 +113,11 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 	case err != nil:
 		return nil, internal(err, "manifest store")
 	}
-	return &PutResult{Digest: d, Subject: rec.Subject}, nil
+	res := &PutResult{Digest: d, Subject: rec.Subject}
+	if reference.IsDigest(ref) {
+		res.Tags = extraTags
+	}
+	return res, nil
 }
 
 // DeleteManifest deletes a tag (when ref is a tag) or a manifest and its

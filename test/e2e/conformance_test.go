@@ -85,7 +85,7 @@ var conformanceOwned = map[string]bool{
 // conformanceEnv returns the suite's environment: the process environment
 // without the variables the test owns, the defaults for any OCI_* variable
 // not already set, and the registry settings.
-func conformanceEnv(addr, resultsDir string) (env, settings []string) {
+func conformanceEnv(addr, resultsDir string, overrides []string) (env, settings []string) {
 	set := map[string]bool{}
 	for _, kv := range os.Environ() {
 		k, _, _ := strings.Cut(kv, "=")
@@ -98,9 +98,10 @@ func conformanceEnv(addr, resultsDir string) (env, settings []string) {
 		}
 		env = append(env, kv)
 	}
-	for _, kv := range conformanceDefaults {
+	for _, kv := range append(append([]string{}, overrides...), conformanceDefaults...) {
 		k, _, _ := strings.Cut(kv, "=")
 		if !set[k] {
+			set[k] = true
 			env = append(env, kv)
 			settings = append(settings, kv)
 		}
@@ -192,8 +193,16 @@ func (c *junitCase) skipReason() string {
 }
 
 // TestConformance runs the OCI distribution-spec conformance suite against
-// a fresh berth with every workflow enabled and fails on any failed test.
+// a fresh berth with every workflow enabled and fails on any failed test:
+// once as the 1.1 specification defines it, and once with the suite's
+// development checks (upload cancel, digest headers, tag parameters on
+// pushes by digest), which berth implements as well.
 func TestConformance(t *testing.T) {
+	t.Run("v1.1", func(t *testing.T) { runConformance(t, nil) })
+	t.Run("dev", func(t *testing.T) { runConformance(t, []string{"OCI_VERSION=dev"}) })
+}
+
+func runConformance(t *testing.T, overrides []string) {
 	skipIfShort(t)
 	bin := needTool(t, "conformance")
 	s := startBerth(t)
@@ -202,7 +211,7 @@ func TestConformance(t *testing.T) {
 	if resultsDir == "" {
 		resultsDir = filepath.Join(t.TempDir(), "results")
 	} else if abs, err := filepath.Abs(resultsDir); err == nil {
-		resultsDir = abs
+		resultsDir = filepath.Join(abs, filepath.Base(t.Name()))
 	}
 	if err := os.MkdirAll(resultsDir, 0o755); err != nil {
 		t.Fatal(err)
@@ -211,7 +220,7 @@ func TestConformance(t *testing.T) {
 	for _, f := range []string{"junit.xml", "results.yaml", "report.html"} {
 		_ = os.Remove(filepath.Join(resultsDir, f))
 	}
-	env, settings := conformanceEnv(s.Addr, resultsDir)
+	env, settings := conformanceEnv(s.Addr, resultsDir, overrides)
 	t.Logf("conformance settings:\n  %s", strings.Join(settings, "\n  "))
 
 	// The suite reads ./oci-conformance.yaml when present: run it in an
