@@ -18,9 +18,11 @@ import (
 // FS stores blobs as files under a root directory:
 //
 //	root/blobs/<algorithm>/<first two hex>/<hex>   committed blobs
-//	root/uploads/<id>                              in-progress uploads
+//	root/uploads/<first two of id>/<id>            in-progress uploads
 //
-// Both live on one file system, so committing is an atomic rename.
+// Both live on one file system, so committing is an atomic rename. Uploads
+// are spread over 256 directories because creating files in one directory
+// from many requests at once contends on that directory's lock.
 type FS struct {
 	root string
 
@@ -39,9 +41,12 @@ type uploadState struct {
 
 // NewFS opens (creating if needed) a filesystem blob store under root.
 func NewFS(root string) (*FS, error) {
-	for _, d := range []string{"blobs", "uploads"} {
-		if err := os.MkdirAll(filepath.Join(root, d), 0o750); err != nil {
-			return nil, fmt.Errorf("create blob store directory: %w", err)
+	if err := os.MkdirAll(filepath.Join(root, "blobs"), 0o750); err != nil {
+		return nil, fmt.Errorf("create blob store directory: %w", err)
+	}
+	for i := 0; i < 256; i++ {
+		if err := os.MkdirAll(filepath.Join(root, "uploads", fmt.Sprintf("%02x", i)), 0o750); err != nil {
+			return nil, fmt.Errorf("create upload directory: %w", err)
 		}
 	}
 	s := &FS{root: root, uploads: map[string]*uploadState{}}
@@ -54,8 +59,10 @@ func (s *FS) blobPath(d reference.Digest) string {
 	return filepath.Join(s.root, "blobs", string(d.Algorithm()), enc[:2], enc)
 }
 
+// uploadPath returns where an upload's data lives; ids are at least two
+// lowercase hex digits (the API accepts nothing else).
 func (s *FS) uploadPath(id string) string {
-	return filepath.Join(s.root, "uploads", id)
+	return filepath.Join(s.root, "uploads", id[:2], id)
 }
 
 // Stat implements Store.

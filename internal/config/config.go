@@ -25,6 +25,7 @@ type Config struct {
 	MaxManifestSize int64
 	UploadTTL       time.Duration
 	ShutdownTimeout time.Duration
+	DebugAddr       string
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -85,6 +86,7 @@ var Options = []Option{
 		return nil
 	}},
 	{"upload_ttl", "24h", "how long an upload may sit idle before it is removed", dur(func(c *Config) *time.Duration { return &c.UploadTTL })},
+	{"debug_addr", "", "address for Go profiling endpoints (/debug/pprof/); empty turns them off; keep it on loopback", str(func(c *Config) *string { return &c.DebugAddr })},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }
 

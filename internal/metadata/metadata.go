@@ -78,12 +78,13 @@ type Store interface {
 	// RepositoryBlob returns the size of a blob linked into a repository.
 	RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error)
 	// LinkBlob records that a committed blob of the given size belongs to a
-	// repository, creating the repository if needed.
-	LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64) error
+	// repository, creating the repository if needed; when uploadID is set,
+	// the upload session that produced the blob ends in the same transaction.
+	LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error
 	// UnlinkBlob removes a blob from a repository (ErrNotFound if absent).
 	UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error
-	// BlobRepository returns some repository that holds the blob, preferring
-	// the given one, for mounts without a source repository.
+	// BlobSize returns the size of a blob the registry holds in any
+	// repository, for mounts without a source repository.
 	BlobSize(ctx context.Context, d reference.Digest) (int64, error)
 
 	// GetManifest returns a manifest by tag or digest.

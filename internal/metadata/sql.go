@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/reference"
@@ -18,8 +19,11 @@ import (
 type SQL struct {
 	w, r    *sql.DB
 	dialect dialect
+	// group batches write transactions when the database has a single
+	// writer (SQLite); nil runs each in its own transaction.
+	group *groupCommit
 
-	getByTag, getByDigest, repoBlob *sql.Stmt
+	wst, rst stmts
 }
 
 func (s *SQL) q(query string) string { return s.dialect.placeholders(query) }
@@ -33,7 +37,7 @@ func (s *SQL) migrate(ctx context.Context) error {
 		version := i + 1
 		err := s.tx(ctx, func(tx *sql.Tx) error {
 			var n int
-			if err := tx.QueryRowContext(ctx, s.q(`SELECT COUNT(*) FROM schema_migrations WHERE version = ?`), version).Scan(&n); err != nil {
+			if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
 				return err
 			}
 			if n > 0 {
@@ -47,7 +51,7 @@ func (s *SQL) migrate(ctx context.Context) error {
 					return fmt.Errorf("%s: %w", strings.TrimSpace(stmt)[:40], err)
 				}
 			}
-			_, err := tx.ExecContext(ctx, s.q(`INSERT INTO schema_migrations (version) VALUES (?)`), version)
+			_, err := s.exec(ctx, tx, `INSERT INTO schema_migrations (version) VALUES (?)`, version)
 			return err
 		})
 		if err != nil {
@@ -57,36 +61,86 @@ func (s *SQL) migrate(ctx context.Context) error {
 	return nil
 }
 
-func (s *SQL) prepare(ctx context.Context) error {
-	var err error
-	prep := func(q string) *sql.Stmt {
-		if err != nil {
-			return nil
-		}
-		var st *sql.Stmt
-		st, err = s.r.PrepareContext(ctx, s.q(q))
-		return st
+const manifestCols = `m.digest, m.media_type, m.artifact_type, m.subject, m.annotations, m.payload, m.created_at`
+
+// stmts caches prepared statements of one pool by query text, so that hot
+// queries are parsed once, not on every request.
+type stmts struct {
+	db *sql.DB
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+func (c *stmts) get(ctx context.Context, q string) (*sql.Stmt, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok {
+		return st, nil
 	}
-	const cols = `m.digest, m.media_type, m.artifact_type, m.subject, m.annotations, m.payload, m.created_at`
-	s.getByTag = prep(`SELECT ` + cols + ` FROM repositories r
-		JOIN tags t ON t.repository_id = r.id
-		JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
-		WHERE r.name = ? AND t.name = ?`)
-	s.getByDigest = prep(`SELECT ` + cols + ` FROM repositories r
-		JOIN manifests m ON m.repository_id = r.id
-		WHERE r.name = ? AND m.digest = ?`)
-	s.repoBlob = prep(`SELECT b.size FROM repositories r
-		JOIN repository_blobs rb ON rb.repository_id = r.id
-		JOIN blobs b ON b.digest = rb.digest
-		WHERE r.name = ? AND rb.digest = ?`)
+	st, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
-		return fmt.Errorf("prepare statements: %w", err)
+		return nil, fmt.Errorf("prepare %q: %w", q, err)
 	}
-	return nil
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[q] = st
+	return st, nil
+}
+
+func (c *stmts) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	c.m = nil
+}
+
+// exec runs a write statement in tx.
+func (s *SQL) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	st, err := s.wst.get(ctx, s.dialect.placeholders(q))
+	if err != nil {
+		return nil, err
+	}
+	return tx.StmtContext(ctx, st).ExecContext(ctx, args...)
+}
+
+// errRow is a *sql.Row stand-in that reports a preparation error.
+type errRow struct{ err error }
+
+func (r errRow) Scan(...any) error { return r.err }
+
+// queryRow runs a single-row query in tx, or on the read pool when tx is nil.
+func (s *SQL) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) interface{ Scan(...any) error } {
+	c := &s.rst
+	if tx != nil {
+		c = &s.wst
+	}
+	st, err := c.get(ctx, s.dialect.placeholders(q))
+	if err != nil {
+		return errRow{err}
+	}
+	if tx != nil {
+		st = tx.StmtContext(ctx, st)
+	}
+	return st.QueryRowContext(ctx, args...)
+}
+
+// query runs a query on the read pool.
+func (s *SQL) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	st, err := s.rst.get(ctx, s.dialect.placeholders(q))
+	if err != nil {
+		return nil, err
+	}
+	return st.QueryContext(ctx, args...)
 }
 
 // tx runs fn in a write transaction.
 func (s *SQL) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+	if s.group != nil {
+		return s.group.do(ctx, fn)
+	}
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -106,12 +160,12 @@ func now() int64 { return time.Now().UnixNano() }
 // repoID returns the id of a repository, creating it when create is set.
 func (s *SQL) repoID(ctx context.Context, tx *sql.Tx, name string, create bool) (int64, error) {
 	if create {
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`), name, now()); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO repositories (name, created_at) VALUES (?, ?) ON CONFLICT (name) DO NOTHING`, name, now()); err != nil {
 			return 0, fmt.Errorf("create repository: %w", err)
 		}
 	}
 	var id int64
-	err := tx.QueryRowContext(ctx, s.q(`SELECT id FROM repositories WHERE name = ?`), name).Scan(&id)
+	err := s.queryRow(ctx, tx, `SELECT id FROM repositories WHERE name = ?`, name).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -124,7 +178,10 @@ func (s *SQL) repoID(ctx context.Context, tx *sql.Tx, name string, create bool) 
 // RepositoryBlob implements Store.
 func (s *SQL) RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
 	var size int64
-	err := s.repoBlob.QueryRowContext(ctx, repo, string(d)).Scan(&size)
+	err := s.queryRow(ctx, nil, `SELECT b.size FROM repositories r
+		JOIN repository_blobs rb ON rb.repository_id = r.id
+		JOIN blobs b ON b.digest = rb.digest
+		WHERE r.name = ? AND rb.digest = ?`, repo, string(d)).Scan(&size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -137,7 +194,7 @@ func (s *SQL) RepositoryBlob(ctx context.Context, repo string, d reference.Diges
 // BlobSize implements Store.
 func (s *SQL) BlobSize(ctx context.Context, d reference.Digest) (int64, error) {
 	var size int64
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT size FROM blobs WHERE digest = ?`), string(d)).Scan(&size)
+	err := s.queryRow(ctx, nil, `SELECT size FROM blobs WHERE digest = ?`, string(d)).Scan(&size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -148,17 +205,22 @@ func (s *SQL) BlobSize(ctx context.Context, d reference.Digest) (int64, error) {
 }
 
 // LinkBlob implements Store.
-func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64) error {
+func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error {
 	return s.tx(ctx, func(tx *sql.Tx) error {
+		if uploadID != "" {
+			if _, err := s.exec(ctx, tx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
+				return fmt.Errorf("end upload: %w", err)
+			}
+		}
 		id, err := s.repoID(ctx, tx, repo, true)
 		if err != nil {
 			return err
 		}
 		t := now()
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`), string(d), size, t); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`, string(d), size, t); err != nil {
 			return fmt.Errorf("record blob: %w", err)
 		}
-		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`), id, string(d), t); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`, id, string(d), t); err != nil {
 			return fmt.Errorf("link blob: %w", err)
 		}
 		return nil
@@ -172,7 +234,7 @@ func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest) e
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`), id, string(d))
+		res, err := s.exec(ctx, tx, `DELETE FROM repository_blobs WHERE repository_id = ? AND digest = ?`, id, string(d))
 		if err != nil {
 			return fmt.Errorf("unlink blob: %w", err)
 		}
@@ -206,11 +268,15 @@ func scanManifest(row interface{ Scan(...any) error }, repo string) (*Manifest, 
 
 // GetManifest implements Store.
 func (s *SQL) GetManifest(ctx context.Context, repo, ref string) (*Manifest, error) {
-	st := s.getByTag
 	if reference.IsDigest(ref) {
-		st = s.getByDigest
+		return scanManifest(s.queryRow(ctx, nil, `SELECT `+manifestCols+` FROM repositories r
+			JOIN manifests m ON m.repository_id = r.id
+			WHERE r.name = ? AND m.digest = ?`, repo, ref), repo)
 	}
-	return scanManifest(st.QueryRowContext(ctx, repo, ref), repo)
+	return scanManifest(s.queryRow(ctx, nil, `SELECT `+manifestCols+` FROM repositories r
+		JOIN tags t ON t.repository_id = r.id
+		JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+		WHERE r.name = ? AND t.name = ?`, repo, ref), repo)
 }
 
 // PutManifest implements Store.
@@ -230,8 +296,8 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		}
 		for _, b := range m.Blobs {
 			var size int64
-			err := tx.QueryRowContext(ctx, s.q(`SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-				WHERE rb.repository_id = ? AND rb.digest = ?`), id, string(b.Digest)).Scan(&size)
+			err := s.queryRow(ctx, tx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
+				WHERE rb.repository_id = ? AND rb.digest = ?`, id, string(b.Digest)).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
 				return &MissingReferenceError{Digest: b.Digest, What: "blob"}
 			}
@@ -244,7 +310,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		}
 		for _, c := range m.Children {
 			var size int64
-			err := tx.QueryRowContext(ctx, s.q(`SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`), id, string(c.Digest)).Scan(&size)
+			err := s.queryRow(ctx, tx, `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`, id, string(c.Digest)).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
 				return &MissingReferenceError{Digest: c.Digest, What: "manifest"}
 			}
@@ -256,27 +322,27 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 			}
 		}
 		t := now()
-		res, err := tx.ExecContext(ctx, s.q(`INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`),
+		res, err := s.exec(ctx, tx, `INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`,
 			id, string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations, len(m.Payload), m.Payload, t)
 		if err != nil {
 			return fmt.Errorf("insert manifest: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
 			for _, b := range m.Blobs {
-				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), id, string(m.Digest), string(b.Digest)); err != nil {
+				if _, err := s.exec(ctx, tx, `INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, id, string(m.Digest), string(b.Digest)); err != nil {
 					return fmt.Errorf("record blob reference: %w", err)
 				}
 			}
 			for _, c := range m.Children {
-				if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`), id, string(m.Digest), string(c.Digest)); err != nil {
+				if _, err := s.exec(ctx, tx, `INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, id, string(m.Digest), string(c.Digest)); err != nil {
 					return fmt.Errorf("record child reference: %w", err)
 				}
 			}
 		}
 		for _, tag := range m.Tags {
-			if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
-				ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`), id, tag, string(m.Digest), t); err != nil {
+			if _, err := s.exec(ctx, tx, `INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+				ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`, id, tag, string(m.Digest), t); err != nil {
 				return fmt.Errorf("set tag: %w", err)
 			}
 		}
@@ -296,11 +362,11 @@ func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Diges
 			`DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?`,
 			`DELETE FROM manifest_children WHERE repository_id = ? AND manifest_digest = ?`,
 		} {
-			if _, err := tx.ExecContext(ctx, s.q(q), id, string(d)); err != nil {
+			if _, err := s.exec(ctx, tx, q, id, string(d)); err != nil {
 				return fmt.Errorf("delete manifest references: %w", err)
 			}
 		}
-		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM manifests WHERE repository_id = ? AND digest = ?`), id, string(d))
+		res, err := s.exec(ctx, tx, `DELETE FROM manifests WHERE repository_id = ? AND digest = ?`, id, string(d))
 		if err != nil {
 			return fmt.Errorf("delete manifest: %w", err)
 		}
@@ -318,7 +384,7 @@ func (s *SQL) DeleteTag(ctx context.Context, repo, tag string) error {
 		if err != nil {
 			return err
 		}
-		res, err := tx.ExecContext(ctx, s.q(`DELETE FROM tags WHERE repository_id = ? AND name = ?`), id, tag)
+		res, err := s.exec(ctx, tx, `DELETE FROM tags WHERE repository_id = ? AND name = ?`, id, tag)
 		if err != nil {
 			return fmt.Errorf("delete tag: %w", err)
 		}
@@ -332,7 +398,7 @@ func (s *SQL) DeleteTag(ctx context.Context, repo, tag string) error {
 // Tags implements Store.
 func (s *SQL) Tags(ctx context.Context, repo, last string, n int) ([]string, bool, error) {
 	var id int64
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT id FROM repositories WHERE name = ?`), repo).Scan(&id)
+	err := s.queryRow(ctx, nil, `SELECT id FROM repositories WHERE name = ?`, repo).Scan(&id)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, false, nil
 	}
@@ -351,7 +417,7 @@ func (s *SQL) Repositories(ctx context.Context, last string, n int) ([]string, e
 }
 
 func (s *SQL) names(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(q), args...)
+	rows, err := s.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
 	}
@@ -376,7 +442,7 @@ func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, ar
 		q += ` AND m.artifact_type = ?`
 		args = append(args, artifactType)
 	}
-	rows, err := s.r.QueryContext(ctx, s.q(q+` ORDER BY m.created_at, m.digest`), args...)
+	rows, err := s.query(ctx, q+` ORDER BY m.created_at, m.digest`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list referrers: %w", err)
 	}
@@ -401,18 +467,20 @@ func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, ar
 
 // CreateUpload implements Store.
 func (s *SQL) CreateUpload(ctx context.Context, u Upload) error {
-	_, err := s.w.ExecContext(ctx, s.q(`INSERT INTO uploads (id, repository, started_at) VALUES (?, ?, ?)`), u.ID, u.Repository, u.Started.UnixNano())
-	if err != nil {
-		return fmt.Errorf("record upload: %w", err)
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at) VALUES (?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano())
+		if err != nil {
+			return fmt.Errorf("record upload: %w", err)
+		}
+		return nil
+	})
 }
 
 // GetUpload implements Store.
 func (s *SQL) GetUpload(ctx context.Context, id string) (*Upload, error) {
 	u := Upload{ID: id}
 	var started int64
-	err := s.r.QueryRowContext(ctx, s.q(`SELECT repository, started_at FROM uploads WHERE id = ?`), id).Scan(&u.Repository, &started)
+	err := s.queryRow(ctx, nil, `SELECT repository, started_at FROM uploads WHERE id = ?`, id).Scan(&u.Repository, &started)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
@@ -425,15 +493,17 @@ func (s *SQL) GetUpload(ctx context.Context, id string) (*Upload, error) {
 
 // DeleteUpload implements Store.
 func (s *SQL) DeleteUpload(ctx context.Context, id string) error {
-	if _, err := s.w.ExecContext(ctx, s.q(`DELETE FROM uploads WHERE id = ?`), id); err != nil {
-		return fmt.Errorf("delete upload: %w", err)
-	}
-	return nil
+	return s.tx(ctx, func(tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
+			return fmt.Errorf("delete upload: %w", err)
+		}
+		return nil
+	})
 }
 
 // UploadsBefore implements Store.
 func (s *SQL) UploadsBefore(ctx context.Context, t time.Time) ([]Upload, error) {
-	rows, err := s.r.QueryContext(ctx, s.q(`SELECT id, repository, started_at FROM uploads WHERE started_at < ? ORDER BY started_at`), t.UnixNano())
+	rows, err := s.query(ctx, `SELECT id, repository, started_at FROM uploads WHERE started_at < ? ORDER BY started_at`, t.UnixNano())
 	if err != nil {
 		return nil, fmt.Errorf("list uploads: %w", err)
 	}
@@ -456,5 +526,10 @@ func (s *SQL) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
 // Close implements Store.
 func (s *SQL) Close() error {
+	if s.group != nil {
+		s.group.close()
+	}
+	s.wst.close()
+	s.rst.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }

@@ -19,7 +19,11 @@ func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open database %s: %w", path, err)
 	}
-	w.SetMaxOpenConns(1)
+	// All writes run on one connection, inside the group commit's
+	// transaction; a second connection lets statements be prepared (and
+	// cached) while that transaction holds the first.
+	w.SetMaxOpenConns(2)
+	w.SetMaxIdleConns(2)
 	r, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		w.Close()
@@ -28,12 +32,8 @@ func OpenSQLite(ctx context.Context, path string) (*SQL, error) {
 	n := 2 * runtime.GOMAXPROCS(0)
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	s := &SQL{w: w, r: r, dialect: sqliteDialect}
+	s := &SQL{w: w, r: r, dialect: sqliteDialect, group: newGroupCommit(w), wst: stmts{db: w}, rst: stmts{db: r}}
 	if err := s.migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
-	if err := s.prepare(ctx); err != nil {
 		s.Close()
 		return nil, err
 	}

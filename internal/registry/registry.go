@@ -143,7 +143,7 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 	if _, err := s.blobs.Stat(ctx, d); err != nil {
 		return false, nil
 	}
-	if err := s.meta.LinkBlob(ctx, repo, d, size); err != nil {
+	if err := s.meta.LinkBlob(ctx, repo, d, size, ""); err != nil {
 		return false, internal(err, "mount")
 	}
 	return true, nil
@@ -242,7 +242,9 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		}
 	}
 	size, err = s.blobs.CommitUpload(ctx, id, d)
-	_ = s.meta.DeleteUpload(ctx, id)
+	if err != nil {
+		_ = s.meta.DeleteUpload(ctx, id)
+	}
 	switch {
 	case errors.Is(err, blobstore.ErrDigestMismatch):
 		return 0, errcode.New(errcode.DigestInvalid, "provided digest did not match uploaded content").WithDetail(map[string]string{"digest": string(d)})
@@ -251,7 +253,7 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 	case err != nil:
 		return 0, internal(err, "upload commit")
 	}
-	if err := s.meta.LinkBlob(ctx, repo, d, size); err != nil {
+	if err := s.meta.LinkBlob(ctx, repo, d, size, id); err != nil {
 		return 0, internal(err, "blob link")
 	}
 	return size, nil

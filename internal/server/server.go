@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/berth-registry/berth/internal/api"
@@ -28,6 +30,21 @@ type Server struct {
 	meta metadata.Store
 	svc  *registry.Service
 	http *http.Server
+	lock *os.File
+}
+
+// lockDataDir takes an exclusive lock on the data directory: the embedded
+// database and blob store belong to one process at a time.
+func lockDataDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, "berth.lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("data directory %s is in use by another berth process (stop it or pick another --data-dir): %w", dir, err)
+	}
+	return f, nil
 }
 
 // New opens the stores under the data directory and builds the server.
@@ -35,16 +52,22 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("create data directory: %w", err)
 	}
+	lock, err := lockDataDir(cfg.DataDir)
+	if err != nil {
+		return nil, err
+	}
 	blobs, err := blobstore.NewFS(cfg.DataDir)
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	meta, err := metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
 	if err != nil {
+		lock.Close()
 		return nil, err
 	}
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
-	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc}
+	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, lock: lock}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
@@ -61,7 +84,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // Close releases the stores; use it when the server was not started by Serve.
-func (s *Server) Close() error { return s.meta.Close() }
+func (s *Server) Close() error {
+	err := s.meta.Close()
+	s.lock.Close()
+	return err
+}
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -85,11 +112,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
 	go s.expireUploads(ctx)
+	if s.cfg.DebugAddr != "" {
+		go s.serveDebug()
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.http.Serve(ln) }()
 	select {
 	case err := <-errc:
-		s.meta.Close()
+		s.Close()
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
@@ -97,7 +127,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err = s.http.Shutdown(sctx)
-	if cerr := s.meta.Close(); cerr != nil {
+	if cerr := s.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
 	if err != nil {
@@ -136,4 +166,17 @@ func routeV2(v2, other http.Handler) http.Handler {
 		}
 		other.ServeHTTP(w, r)
 	})
+}
+
+// serveDebug serves the Go profiler on the debug address.
+func (s *Server) serveDebug() {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	s.log.Info("debug endpoints listening", "addr", s.cfg.DebugAddr)
+	srv := &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := srv.ListenAndServe(); err != nil {
+		s.log.Error("debug listener failed", "err", err)
+	}
 }

@@ -1,0 +1,363 @@
+// Command bench compares berth with CNCF Distribution 2.8 (Debian's
+// docker-registry) on the same machine and in the same run.
+//
+// It builds berth, starts both registries side by side on loopback ports
+// with fresh data directories under one parent directory, runs each
+// workload against berth and then against distribution, checks that both
+// answer every request correctly, and prints a Markdown table ready for
+// docs/benchmarks.md.
+//
+// Usage (from the repository root):
+//
+//	apt-get install -y docker-registry
+//	go run ./bench                                   # full run
+//	go run ./bench -blob-size 64MiB -requests 5000   # quick run
+//	go run ./bench -only manifest,head -out /tmp/table.md
+//
+// Workloads (names for -only): push, pull, images, manifest, head, tags,
+// catalog. The exit status is 1 if any request got a wrong answer.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// config holds the command-line settings.
+type config struct {
+	blobSize    int64
+	requests    int
+	conc        int
+	images      int
+	imageConc   int
+	tags        int
+	repos       int
+	pageSize    int
+	listRepeats int
+	only        []string
+	servers     []string
+	out         string
+	tmpDir      string
+	distBin     string
+	berthBin    string
+	timeout     time.Duration
+	keep        bool
+}
+
+// workload is one benchmark, run against each server in turn.
+type workload struct {
+	name string
+	run  func(b *bench, ctx context.Context, t *target) error
+}
+
+// workloads lists the benchmarks in the order they run.
+var workloads = []workload{
+	{"push", (*bench).benchPush},
+	{"pull", (*bench).benchPull},
+	{"images", (*bench).benchImages},
+	{"manifest", (*bench).benchManifest},
+	{"head", (*bench).benchHead},
+	{"tags", (*bench).benchTags},
+	{"catalog", (*bench).benchCatalog},
+}
+
+// bench is the shared state of one run.
+type bench struct {
+	cfg     *config
+	hot     *image
+	images  []*image
+	digest  string
+	hashing sync.Once
+}
+
+// bigDigest returns the digest of the generated large blob, computing it
+// on first use (untimed).
+func (b *bench) bigDigest() string {
+	b.hashing.Do(func() {
+		start := time.Now()
+		b.digest = streamDigest(b.cfg.blobSize, bigSeed)
+		logf("hashed the %s test blob in %.1fs: %s", fmtSize(b.cfg.blobSize), time.Since(start).Seconds(), b.digest)
+	})
+	return b.digest
+}
+
+// target is one server with what the workloads measured on it.
+type target struct {
+	*server
+	bigPushed    bool
+	hotPushed    bool
+	values       map[string]float64
+	notes        map[string][]string
+	cpu          map[string]float64
+	errs         map[string]error
+	catalogTotal int
+}
+
+// set records a measured value.
+func (t *target) set(key string, v float64) { t.values[key] = v }
+
+// note records a remark about a measurement.
+func (t *target) note(key, s string) { t.notes[key] = append(t.notes[key], s) }
+
+func main() {
+	code := run()
+	runCleanups()
+	os.Exit(code)
+}
+
+// logf prints a progress line to stderr.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "bench: "+format+"\n", args...)
+}
+
+// parseFlags reads the command line.
+func parseFlags() (*config, error) {
+	cfg := &config{blobSize: 1 << 30}
+	flag.Var((*sizeFlag)(&cfg.blobSize), "blob-size", "size of the large blob pushed and pulled (e.g. 1GiB, 64MiB, 1000000)")
+	flag.IntVar(&cfg.requests, "requests", 50000, "requests per manifest GET and blob HEAD load")
+	flag.IntVar(&cfg.conc, "concurrency", 64, "concurrent clients of the manifest GET and blob HEAD loads")
+	flag.IntVar(&cfg.images, "images", 200, "small images pushed by the images workload")
+	flag.IntVar(&cfg.imageConc, "image-concurrency", 8, "images pushed at a time")
+	flag.IntVar(&cfg.tags, "tags", 5000, "tags of the repository listed by the tags workload")
+	flag.IntVar(&cfg.repos, "repos", 2000, "repositories listed by the catalog workload")
+	flag.IntVar(&cfg.pageSize, "page-size", 100, "n of tags and catalog pages")
+	flag.IntVar(&cfg.listRepeats, "list-repeats", 5, "full listings timed per server (median reported)")
+	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
+	servers := flag.String("servers", "berth,distribution", "servers to run: berth, distribution or both")
+	flag.StringVar(&cfg.out, "out", "", "also write the Markdown report to this file")
+	flag.StringVar(&cfg.tmpDir, "tmp-dir", "/var/tmp", "parent of the temporary build and data directories (one disk for both servers)")
+	flag.StringVar(&cfg.distBin, "distribution", "/usr/bin/docker-registry", "docker-registry binary (apt-get install docker-registry)")
+	flag.StringVar(&cfg.berthBin, "berth", "", "prebuilt berth binary (default: go build ./cmd/berth)")
+	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "time limit of one workload on one server")
+	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (data and logs) for inspection")
+	flag.Parse()
+	if flag.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments %q", flag.Args())
+	}
+	for _, name := range splitList(*only) {
+		if !slices.ContainsFunc(workloads, func(w workload) bool { return w.name == name }) {
+			return nil, fmt.Errorf("-only: unknown workload %q (have %s)", name, workloadNames())
+		}
+		cfg.only = append(cfg.only, name)
+	}
+	for _, name := range splitList(*servers) {
+		if name != "berth" && name != "distribution" {
+			return nil, fmt.Errorf("-servers: unknown server %q", name)
+		}
+		cfg.servers = append(cfg.servers, name)
+	}
+	if len(cfg.servers) == 0 || cfg.blobSize <= 0 || cfg.requests <= 0 || cfg.conc <= 0 || cfg.images <= 0 ||
+		cfg.imageConc <= 0 || cfg.tags <= 1 || cfg.repos <= 1 || cfg.pageSize <= 0 || cfg.listRepeats <= 0 {
+		return nil, errors.New("sizes, counts and concurrencies must be positive (tags and repos above 1)")
+	}
+	return cfg, nil
+}
+
+// selected reports whether a workload is to run.
+func (c *config) selected(name string) bool {
+	return len(c.only) == 0 || slices.Contains(c.only, name)
+}
+
+// run does the whole benchmark and returns the exit status.
+func run() (code int) {
+	defer func() {
+		if p := recover(); p != nil {
+			runCleanups()
+			panic(p)
+		}
+	}()
+	cfg, err := parseFlags()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		return 2
+	}
+	// The first signal cancels the workloads so that run returns and main
+	// cleans up; a second one cleans up and exits at once.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		logf("%v: stopping servers and removing temporary files", s)
+		cancel()
+		<-sig
+		runCleanups()
+		os.Exit(130)
+	}()
+	err = runBench(ctx, cfg)
+	switch {
+	case ctx.Err() != nil:
+		return 130
+	case err != nil:
+		fmt.Fprintln(os.Stderr, "bench: FAILED:", err)
+		return 1
+	}
+	return 0
+}
+
+// runBench starts the servers, runs the workloads and writes the report.
+func runBench(ctx context.Context, cfg *config) error {
+	info := collectInfo(cfg)
+	tmp, err := os.MkdirTemp(cfg.tmpDir, "berth-bench-")
+	if err != nil {
+		return err
+	}
+	if cfg.keep {
+		logf("keeping %s", tmp)
+	} else {
+		atExit(func() { os.RemoveAll(tmp) })
+	}
+	warnForeignRegistries()
+
+	var targets []*target
+	for _, name := range cfg.servers {
+		var s *server
+		switch name {
+		case "berth":
+			bin := cfg.berthBin
+			if bin == "" {
+				root, err := moduleRoot()
+				if err != nil {
+					return err
+				}
+				logf("building berth in %s", root)
+				if bin, err = buildBerth(root, tmp); err != nil {
+					return err
+				}
+			}
+			info.berth = toolVersion(bin, "version")
+			s, err = startBerth(bin, filepath.Join(tmp, "berth-data"), filepath.Join(tmp, "berth.log"), cfg.conc)
+		case "distribution":
+			if _, err := os.Stat(cfg.distBin); err != nil {
+				return fmt.Errorf("%v (install it with: apt-get install -y docker-registry)", err)
+			}
+			root := filepath.Join(tmp, "distribution-data")
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return err
+			}
+			s, err = startDistribution(cfg.distBin, tmp, root, filepath.Join(tmp, "distribution.log"), cfg.conc)
+		}
+		if err != nil {
+			return err
+		}
+		logf("%s listening on %s (pid %d)", name, s.base, s.cmd.Process.Pid)
+		targets = append(targets, &target{server: s, values: map[string]float64{}, notes: map[string][]string{},
+			cpu: map[string]float64{}, errs: map[string]error{}})
+	}
+
+	b := &bench{cfg: cfg, hot: newImage("bench/hot", "latest", 1, 1), images: newImages(cfg.images)}
+	if cfg.selected("push") || cfg.selected("pull") {
+		b.bigDigest()
+	}
+	failed := false
+	for _, w := range workloads {
+		if !cfg.selected(w.name) {
+			continue
+		}
+		for _, t := range targets {
+			if !t.alive() {
+				t.errs[w.name] = fmt.Errorf("%s is not running", t.name)
+				continue
+			}
+			before := t.sample().cpuSec
+			wctx, cancel := context.WithTimeout(ctx, cfg.timeout)
+			start := time.Now()
+			err := w.run(b, wctx, t)
+			cancel()
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			st := t.sample()
+			t.cpu[w.name] = st.cpuSec - before
+			if err != nil {
+				failed = true
+				t.errs[w.name] = err
+				fmt.Fprintf(os.Stderr, "\n!!! %s FAILED workload %q:\n%v\n", t.name, w.name, err)
+				if !t.alive() {
+					fmt.Fprintf(os.Stderr, "!!! %s exited: %v\n%s\n", t.name, t.waitErr, t.logTail())
+				}
+				continue
+			}
+			logf("%-12s %-8s done in %5.1fs  server cpu %5.1fs  rss %4d MiB  peak %4d MiB  %s",
+				t.name, w.name, time.Since(start).Seconds(), t.cpu[w.name], st.rssKiB>>10, st.hwmKiB>>10, t.summary(w.name))
+		}
+	}
+	if err := crossCheck(targets); err != nil {
+		failed = true
+		fmt.Fprintf(os.Stderr, "\n!!! %v\n", err)
+	}
+	for _, t := range targets {
+		t.stop()
+		t.set("hwm", float64(t.stats.hwmKiB)/1024)
+		t.set("cpu", t.stats.cpuSec)
+	}
+	report := renderReport(cfg, info, targets)
+	fmt.Print(report)
+	if cfg.out != "" {
+		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", cfg.out)
+	}
+	if failed {
+		return errors.New("some requests got wrong answers; see the messages above")
+	}
+	return nil
+}
+
+// crossCheck compares what both servers reported where they must agree.
+func crossCheck(ts []*target) error {
+	if len(ts) != 2 || ts[0].catalogTotal == 0 || ts[1].catalogTotal == 0 || len(ts[0].errs)+len(ts[1].errs) > 0 {
+		return nil
+	}
+	if ts[0].catalogTotal != ts[1].catalogTotal {
+		return fmt.Errorf("catalogs differ: %s lists %d repositories, %s lists %d",
+			ts[0].name, ts[0].catalogTotal, ts[1].name, ts[1].catalogTotal)
+	}
+	return nil
+}
+
+// warnForeignRegistries warns about other registry processes (such as
+// Debian's docker-registry service) that would compete for the CPU.
+func warnForeignRegistries() {
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, d := range dirs {
+		b, err := os.ReadFile(d)
+		if err == nil && strings.Contains(string(b), "docker-registry") {
+			pid := strings.Split(d, "/")[2]
+			logf("warning: another docker-registry is running (pid %s: %s); stop it for fair numbers",
+				pid, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+}
+
+// splitList splits a comma-separated flag value.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// workloadNames lists the workload names for help texts.
+func workloadNames() string {
+	var names []string
+	for _, w := range workloads {
+		names = append(names, w.name)
+	}
+	return strings.Join(names, ",")
+}

@@ -1,0 +1,317 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// cleanups is the stack of actions run at exit, on every path: normal
+// return, error, panic and SIGINT/SIGTERM.
+var cleanups struct {
+	sync.Mutex
+	fns  []func()
+	done bool
+}
+
+// atExit registers fn to run at exit. Later registrations run first.
+func atExit(fn func()) {
+	cleanups.Lock()
+	defer cleanups.Unlock()
+	cleanups.fns = append(cleanups.fns, fn)
+}
+
+// runCleanups runs the registered actions once, newest first.
+func runCleanups() {
+	cleanups.Lock()
+	defer cleanups.Unlock()
+	if cleanups.done {
+		return
+	}
+	cleanups.done = true
+	for i := len(cleanups.fns) - 1; i >= 0; i-- {
+		cleanups.fns[i]()
+	}
+}
+
+// server is one registry process under test.
+type server struct {
+	name    string // "berth" or "distribution"
+	base    string // http://127.0.0.1:PORT
+	health  string // path that answers 200 once the server is up
+	logPath string
+	cmd     *exec.Cmd
+	client  *http.Client
+	exited  chan struct{}
+	waitErr error
+	stats   procStats // last sample taken while the process was alive
+}
+
+// procStats is what /proc tells about a server process.
+type procStats struct {
+	hwmKiB int64   // VmHWM: peak resident set size
+	rssKiB int64   // VmRSS: current resident set size
+	cpuSec float64 // user + system CPU time
+}
+
+// buildBerth compiles ./cmd/berth of the module in srcDir into dir.
+func buildBerth(srcDir, dir string) (string, error) {
+	out := filepath.Join(dir, "berth")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/berth")
+	cmd.Dir = srcDir
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build ./cmd/berth: %v\n%s", err, b)
+	}
+	return out, nil
+}
+
+// moduleRoot returns the directory of the main module around the working
+// directory.
+func moduleRoot() (string, error) {
+	b, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", fmt.Errorf("go env GOMOD: %v", err)
+	}
+	mod := strings.TrimSpace(string(b))
+	if mod == "" || mod == os.DevNull {
+		return "", errors.New("not inside a Go module; run from the berth repository")
+	}
+	return filepath.Dir(mod), nil
+}
+
+// freePort asks the kernel for a free loopback TCP port.
+func freePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// distributionConfig is the docker-registry configuration: the Debian
+// defaults (filesystem storage, in-memory blob descriptor cache, deletes
+// enabled) on a private root directory and loopback port, with quiet logs.
+const distributionConfig = `version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  cache:
+    blobdescriptor: inmemory
+  filesystem:
+    rootdirectory: %s
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:%d
+`
+
+// startBerth runs "berth serve" on a free port with dataDir.
+func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--data-dir", dataDir, "--auth=none", "--log-level=warn"}
+	return start("berth", bin, args, port, "/healthz", logPath, conns)
+}
+
+// startDistribution writes a config into dir and runs docker-registry on a
+// free port with rootDir as its storage.
+func startDistribution(bin, dir, rootDir, logPath string, conns int) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "distribution.yml")
+	if err := os.WriteFile(cfg, fmt.Appendf(nil, distributionConfig, rootDir, port), 0o644); err != nil {
+		return nil, err
+	}
+	return start("distribution", bin, []string{"serve", cfg}, port, "/v2/", logPath, conns)
+}
+
+// start launches a server process, registers its shutdown at exit and
+// waits until it answers its health path.
+func start(name, bin string, args []string, port int, health, logPath string, conns int) (*server, error) {
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// Own process group, so a terminal's ^C reaches only the benchmark
+	// (which then stops the servers itself); SIGKILL if the benchmark dies.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("start %s: %v", name, err)
+	}
+	s := &server{name: name, base: fmt.Sprintf("http://127.0.0.1:%d", port), health: health,
+		logPath: logPath, cmd: cmd, client: newClient(conns), exited: make(chan struct{})}
+	go func() {
+		s.waitErr = cmd.Wait()
+		logf.Close()
+		close(s.exited)
+	}()
+	atExit(s.stop)
+	if err := s.waitReady(30 * time.Second); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// newClient returns an HTTP client that keeps enough idle connections for
+// conns concurrent requests and uses large buffers for blob bodies.
+func newClient(conns int) *http.Client {
+	return &http.Client{
+		Transport: &http.Transport{
+			MaxIdleConns:        2 * conns,
+			MaxIdleConnsPerHost: 2 * conns,
+			IdleConnTimeout:     5 * time.Minute,
+			DisableCompression:  true,
+			ReadBufferSize:      64 << 10,
+			WriteBufferSize:     64 << 10,
+		},
+		// Registries answer with relative or absolute Locations that the
+		// client follows itself; never follow redirects silently.
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// waitReady polls the health path until it answers 200.
+func (s *server) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.exited:
+			return fmt.Errorf("%s exited during startup: %v\n%s", s.name, s.waitErr, s.logTail())
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+s.health, nil)
+		resp, err := s.client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				cancel()
+				return nil
+			}
+		}
+		cancel()
+		time.Sleep(50 * time.Millisecond)
+	}
+	return fmt.Errorf("%s not healthy at %s%s after %v\n%s", s.name, s.base, s.health, timeout, s.logTail())
+}
+
+// alive reports whether the process still runs.
+func (s *server) alive() bool {
+	select {
+	case <-s.exited:
+		return false
+	default:
+		return true
+	}
+}
+
+// sample refreshes s.stats from /proc while the process is alive and
+// returns them.
+func (s *server) sample() procStats {
+	if !s.alive() {
+		return s.stats
+	}
+	if st, err := readProcStats(s.cmd.Process.Pid); err == nil {
+		s.stats = st
+	}
+	return s.stats
+}
+
+// stop samples the process a last time, then ends it: SIGTERM, and SIGKILL
+// if it has not exited after five seconds.
+func (s *server) stop() {
+	if !s.alive() {
+		return
+	}
+	s.sample()
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.exited:
+	case <-time.After(5 * time.Second):
+		_ = s.cmd.Process.Kill()
+		<-s.exited
+	}
+}
+
+// logTail returns the last lines of the server's log.
+func (s *server) logTail() string {
+	b, err := os.ReadFile(s.logPath)
+	if err != nil {
+		return ""
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return "--- " + s.name + " log tail ---\n" + string(b)
+}
+
+// readProcStats reads VmHWM, VmRSS and CPU time of pid from /proc.
+func readProcStats(pid int) (procStats, error) {
+	var st procStats
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return st, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok {
+			continue
+		}
+		f := strings.Fields(v)
+		if len(f) == 0 {
+			continue
+		}
+		switch k {
+		case "VmHWM":
+			st.hwmKiB, _ = strconv.ParseInt(f[0], 10, 64)
+		case "VmRSS":
+			st.rssKiB, _ = strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return st, err
+	}
+	// Fields after the parenthesised command name start at field 3 (state);
+	// utime and stime are fields 14 and 15, in clock ticks of 1/100 s.
+	i := bytes.LastIndexByte(b, ')')
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) > 12 {
+		ut, _ := strconv.ParseFloat(f[11], 64)
+		stm, _ := strconv.ParseFloat(f[12], 64)
+		st.cpuSec = (ut + stm) / 100
+	}
+	return st, nil
+}
+
+// toolVersion returns the first line of "bin args...", or "unknown".
+func toolVersion(bin string, args ...string) string {
+	b, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	line, _, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	return line
+}
