@@ -2,9 +2,17 @@ package api
 
 import (
 	"net/http"
+
+	"github.com/berth-registry/berth/internal/reference"
 	"strconv"
 	"time"
 )
+
+// setDigest sets the headers that name content by digest.
+func setDigest(hd http.Header, d reference.Digest) {
+	hd.Set("Docker-Content-Digest", string(d))
+	hd.Set("Etag", `"`+string(d)+`"`)
+}
 
 func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
 	size, err := h.svc.StatBlob(r.Context(), rt.Name, rt.Digest)
@@ -14,9 +22,8 @@ func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) err
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	hd.Set("Content-Length", strconv.FormatInt(size, 10))
-	hd.Set("Docker-Content-Digest", string(rt.Digest))
 	hd.Set("Accept-Ranges", "bytes")
-	hd.Set("Etag", `"`+string(rt.Digest)+`"`)
+	setDigest(hd, rt.Digest)
 	w.WriteHeader(http.StatusOK)
 	return nil
 }
@@ -29,8 +36,7 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	defer c.Close()
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
-	hd.Set("Docker-Content-Digest", string(rt.Digest))
-	hd.Set("Etag", `"`+string(rt.Digest)+`"`)
+	setDigest(hd, rt.Digest)
 	hd.Set("Cache-Control", "max-age=31536000")
 	// ServeContent answers Range requests with 206 and, on an *os.File,
 	// sends the body with sendfile.

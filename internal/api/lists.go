@@ -20,7 +20,7 @@ func page(r *http.Request) (n int, last string, err error) {
 	if v := q.Get("n"); v != "" {
 		n, err = strconv.Atoi(v)
 		if err != nil || n < 0 {
-			return 0, "", errcode.WithStatus(errcode.Unsupported, http.StatusBadRequest, "n must be a non-negative integer")
+			return 0, "", errcode.New(errcode.PaginationNumberInvalid, "n must be a non-negative integer")
 		}
 		n = min(n, MaxPageSize)
 	}

@@ -13,8 +13,7 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	hd := w.Header()
 	hd.Set("Content-Type", m.MediaType)
 	hd.Set("Content-Length", strconv.Itoa(len(m.Payload)))
-	hd.Set("Docker-Content-Digest", string(m.Digest))
-	hd.Set("Etag", `"`+string(m.Digest)+`"`)
+	setDigest(hd, m.Digest)
 	if match := r.Header.Get("If-None-Match"); match != "" && (match == `"`+string(m.Digest)+`"` || match == string(m.Digest)) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil

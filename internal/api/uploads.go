@@ -13,6 +13,10 @@ func uploadLocation(rt Route, id string) string {
 	return "/v2/" + rt.Name + "/blobs/uploads/" + id
 }
 
+func blobLocation(name string, d reference.Digest) string {
+	return "/v2/" + name + "/blobs/" + string(d)
+}
+
 // setUploadHeaders writes the headers that tell a client where an upload
 // stands.
 func setUploadHeaders(w http.ResponseWriter, rt Route, id string, size int64) {
@@ -29,7 +33,7 @@ func setUploadHeaders(w http.ResponseWriter, rt Route, id string, size int64) {
 
 func blobCreated(w http.ResponseWriter, rt Route, d reference.Digest) {
 	hd := w.Header()
-	hd.Set("Location", "/v2/"+rt.Name+"/blobs/"+string(d))
+	hd.Set("Location", blobLocation(rt.Name, d))
 	hd.Set("Docker-Content-Digest", string(d))
 	hd.Set("Content-Length", "0")
 	w.WriteHeader(http.StatusCreated)
@@ -68,15 +72,17 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 	ctx := r.Context()
 	q := r.URL.Query()
 	if m := q.Get("mount"); m != "" {
-		if d, err := reference.ParseDigest(m); err == nil {
-			ok, err := h.svc.Mount(ctx, rt.Name, d, q.Get("from"))
-			if err != nil {
-				return err
-			}
-			if ok {
-				blobCreated(w, rt, d)
-				return nil
-			}
+		d, err := reference.ParseDigest(m)
+		if err != nil {
+			return errcode.New(errcode.DigestInvalid, "mount: %v", err)
+		}
+		ok, err := h.svc.Mount(ctx, rt.Name, d, q.Get("from"))
+		if err != nil {
+			return err
+		}
+		if ok {
+			blobCreated(w, rt, d)
+			return nil
 		}
 	}
 	if q.Has("digest") {
@@ -88,12 +94,7 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 		if err != nil {
 			return err
 		}
-		id, err := h.svc.StartUpload(ctx, rt.Name)
-		if err != nil {
-			return err
-		}
-		if _, err := h.svc.FinishUpload(ctx, rt.Name, id, d, &c); err != nil {
-			_ = h.svc.CancelUpload(ctx, rt.Name, id)
+		if err := h.svc.PutBlob(ctx, rt.Name, d, c); err != nil {
 			return err
 		}
 		blobCreated(w, rt, d)
@@ -106,6 +107,17 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 	setUploadHeaders(w, rt, id, 0)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// rangeError adds the upload's current Range and Location to a 416, so that
+// the client can resume from where the upload really stands.
+func (h *Handler) rangeError(w http.ResponseWriter, r *http.Request, rt Route, err error) error {
+	if errcode.As(err).Status == http.StatusRequestedRangeNotSatisfiable {
+		if size, serr := h.svc.UploadStatus(r.Context(), rt.Name, rt.UploadID); serr == nil {
+			setUploadHeaders(w, rt, rt.UploadID, size)
+		}
+	}
+	return err
 }
 
 func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, rt Route) error {
@@ -121,14 +133,11 @@ func (h *Handler) uploadStatus(w http.ResponseWriter, r *http.Request, rt Route)
 func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
 	c, err := chunk(r)
 	if err != nil {
-		return err
+		return h.rangeError(w, r, rt, err)
 	}
 	size, err := h.svc.AppendUpload(r.Context(), rt.Name, rt.UploadID, c)
 	if err != nil {
-		if e := errcode.As(err); e.Status == http.StatusRequestedRangeNotSatisfiable {
-			setUploadHeaders(w, rt, rt.UploadID, size)
-		}
-		return err
+		return h.rangeError(w, r, rt, err)
 	}
 	setUploadHeaders(w, rt, rt.UploadID, size)
 	w.WriteHeader(http.StatusAccepted)
@@ -144,12 +153,12 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt Route) er
 	if r.ContentLength != 0 {
 		c, err := chunk(r)
 		if err != nil {
-			return err
+			return h.rangeError(w, r, rt, err)
 		}
 		last = &c
 	}
 	if _, err := h.svc.FinishUpload(r.Context(), rt.Name, rt.UploadID, d, last); err != nil {
-		return err
+		return h.rangeError(w, r, rt, err)
 	}
 	blobCreated(w, rt, d)
 	return nil

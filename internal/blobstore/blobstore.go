@@ -22,9 +22,20 @@ var (
 	// ErrDigestMismatch is returned when uploaded content does not hash to
 	// the digest the client claimed.
 	ErrDigestMismatch = errors.New("content does not match digest")
-	// ErrTooLarge is returned when an upload would exceed its size limit.
-	ErrTooLarge = errors.New("upload too large")
+	// ErrChunkLength is returned when a chunk is shorter or longer than the
+	// length the client declared.
+	ErrChunkLength = errors.New("chunk length differs from the declared length")
 )
+
+// ReadError marks a failure to read the client's request body, as opposed
+// to a failure of the storage: the first is the client's fault (400), the
+// second the server's (500).
+type ReadError struct{ Err error }
+
+func (e *ReadError) Error() string { return "reading request body: " + e.Err.Error() }
+
+// Unwrap returns the read error.
+func (e *ReadError) Unwrap() error { return e.Err }
 
 // Content is an open blob. For the filesystem store it is an *os.File, so
 // that serving it can use zero-copy system calls.
@@ -47,13 +58,17 @@ type Store interface {
 	// last write, or ErrUploadNotFound.
 	UploadStatus(ctx context.Context, id string) (size int64, modified time.Time, err error)
 	// AppendUpload writes r at offset, which must equal the upload's size
-	// (ErrOffset otherwise), and returns the new size. No more than limit
-	// bytes are accepted in total (ErrTooLarge) when limit > 0.
-	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, limit int64) (int64, error)
+	// (ErrOffset otherwise), and returns the new size. When length >= 0, r
+	// must hold exactly length bytes (ErrChunkLength otherwise). A chunk
+	// that fails for any reason leaves the upload as it was; errors reading
+	// r are *ReadError.
+	AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, length int64) (int64, error)
 	// CommitUpload verifies that the upload hashes to d, stores it durably
 	// under d and removes the session. On ErrDigestMismatch the session is
 	// removed too.
 	CommitUpload(ctx context.Context, id string, d reference.Digest) (size int64, err error)
 	// AbortUpload removes a session and its data.
 	AbortUpload(ctx context.Context, id string) error
+	// StaleUploads lists the uploads not written to since before.
+	StaleUploads(ctx context.Context, before time.Time) ([]string, error)
 }

@@ -2,6 +2,7 @@ package blobstore
 
 import (
 	"context"
+	"encoding"
 	"errors"
 	"fmt"
 	"hash"
@@ -39,14 +40,31 @@ type uploadState struct {
 	n  int64 // bytes hashed
 }
 
-// NewFS opens (creating if needed) a filesystem blob store under root.
+// NewFS opens (creating if needed) a filesystem blob store under root. All
+// directories a blob or upload can land in are created here, and synced
+// once, so that committing a blob only has to sync its own directory.
 func NewFS(root string) (*FS, error) {
-	if err := os.MkdirAll(filepath.Join(root, "blobs"), 0o750); err != nil {
-		return nil, fmt.Errorf("create blob store directory: %w", err)
+	var dirs []string
+	for _, parent := range []string{"uploads", filepath.Join("blobs", "sha256"), filepath.Join("blobs", "sha512")} {
+		for i := 0; i < 256; i++ {
+			dirs = append(dirs, filepath.Join(root, parent, fmt.Sprintf("%02x", i)))
+		}
 	}
-	for i := 0; i < 256; i++ {
-		if err := os.MkdirAll(filepath.Join(root, "uploads", fmt.Sprintf("%02x", i)), 0o750); err != nil {
-			return nil, fmt.Errorf("create upload directory: %w", err)
+	created := false
+	for _, d := range dirs {
+		if _, err := os.Stat(d); err == nil {
+			continue
+		}
+		if err := os.MkdirAll(d, 0o750); err != nil {
+			return nil, fmt.Errorf("create blob store directory: %w", err)
+		}
+		created = true
+	}
+	if created {
+		for _, d := range []string{root, filepath.Join(root, "blobs"), filepath.Join(root, "blobs", "sha256"), filepath.Join(root, "blobs", "sha512"), filepath.Join(root, "uploads")} {
+			if err := syncDir(d); err != nil {
+				return nil, err
+			}
 		}
 	}
 	s := &FS{root: root, uploads: map[string]*uploadState{}}
@@ -147,7 +165,7 @@ func (s *FS) UploadStatus(_ context.Context, id string) (int64, time.Time, error
 }
 
 // AppendUpload implements Store.
-func (s *FS) AppendUpload(_ context.Context, id string, offset int64, r io.Reader, limit int64) (int64, error) {
+func (s *FS) AppendUpload(_ context.Context, id string, offset int64, r io.Reader, length int64) (int64, error) {
 	st := s.state(id)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -167,26 +185,61 @@ func (s *FS) AppendUpload(_ context.Context, id string, offset int64, r io.Reade
 		return size, ErrOffset
 	}
 	var w io.Writer = f
-	if st.h != nil && st.n == size {
+	hashing := st.h != nil && st.n == size
+	var saved []byte
+	if hashing {
+		// Keep the hash state so that a rejected chunk can be undone.
+		if m, ok := st.h.(encoding.BinaryMarshaler); ok {
+			saved, _ = m.MarshalBinary()
+		}
 		w = &hashingWriter{f: f, st: st}
 	} else {
 		st.h, st.n = nil, -1 // out of step: re-hash at commit
 	}
 	src := r
-	if limit > 0 {
-		src = io.LimitReader(r, limit-size+1)
+	if length >= 0 {
+		src = io.LimitReader(r, length)
 	}
 	bp := s.bufs.Get().(*[]byte)
-	n, err := io.CopyBuffer(onlyWriter{w}, src, *bp)
+	n, err := io.CopyBuffer(onlyWriter{w}, readErrors{src}, *bp)
 	s.bufs.Put(bp)
-	size += n
+	if err == nil && length >= 0 {
+		if n != length {
+			err = fmt.Errorf("%w: got %d bytes, declared %d", ErrChunkLength, n, length)
+		} else if k, _ := r.Read(make([]byte, 1)); k > 0 {
+			err = fmt.Errorf("%w: more than the declared %d bytes", ErrChunkLength, length)
+		}
+	}
 	if err != nil {
+		// Undo the partial chunk: the upload stays as it was.
+		if terr := f.Truncate(size); terr != nil {
+			return size, fmt.Errorf("undo rejected chunk of upload %s: %w (after %v)", id, terr, err)
+		}
+		st.h, st.n = nil, -1
+		if saved != nil {
+			h := reference.SHA256.New()
+			if u, ok := h.(encoding.BinaryUnmarshaler); ok && u.UnmarshalBinary(saved) == nil {
+				st.h, st.n = h, size
+			}
+		}
+		var re *ReadError
+		if errors.As(err, &re) || errors.Is(err, ErrChunkLength) {
+			return size, err
+		}
 		return size, fmt.Errorf("write upload %s: %w", id, err)
 	}
-	if limit > 0 && size > limit {
-		return size, ErrTooLarge
+	return size + n, nil
+}
+
+// readErrors marks errors of the client's body as *ReadError.
+type readErrors struct{ r io.Reader }
+
+func (r readErrors) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil && err != io.EOF {
+		err = &ReadError{Err: err}
 	}
-	return size, nil
+	return n, err
 }
 
 // hashingWriter writes to the file and then hashes what was written.
@@ -244,18 +297,19 @@ func (s *FS) CommitUpload(_ context.Context, id string, d reference.Digest) (int
 		return size, fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
 	}
 	dst := s.blobPath(d)
+	dir := filepath.Dir(dst)
 	if _, err := os.Stat(dst); err == nil {
-		// Already stored by another upload: the content is identical.
+		// Already stored by another upload: the content is identical, but
+		// that upload may not have synced its directory entry yet.
 		f.Close()
 		os.Remove(path)
+		if err := syncDir(dir); err != nil {
+			return 0, err
+		}
 		return size, nil
 	}
 	if err := f.Sync(); err != nil {
 		return 0, fmt.Errorf("sync upload %s: %w", id, err)
-	}
-	dir := filepath.Dir(dst)
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return 0, fmt.Errorf("create blob directory: %w", err)
 	}
 	if err := os.Rename(path, dst); err != nil {
 		return 0, fmt.Errorf("commit blob %s: %w", d, err)
@@ -266,14 +320,36 @@ func (s *FS) CommitUpload(_ context.Context, id string, d reference.Digest) (int
 	return size, nil
 }
 
-// AbortUpload implements Store.
+// AbortUpload implements Store. It waits for a chunk or commit in progress
+// on the same upload.
 func (s *FS) AbortUpload(_ context.Context, id string) error {
-	s.forget(id)
+	st := s.state(id)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	defer s.forget(id)
 	err := os.Remove(s.uploadPath(id))
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("remove upload %s: %w", id, err)
 	}
 	return nil
+}
+
+// StaleUploads implements Store.
+func (s *FS) StaleUploads(_ context.Context, before time.Time) ([]string, error) {
+	var ids []string
+	err := filepath.WalkDir(filepath.Join(s.root, "uploads"), func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if fi, err := d.Info(); err == nil && fi.ModTime().Before(before) {
+			ids = append(ids, d.Name())
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("list uploads: %w", err)
+	}
+	return ids, nil
 }
 
 func syncDir(dir string) error {

@@ -26,6 +26,7 @@ type Config struct {
 	UploadTTL       time.Duration
 	ShutdownTimeout time.Duration
 	DebugAddr       string
+	BodyTimeout     time.Duration
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -73,7 +74,7 @@ func oneOf(p func(*Config) *string, allowed ...string) func(*Config, string) err
 // Options lists every setting with its default.
 var Options = []Option{
 	{"addr", ":5000", "address to listen on (host:port)", str(func(c *Config) *string { return &c.Addr })},
-	{"data_dir", "./data", "directory for blobs, the metadata database and keys", str(func(c *Config) *string { return &c.DataDir })},
+	{"data_dir", "./data", "directory for blobs and the metadata database", str(func(c *Config) *string { return &c.DataDir })},
 	{"auth", "none", "authentication mode; \"none\" serves an open registry for local use", oneOf(func(c *Config) *string { return &c.Auth }, "none")},
 	{"log_level", "info", "log level: debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log_format", "text", "log format: text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
@@ -86,6 +87,7 @@ var Options = []Option{
 		return nil
 	}},
 	{"upload_ttl", "24h", "how long an upload may sit idle before it is removed", dur(func(c *Config) *time.Duration { return &c.UploadTTL })},
+	{"body_timeout", "2m", "a request body that sends nothing for this long is cut off, freeing its connection and upload", dur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
 	{"debug_addr", "", "address for Go profiling endpoints (/debug/pprof/); empty turns them off; keep it on loopback", str(func(c *Config) *string { return &c.DebugAddr })},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }

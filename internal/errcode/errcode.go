@@ -28,6 +28,9 @@ const (
 	Denied              Code = "DENIED"
 	Unsupported         Code = "UNSUPPORTED"
 	TooManyRequests     Code = "TOOMANYREQUESTS"
+	// PaginationNumberInvalid is not in the OCI spec; CNCF Distribution
+	// answers an invalid n with it, and clients know it from there.
+	PaginationNumberInvalid Code = "PAGINATION_NUMBER_INVALID"
 	// Internal is not a spec code; it is rendered as UNKNOWN with status 500.
 	Internal Code = "UNKNOWN"
 )
@@ -62,21 +65,22 @@ func (e *Error) WithDetail(detail any) *Error {
 
 // defaultStatus maps each code to the status the spec gives it.
 var defaultStatus = map[Code]int{
-	BlobUnknown:         http.StatusNotFound,
-	BlobUploadInvalid:   http.StatusBadRequest,
-	BlobUploadUnknown:   http.StatusNotFound,
-	DigestInvalid:       http.StatusBadRequest,
-	ManifestBlobUnknown: http.StatusBadRequest,
-	ManifestInvalid:     http.StatusBadRequest,
-	ManifestUnknown:     http.StatusNotFound,
-	NameInvalid:         http.StatusBadRequest,
-	NameUnknown:         http.StatusNotFound,
-	SizeInvalid:         http.StatusBadRequest,
-	Unauthorized:        http.StatusUnauthorized,
-	Denied:              http.StatusForbidden,
-	Unsupported:         http.StatusMethodNotAllowed,
-	TooManyRequests:     http.StatusTooManyRequests,
-	Internal:            http.StatusInternalServerError,
+	BlobUnknown:             http.StatusNotFound,
+	BlobUploadInvalid:       http.StatusBadRequest,
+	BlobUploadUnknown:       http.StatusNotFound,
+	DigestInvalid:           http.StatusBadRequest,
+	ManifestBlobUnknown:     http.StatusBadRequest,
+	ManifestInvalid:         http.StatusBadRequest,
+	ManifestUnknown:         http.StatusNotFound,
+	NameInvalid:             http.StatusBadRequest,
+	NameUnknown:             http.StatusNotFound,
+	SizeInvalid:             http.StatusBadRequest,
+	Unauthorized:            http.StatusUnauthorized,
+	Denied:                  http.StatusForbidden,
+	Unsupported:             http.StatusMethodNotAllowed,
+	TooManyRequests:         http.StatusTooManyRequests,
+	PaginationNumberInvalid: http.StatusBadRequest,
+	Internal:                http.StatusInternalServerError,
 }
 
 // New returns an error with the code's default status.

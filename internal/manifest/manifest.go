@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"mime"
 
 	"github.com/berth-registry/berth/internal/reference"
 )
@@ -91,6 +92,12 @@ type Manifest struct {
 // Parse checks body as a manifest of the given Content-Type (which may be
 // empty when the body names its media type) and returns what it references.
 func Parse(contentType string, body []byte) (*Manifest, error) {
+	if contentType != "" {
+		// Parameters such as charset say nothing about the manifest.
+		if mt, _, err := mime.ParseMediaType(contentType); err == nil {
+			contentType = mt
+		}
+	}
 	var w wire
 	if err := json.Unmarshal(body, &w); err != nil {
 		return nil, fmt.Errorf("%w: not valid JSON: %v", ErrInvalid, err)

@@ -32,7 +32,7 @@ type groupCommit struct {
 
 type writeReq struct {
 	ctx context.Context
-	fn  func(*sql.Tx) error
+	fn  func(context.Context, *sql.Tx) error
 	err chan error
 }
 
@@ -44,7 +44,7 @@ func newGroupCommit(db *sql.DB) *groupCommit {
 
 // do runs fn in a transaction shared with other queued writes and returns
 // once that transaction has committed (or fn failed).
-func (g *groupCommit) do(ctx context.Context, fn func(*sql.Tx) error) error {
+func (g *groupCommit) do(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	req := &writeReq{ctx: ctx, fn: fn, err: make(chan error, 1)}
 	g.mu.Lock()
 	if g.closed {
@@ -110,7 +110,10 @@ func (g *groupCommit) commit(batch []*writeReq) {
 			fail(fmt.Errorf("savepoint: %w", err))
 			return
 		}
-		results[i] = r.fn(tx)
+		// A statement interrupted by its request's cancellation would roll
+		// back the whole shared transaction: once started, a write runs to
+		// its end.
+		results[i] = r.fn(context.WithoutCancel(r.ctx), tx)
 		if results[i] != nil {
 			if _, err := tx.Exec("ROLLBACK TO w"); err != nil {
 				_ = tx.Rollback()

@@ -83,7 +83,7 @@ type Store interface {
 	LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error
 	// UnlinkBlob removes a blob from a repository (ErrNotFound if absent).
 	UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error
-	// BlobSize returns the size of a blob the registry holds in any
+	// BlobSize returns the size of a blob linked into at least one
 	// repository, for mounts without a source repository.
 	BlobSize(ctx context.Context, d reference.Digest) (int64, error)
 
@@ -111,7 +111,7 @@ type Store interface {
 	GetUpload(ctx context.Context, id string) (*Upload, error)
 	// DeleteUpload removes an upload session.
 	DeleteUpload(ctx context.Context, id string) error
-	// Uploads lists every upload session started before the given time.
+	// UploadsBefore lists every upload session started before t.
 	UploadsBefore(ctx context.Context, t time.Time) ([]Upload, error)
 
 	// Ping checks that the database answers.

@@ -35,7 +35,7 @@ func (s *SQL) migrate(ctx context.Context) error {
 	}
 	for i, m := range migrations {
 		version := i + 1
-		err := s.tx(ctx, func(tx *sql.Tx) error {
+		err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 			var n int
 			if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM schema_migrations WHERE version = ?`, version).Scan(&n); err != nil {
 				return err
@@ -48,7 +48,7 @@ func (s *SQL) migrate(ctx context.Context) error {
 					continue
 				}
 				if _, err := tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("%s: %w", strings.TrimSpace(stmt)[:40], err)
+					return fmt.Errorf("%.60s: %w", strings.TrimSpace(stmt), err)
 				}
 			}
 			_, err := s.exec(ctx, tx, `INSERT INTO schema_migrations (version) VALUES (?)`, version)
@@ -136,8 +136,10 @@ func (s *SQL) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 	return st.QueryContext(ctx, args...)
 }
 
-// tx runs fn in a write transaction.
-func (s *SQL) tx(ctx context.Context, fn func(*sql.Tx) error) error {
+// tx runs fn in a write transaction. fn must use the context it is given:
+// it is not cancelled with the request, because with group commit one
+// cancelled statement would roll back the writes of others.
+func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	if s.group != nil {
 		return s.group.do(ctx, fn)
 	}
@@ -145,7 +147,7 @@ func (s *SQL) tx(ctx context.Context, fn func(*sql.Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
 	}
-	if err := fn(tx); err != nil {
+	if err := fn(ctx, tx); err != nil {
 		_ = tx.Rollback()
 		return err
 	}
@@ -194,7 +196,8 @@ func (s *SQL) RepositoryBlob(ctx context.Context, repo string, d reference.Diges
 // BlobSize implements Store.
 func (s *SQL) BlobSize(ctx context.Context, d reference.Digest) (int64, error) {
 	var size int64
-	err := s.queryRow(ctx, nil, `SELECT size FROM blobs WHERE digest = ?`, string(d)).Scan(&size)
+	err := s.queryRow(ctx, nil, `SELECT b.size FROM blobs b WHERE b.digest = ?
+		AND EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest)`, string(d)).Scan(&size)
 	if errors.Is(err, sql.ErrNoRows) {
 		return 0, ErrNotFound
 	}
@@ -206,7 +209,7 @@ func (s *SQL) BlobSize(ctx context.Context, d reference.Digest) (int64, error) {
 
 // LinkBlob implements Store.
 func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if uploadID != "" {
 			if _, err := s.exec(ctx, tx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
 				return fmt.Errorf("end upload: %w", err)
@@ -229,7 +232,7 @@ func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, siz
 
 // UnlinkBlob implements Store.
 func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
 			return err
@@ -289,7 +292,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		}
 		annotations = string(b)
 	}
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, m.Repository, true)
 		if err != nil {
 			return err
@@ -352,7 +355,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 
 // DeleteManifest implements Store.
 func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Digest) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
 			return err
@@ -379,7 +382,7 @@ func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Diges
 
 // DeleteTag implements Store.
 func (s *SQL) DeleteTag(ctx context.Context, repo, tag string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
 			return err
@@ -467,7 +470,7 @@ func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, ar
 
 // CreateUpload implements Store.
 func (s *SQL) CreateUpload(ctx context.Context, u Upload) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at) VALUES (?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano())
 		if err != nil {
 			return fmt.Errorf("record upload: %w", err)
@@ -493,7 +496,7 @@ func (s *SQL) GetUpload(ctx context.Context, id string) (*Upload, error) {
 
 // DeleteUpload implements Store.
 func (s *SQL) DeleteUpload(ctx context.Context, id string) error {
-	return s.tx(ctx, func(tx *sql.Tx) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM uploads WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("delete upload: %w", err)
 		}

@@ -95,7 +95,7 @@ func ParseDigest(s string) (Digest, error) {
 		}
 		return "", fmt.Errorf("%w: %q", ErrAlgorithm, truncate(alg))
 	}
-	if len(enc) != n || !isLowerHex(enc) {
+	if len(enc) != n || !IsLowerHex(enc) {
 		return "", fmt.Errorf("%w: %q", ErrDigestInvalid, truncate(s))
 	}
 	return Digest(s), nil
@@ -119,7 +119,8 @@ func (d Digest) String() string { return string(d) }
 // than a tag: tags never contain a colon.
 func IsDigest(ref string) bool { return strings.Contains(ref, ":") }
 
-func isLowerHex(s string) bool {
+// IsLowerHex reports whether s is made only of 0-9 and a-f.
+func IsLowerHex(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {

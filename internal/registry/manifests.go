@@ -4,12 +4,16 @@ import (
 	"context"
 	"errors"
 	"io"
+	"slices"
 
 	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/manifest"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/reference"
 )
+
+// MaxTagParams bounds the tag parameters of one manifest push.
+const MaxTagParams = 100
 
 var errManifestUnknown = errcode.New(errcode.ManifestUnknown, "manifest unknown to registry")
 
@@ -46,7 +50,8 @@ func (s *Service) GetManifest(ctx context.Context, repo, ref string) (*metadata.
 type PutResult struct {
 	Digest  reference.Digest
 	Subject reference.Digest
-	// Tags are the tags given as parameters of a push by digest, all set.
+	// Tags are the tags the push set: the reference when it is a tag, and
+	// the tag parameters.
 	Tags []string
 }
 
@@ -57,6 +62,10 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 	if err := checkRef(ref); err != nil {
 		return nil, err
 	}
+	if len(extraTags) > MaxTagParams {
+		return nil, errcode.New(errcode.ManifestInvalid, "at most %d tag parameters per push", MaxTagParams)
+	}
+	extraTags = slices.Compact(slices.Sorted(slices.Values(extraTags)))
 	for _, t := range extraTags {
 		if err := reference.ValidateTag(t); err != nil {
 			return nil, errcode.New(errcode.ManifestInvalid, "%v", err)
@@ -79,7 +88,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 		}
 	} else {
 		d = reference.SHA256.FromBytes(payload)
-		tags = append([]string{ref}, extraTags...)
+		tags = slices.Compact(slices.Sorted(slices.Values(append([]string{ref}, extraTags...))))
 	}
 	m, err := manifest.Parse(contentType, payload)
 	if err != nil {
@@ -113,11 +122,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 	case err != nil:
 		return nil, internal(err, "manifest store")
 	}
-	res := &PutResult{Digest: d, Subject: rec.Subject}
-	if reference.IsDigest(ref) {
-		res.Tags = extraTags
-	}
-	return res, nil
+	return &PutResult{Digest: d, Subject: rec.Subject, Tags: tags}, nil
 }
 
 // DeleteManifest deletes a tag (when ref is a tag) or a manifest and its

@@ -9,6 +9,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"time"
@@ -66,15 +67,7 @@ func newID() string {
 // ValidUploadID reports whether id has the form newID produces, so that it
 // can never name anything but an upload.
 func ValidUploadID(id string) bool {
-	if len(id) != 32 {
-		return false
-	}
-	for i := 0; i < len(id); i++ {
-		if c := id[i]; !('0' <= c && c <= '9' || 'a' <= c && c <= 'f') {
-			return false
-		}
-	}
-	return true
+	return len(id) == 32 && reference.IsLowerHex(id)
 }
 
 // ---- blobs ----
@@ -121,8 +114,9 @@ func (s *Service) DeleteBlob(ctx context.Context, repo string, d reference.Diges
 }
 
 // Mount links an existing blob into repo. With from set, the blob must be in
-// that repository; without it, any copy the registry holds will do. It
-// returns false when the blob cannot be mounted.
+// that repository; without it, the blob must be in some repository (a blob
+// deleted from every repository cannot be mounted back). It returns false
+// when the blob cannot be mounted.
 func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, from string) (bool, error) {
 	var size int64
 	var err error
@@ -206,31 +200,35 @@ func (s *Service) append(ctx context.Context, id string, size int64, c Chunk) (i
 	offset := size
 	if c.Start >= 0 {
 		if c.Start != size {
-			return size, errcode.WithStatus(errcode.BlobUploadInvalid, 416, "chunk starts at %d but the upload holds %d bytes", c.Start, size)
+			return size, errcode.WithStatus(errcode.BlobUploadInvalid, http416, "chunk starts at %d but the upload holds %d bytes", c.Start, size)
 		}
 		offset = c.Start
 	}
-	body := c.Body
-	if c.Length >= 0 {
-		body = io.LimitReader(body, c.Length)
-	}
-	n, err := s.blobs.AppendUpload(ctx, id, offset, body, 0)
+	n, err := s.blobs.AppendUpload(ctx, id, offset, c.Body, c.Length)
+	var readErr *blobstore.ReadError
 	switch {
+	case err == nil:
+		return n, nil
 	case errors.Is(err, blobstore.ErrOffset):
-		return n, errcode.WithStatus(errcode.BlobUploadInvalid, 416, "chunk does not start at the end of the upload (%d)", n)
+		return n, errcode.WithStatus(errcode.BlobUploadInvalid, http416, "chunk does not start at the end of the upload (%d bytes)", n)
 	case errors.Is(err, blobstore.ErrUploadNotFound):
 		return 0, errUploadUnknown
-	case err != nil:
-		return n, errcode.New(errcode.BlobUploadInvalid, "reading chunk failed").WithDetail(err.Error())
+	case errors.Is(err, blobstore.ErrChunkLength):
+		return n, errcode.New(errcode.BlobUploadInvalid, "%v", err)
+	case errors.As(err, &readErr):
+		return n, errcode.New(errcode.BlobUploadInvalid, "reading the chunk failed; the upload is unchanged")
+	default:
+		return n, internal(err, "upload write")
 	}
-	if c.Length >= 0 && n-offset != c.Length {
-		return n, errcode.New(errcode.BlobUploadInvalid, "chunk is %d bytes, expected %d", n-offset, c.Length)
-	}
-	return n, nil
 }
 
+// http416 is Range Not Satisfiable, the status for chunks out of order.
+const http416 = 416
+
 // FinishUpload appends an optional last chunk, verifies the digest, stores
-// the blob and links it into repo. On a digest mismatch nothing is stored.
+// the blob and links it into repo. On a digest mismatch nothing is stored
+// and the session ends; on a storage failure the session stays, so that the
+// client may retry.
 func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference.Digest, last *Chunk) (int64, error) {
 	size, err := s.UploadStatus(ctx, repo, id)
 	if err != nil {
@@ -242,13 +240,12 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		}
 	}
 	size, err = s.blobs.CommitUpload(ctx, id, d)
-	if err != nil {
-		_ = s.meta.DeleteUpload(ctx, id)
-	}
 	switch {
 	case errors.Is(err, blobstore.ErrDigestMismatch):
+		_ = s.meta.DeleteUpload(ctx, id)
 		return 0, errcode.New(errcode.DigestInvalid, "provided digest did not match uploaded content").WithDetail(map[string]string{"digest": string(d)})
 	case errors.Is(err, blobstore.ErrUploadNotFound):
+		_ = s.meta.DeleteUpload(ctx, id)
 		return 0, errUploadUnknown
 	case err != nil:
 		return 0, internal(err, "upload commit")
@@ -257,6 +254,21 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		return 0, internal(err, "blob link")
 	}
 	return size, nil
+}
+
+// PutBlob stores a whole blob sent in one request (a monolithic upload).
+// Nothing remains of it when it fails.
+func (s *Service) PutBlob(ctx context.Context, repo string, d reference.Digest, c Chunk) error {
+	id, err := s.StartUpload(ctx, repo)
+	if err != nil {
+		return err
+	}
+	if _, err := s.FinishUpload(ctx, repo, id, d, &c); err != nil {
+		// The request may be gone; the cleanup must still happen.
+		_ = s.CancelUpload(context.WithoutCancel(ctx), repo, id)
+		return err
+	}
+	return nil
 }
 
 // CancelUpload deletes an upload session and its data.
@@ -273,27 +285,49 @@ func (s *Service) CancelUpload(ctx context.Context, repo, id string) error {
 	return nil
 }
 
-// ExpireUploads removes upload sessions idle for longer than the TTL and
-// returns how many it removed.
+// ExpireUploads removes upload sessions idle for longer than the TTL, and
+// upload data that no session owns (left by a crash), and returns how many
+// uploads it removed.
 func (s *Service) ExpireUploads(ctx context.Context) (int, error) {
 	cutoff := time.Now().Add(-s.opts.UploadTTL)
 	ups, err := s.meta.UploadsBefore(ctx, cutoff)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("list expired uploads: %w", err)
 	}
 	n := 0
+	var errs []error
 	for _, u := range ups {
 		_, modified, err := s.blobs.UploadStatus(ctx, u.ID)
-		if err == nil && modified.After(cutoff) {
+		switch {
+		case err == nil && modified.After(cutoff):
 			continue // still being written to
+		case err != nil && !errors.Is(err, blobstore.ErrUploadNotFound):
+			errs = append(errs, fmt.Errorf("upload %s: %w", u.ID, err))
+			continue
 		}
 		if err := s.blobs.AbortUpload(ctx, u.ID); err != nil {
-			return n, err
+			errs = append(errs, fmt.Errorf("remove upload %s: %w", u.ID, err))
+			continue
 		}
 		if err := s.meta.DeleteUpload(ctx, u.ID); err != nil {
-			return n, err
+			errs = append(errs, fmt.Errorf("end upload %s: %w", u.ID, err))
+			continue
 		}
 		n++
 	}
-	return n, nil
+	stale, err := s.blobs.StaleUploads(ctx, cutoff)
+	if err != nil {
+		return n, errors.Join(append(errs, err)...)
+	}
+	for _, id := range stale {
+		if _, err := s.meta.GetUpload(ctx, id); !errors.Is(err, metadata.ErrNotFound) {
+			continue // owned by a session (handled above once it is idle)
+		}
+		if err := s.blobs.AbortUpload(ctx, id); err != nil {
+			errs = append(errs, fmt.Errorf("remove orphaned upload %s: %w", id, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }

@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-registry/berth/internal/config"
 )
@@ -24,7 +25,7 @@ import (
 func testServer(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
-	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: "none", MaxManifestSize: 1 << 20, UploadTTL: 3600e9, ShutdownTimeout: 1e9}
+	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: "none", MaxManifestSize: 1 << 20, UploadTTL: 3600e9, ShutdownTimeout: 1e9, BodyTimeout: 300 * time.Millisecond}
 	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
