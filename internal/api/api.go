@@ -1,22 +1,58 @@
 package api
 
 import (
+	"context"
 	"log/slog"
 	"net/http"
 
 	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/token"
 )
 
 // Handler serves the Distribution API under /v2/.
 type Handler struct {
-	svc *registry.Service
-	log *slog.Logger
+	svc   *registry.Service
+	log   *slog.Logger
+	guard Guard
 }
 
-// New returns the /v2/ handler.
-func New(svc *registry.Service, log *slog.Logger) *Handler {
-	return &Handler{svc: svc, log: log}
+// New returns the /v2/ handler; guard nil serves an open registry.
+func New(svc *registry.Service, log *slog.Logger, guard Guard) *Handler {
+	return &Handler{svc: svc, log: log, guard: guard}
+}
+
+type claimsKey struct{}
+
+// subject returns the token subject of an authorized request ("" when
+// anonymous), and whether auth is on at all.
+func (h *Handler) subject(r *http.Request) (string, bool) {
+	if h.guard == nil {
+		return "", false
+	}
+	c, _ := r.Context().Value(claimsKey{}).(*token.Claims)
+	if c == nil {
+		return "", true
+	}
+	return c.Subject, true
+}
+
+// tokenID returns the id of the request's token, "" without auth.
+func tokenID(r *http.Request) string {
+	if c, _ := r.Context().Value(claimsKey{}).(*token.Claims); c != nil {
+		return c.ID
+	}
+	return ""
+}
+
+// viewer returns a predicate telling whether the caller may pull a
+// repository; without auth everything is visible.
+func (h *Handler) viewer(r *http.Request) (func(string) bool, error) {
+	sub, on := h.subject(r)
+	if !on {
+		return func(string) bool { return true }, nil
+	}
+	return h.guard.Viewer(r.Context(), sub)
 }
 
 type endpoint func(w http.ResponseWriter, r *http.Request, rt Route) error
@@ -56,6 +92,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fn == nil {
 		errcode.Write(w, r, errcode.New(errcode.Unsupported, "method %s not allowed here", r.Method))
 		return
+	}
+	if h.guard != nil {
+		claims, err := h.authorize(w, r, rt)
+		if err != nil {
+			errcode.Write(w, r, err)
+			return
+		}
+		r = r.WithContext(context.WithValue(r.Context(), claimsKey{}, claims))
 	}
 	if err := fn(w, r, rt); err != nil {
 		e := errcode.As(err)

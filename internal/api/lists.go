@@ -75,11 +75,27 @@ func (h *Handler) catalog(w http.ResponseWriter, r *http.Request, _ Route) error
 	if err != nil {
 		return err
 	}
+	canPull, err := h.viewer(r)
+	if err != nil {
+		return err
+	}
 	repos := []string{}
-	if n > 0 {
-		if repos, err = h.svc.Catalog(r.Context(), last, n+1); err != nil {
+	// Only what the caller may pull is listed: read on until the page is
+	// full (plus one, to know whether there is a next page).
+	for cursor := last; n > 0 && len(repos) <= n; {
+		batch, err := h.svc.Catalog(r.Context(), cursor, n+1)
+		if err != nil {
 			return err
 		}
+		for _, repo := range batch {
+			if canPull(repo) {
+				repos = append(repos, repo)
+			}
+		}
+		if len(batch) < n+1 {
+			break
+		}
+		cursor = batch[len(batch)-1]
 	}
 	repos = paginate(w, "/v2/_catalog", repos, n)
 	return writeJSON(w, "application/json", struct {

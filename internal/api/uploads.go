@@ -76,13 +76,19 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 		if err != nil {
 			return errcode.New(errcode.DigestInvalid, "mount: %v", err)
 		}
-		ok, err := h.svc.Mount(ctx, rt.Name, d, q.Get("from"))
+		from, err := h.mountSource(r, d, q.Get("from"))
 		if err != nil {
 			return err
 		}
-		if ok {
-			blobCreated(w, rt, d)
-			return nil
+		if from != "-" {
+			ok, err := h.svc.Mount(ctx, rt.Name, d, from)
+			if err != nil {
+				return err
+			}
+			if ok {
+				blobCreated(w, rt, d)
+				return nil
+			}
 		}
 	}
 	if q.Has("digest") {
@@ -94,19 +100,49 @@ func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 		if err != nil {
 			return err
 		}
-		if err := h.svc.PutBlob(ctx, rt.Name, d, c); err != nil {
+		if err := h.svc.PutBlob(ctx, rt.Name, d, c, tokenID(r)); err != nil {
 			return err
 		}
 		blobCreated(w, rt, d)
 		return nil
 	}
-	id, err := h.svc.StartUpload(ctx, rt.Name)
+	id, err := h.svc.StartUpload(ctx, rt.Name, tokenID(r))
 	if err != nil {
 		return err
 	}
 	setUploadHeaders(w, rt, id, 0)
 	w.WriteHeader(http.StatusAccepted)
 	return nil
+}
+
+// mountSource picks the repository to mount a blob from: the requested one
+// when the caller may pull it, or, without from, one holding the blob that
+// the caller may pull. "-" means no mount; "" (open registry, no from)
+// lets the service use any copy.
+func (h *Handler) mountSource(r *http.Request, d reference.Digest, from string) (string, error) {
+	if _, on := h.subject(r); !on {
+		return from, nil
+	}
+	canPull, err := h.viewer(r)
+	if err != nil {
+		return "", err
+	}
+	if from != "" {
+		if reference.ValidateName(from) != nil || !canPull(from) {
+			return "-", nil
+		}
+		return from, nil
+	}
+	repos, err := h.svc.BlobRepositories(r.Context(), d, 100)
+	if err != nil {
+		return "", err
+	}
+	for _, repo := range repos {
+		if canPull(repo) {
+			return repo, nil
+		}
+	}
+	return "-", nil
 }
 
 // rangeError adds the upload's current Range and Location to a 416, so that

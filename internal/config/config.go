@@ -5,6 +5,7 @@ package config
 
 import (
 	"fmt"
+	"net/netip"
 	"os"
 	"sort"
 	"strconv"
@@ -27,6 +28,12 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	DebugAddr       string
 	BodyTimeout     time.Duration
+	AdminPassword   string
+	ExternalURL     string
+	TrustedProxies  string
+	TokenTTL        time.Duration
+	TLSCert         string
+	TLSKey          string
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -75,7 +82,13 @@ func oneOf(p func(*Config) *string, allowed ...string) func(*Config, string) err
 var Options = []Option{
 	{"addr", ":5000", "address to listen on (host:port)", str(func(c *Config) *string { return &c.Addr })},
 	{"data_dir", "./data", "directory for blobs and the metadata database", str(func(c *Config) *string { return &c.DataDir })},
-	{"auth", "none", "authentication mode; \"none\" serves an open registry for local use", oneOf(func(c *Config) *string { return &c.Auth }, "none")},
+	{"auth", "token", "authentication: \"token\" (accounts and bearer tokens) or \"none\" (an open registry for local use)", oneOf(func(c *Config) *string { return &c.Auth }, "token", "none")},
+	{"admin_password", "", "password of the admin user created on first start; empty generates one and logs it once", str(func(c *Config) *string { return &c.AdminPassword })},
+	{"external_url", "", "URL clients reach berth at (e.g. https://registry.example.com), used in auth challenges; empty derives it from each request", str(func(c *Config) *string { return &c.ExternalURL })},
+	{"trusted_proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-Proto/Host/For headers are believed", str(func(c *Config) *string { return &c.TrustedProxies })},
+	{"token_ttl", "5m", "lifetime of access tokens", dur(func(c *Config) *time.Duration { return &c.TokenTTL })},
+	{"tls_cert", "", "TLS certificate file (PEM); with tls_key, berth serves HTTPS", str(func(c *Config) *string { return &c.TLSCert })},
+	{"tls_key", "", "TLS private key file (PEM)", str(func(c *Config) *string { return &c.TLSKey })},
 	{"log_level", "info", "log level: debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
 	{"log_format", "text", "log format: text or json", oneOf(func(c *Config) *string { return &c.LogFormat }, "text", "json")},
 	{"max_manifest_size", "4194304", "largest manifest accepted, in bytes", func(c *Config, v string) error {
@@ -149,7 +162,37 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 			}
 		}
 	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, fmt.Errorf("tls_cert and tls_key go together: set both or neither")
+	}
+	if _, err := ParseProxies(c.TrustedProxies); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// ParseProxies parses the trusted_proxies setting.
+func ParseProxies(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		if !strings.Contains(f, "/") {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("trusted_proxies: %q is not an address or CIDR", f)
+			}
+			out = append(out, netip.PrefixFrom(a, a.BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, fmt.Errorf("trusted_proxies: %q is not an address or CIDR", f)
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
 }
 
 func readFile(path string) (map[string]string, error) {

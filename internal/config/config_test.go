@@ -26,7 +26,7 @@ func TestDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Addr != ":5000" || c.DataDir != "./data" || c.Auth != "none" || c.MaxManifestSize != 4<<20 || c.UploadTTL != 24*time.Hour {
+	if c.Addr != ":5000" || c.DataDir != "./data" || c.Auth != "token" || c.MaxManifestSize != 4<<20 || c.UploadTTL != 24*time.Hour {
 		t.Fatalf("defaults = %+v", c)
 	}
 }
@@ -77,7 +77,7 @@ func TestRejects(t *testing.T) {
 		"nested":       {[]string{"--config", write("addr:\n  a: b\n")}, nil, "want a single value"},
 		"bad duration": {nil, map[string]string{"BERTH_UPLOAD_TTL": "soon"}, "BERTH_UPLOAD_TTL"},
 		"bad level":    {[]string{"--log-level", "loud"}, nil, "--log-level"},
-		"bad auth":     {[]string{"--auth", "maybe"}, nil, "want one of none"},
+		"bad auth":     {[]string{"--auth", "maybe"}, nil, "want one of token, none"},
 		"bad size":     {[]string{"--max-manifest-size", "-1"}, nil, "--max-manifest-size"},
 		"missing file": {[]string{"--config", filepath.Join(dir, "nope.yaml")}, nil, "read configuration"},
 	}

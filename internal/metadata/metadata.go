@@ -71,6 +71,9 @@ type Upload struct {
 	ID         string
 	Repository string
 	Started    time.Time
+	// TokenID is the id of the bearer token that started the upload, which
+	// may finish it even after it expires; empty without auth.
+	TokenID string
 }
 
 // Store is the metadata seam. Every method is one transaction.
@@ -86,6 +89,9 @@ type Store interface {
 	// BlobSize returns the size of a blob linked into at least one
 	// repository, for mounts without a source repository.
 	BlobSize(ctx context.Context, d reference.Digest) (int64, error)
+
+	// BlobRepositories lists up to limit repositories holding a blob.
+	BlobRepositories(ctx context.Context, d reference.Digest, limit int) ([]string, error)
 
 	// GetManifest returns a manifest by tag or digest.
 	GetManifest(ctx context.Context, repo, ref string) (*Manifest, error)

@@ -84,6 +84,43 @@ var migrations = []string{
 		started_at BIGINT NOT NULL
 	);
 	CREATE INDEX uploads_started ON uploads(started_at);`,
+	`CREATE TABLE users (
+		name TEXT PRIMARY KEY,
+		password_hash TEXT NOT NULL,
+		admin INTEGER NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE namespaces (
+		name TEXT PRIMARY KEY,
+		public INTEGER NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE members (
+		namespace TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+		username TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+		role TEXT NOT NULL,
+		PRIMARY KEY (namespace, username)
+	);
+	CREATE INDEX members_user ON members(username);
+	CREATE TABLE robots (
+		name TEXT PRIMARY KEY,
+		namespace TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+		secret_hash TEXT NOT NULL,
+		scopes TEXT NOT NULL,
+		actions TEXT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		last_used_at BIGINT NOT NULL,
+		revoked INTEGER NOT NULL
+	);
+	CREATE INDEX robots_namespace ON robots(namespace);
+	CREATE TABLE refresh_tokens (
+		hash TEXT PRIMARY KEY,
+		subject TEXT NOT NULL,
+		expires_at BIGINT NOT NULL
+	);
+	CREATE INDEX refresh_tokens_subject ON refresh_tokens(subject);
+	ALTER TABLE uploads ADD COLUMN token_id TEXT NOT NULL DEFAULT ''`,
 }
 
 func (d dialect) render(m string) string {

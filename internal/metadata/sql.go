@@ -207,6 +207,12 @@ func (s *SQL) BlobSize(ctx context.Context, d reference.Digest) (int64, error) {
 	return size, nil
 }
 
+// BlobRepositories implements Store.
+func (s *SQL) BlobRepositories(ctx context.Context, d reference.Digest, limit int) ([]string, error) {
+	return s.names(ctx, `SELECT r.name FROM repository_blobs rb JOIN repositories r ON r.id = rb.repository_id
+		WHERE rb.digest = ? ORDER BY r.name LIMIT ?`, string(d), limit)
+}
+
 // LinkBlob implements Store.
 func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
@@ -471,7 +477,7 @@ func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, ar
 // CreateUpload implements Store.
 func (s *SQL) CreateUpload(ctx context.Context, u Upload) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at) VALUES (?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano())
+		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at, token_id) VALUES (?, ?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano(), u.TokenID)
 		if err != nil {
 			return fmt.Errorf("record upload: %w", err)
 		}
@@ -483,7 +489,7 @@ func (s *SQL) CreateUpload(ctx context.Context, u Upload) error {
 func (s *SQL) GetUpload(ctx context.Context, id string) (*Upload, error) {
 	u := Upload{ID: id}
 	var started int64
-	err := s.queryRow(ctx, nil, `SELECT repository, started_at FROM uploads WHERE id = ?`, id).Scan(&u.Repository, &started)
+	err := s.queryRow(ctx, nil, `SELECT repository, started_at, token_id FROM uploads WHERE id = ?`, id).Scan(&u.Repository, &started, &u.TokenID)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

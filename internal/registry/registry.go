@@ -145,13 +145,14 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 
 // ---- uploads ----
 
-// StartUpload opens an upload session for repo and returns its id.
-func (s *Service) StartUpload(ctx context.Context, repo string) (string, error) {
+// StartUpload opens an upload session for repo and returns its id. tokenID
+// names the bearer token that started it ("" without auth).
+func (s *Service) StartUpload(ctx context.Context, repo, tokenID string) (string, error) {
 	id := newID()
 	if err := s.blobs.CreateUpload(ctx, id); err != nil {
 		return "", internal(err, "upload start")
 	}
-	if err := s.meta.CreateUpload(ctx, metadata.Upload{ID: id, Repository: repo, Started: time.Now()}); err != nil {
+	if err := s.meta.CreateUpload(ctx, metadata.Upload{ID: id, Repository: repo, Started: time.Now(), TokenID: tokenID}); err != nil {
 		_ = s.blobs.AbortUpload(ctx, id)
 		return "", internal(err, "upload start")
 	}
@@ -177,6 +178,27 @@ func (s *Service) UploadStatus(ctx context.Context, repo, id string) (int64, err
 		return 0, internal(err, "upload status")
 	}
 	return size, nil
+}
+
+// UploadTokenID returns the id of the token that started an upload of repo.
+func (s *Service) UploadTokenID(ctx context.Context, repo, id string) (string, error) {
+	u, err := s.meta.GetUpload(ctx, id)
+	if err != nil {
+		return "", err
+	}
+	if u.Repository != repo {
+		return "", errUploadUnknown
+	}
+	return u.TokenID, nil
+}
+
+// BlobRepositories lists up to limit repositories holding a blob.
+func (s *Service) BlobRepositories(ctx context.Context, d reference.Digest, limit int) ([]string, error) {
+	repos, err := s.meta.BlobRepositories(ctx, d, limit)
+	if err != nil {
+		return nil, internal(err, "blob lookup")
+	}
+	return repos, nil
 }
 
 // Chunk is a piece of an upload. Start is -1 for a streamed chunk that goes
@@ -258,8 +280,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 
 // PutBlob stores a whole blob sent in one request (a monolithic upload).
 // Nothing remains of it when it fails.
-func (s *Service) PutBlob(ctx context.Context, repo string, d reference.Digest, c Chunk) error {
-	id, err := s.StartUpload(ctx, repo)
+func (s *Service) PutBlob(ctx context.Context, repo string, d reference.Digest, c Chunk, tokenID string) error {
+	id, err := s.StartUpload(ctx, repo, tokenID)
 	if err != nil {
 		return err
 	}

@@ -62,7 +62,7 @@ func TestFailedCommitKeepsTheSession(t *testing.T) {
 	s, dir := newServiceDir(t, Options{})
 	data := []byte("retry me")
 	d := reference.SHA256.FromBytes(data)
-	id, err := s.StartUpload(ctx, "r")
+	id, err := s.StartUpload(ctx, "r", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -101,11 +101,11 @@ func TestFailedCommitKeepsTheSession(t *testing.T) {
 func TestIdleUploadsExpire(t *testing.T) {
 	ctx := context.Background()
 	s := newService(t, Options{UploadTTL: 20 * time.Millisecond})
-	idle, err := s.StartUpload(ctx, "r")
+	idle, err := s.StartUpload(ctx, "r", "")
 	if err != nil {
 		t.Fatal(err)
 	}
-	busy, err := s.StartUpload(ctx, "r")
+	busy, err := s.StartUpload(ctx, "r", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestIdleUploadsExpire(t *testing.T) {
 func TestUploadBelongsToItsRepository(t *testing.T) {
 	ctx := context.Background()
 	s := newService(t, Options{})
-	id, err := s.StartUpload(ctx, "a")
+	id, err := s.StartUpload(ctx, "a", "")
 	if err != nil {
 		t.Fatal(err)
 	}

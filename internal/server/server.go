@@ -27,10 +27,12 @@ import (
 type Server struct {
 	cfg  *config.Config
 	log  *slog.Logger
-	meta metadata.Store
+	meta *metadata.SQL
 	svc  *registry.Service
 	http *http.Server
 	lock *os.File
+	// closeAudit closes the audit log (nil without auth).
+	closeAudit func() error
 }
 
 // lockDataDir takes an exclusive lock on the data directory: the embedded
@@ -69,10 +71,20 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
 	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, lock: lock}
 	mux := http.NewServeMux()
+	var g api.Guard
+	if cfg.Auth == "token" {
+		ag, closeAudit, err := setupAuth(ctx, cfg, meta, log, mux)
+		if err != nil {
+			meta.Close()
+			lock.Close()
+			return nil, err
+		}
+		g, s.closeAudit = ag, closeAudit
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
 	s.http = &http.Server{
-		Handler:           logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log), mux))),
+		Handler:           logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -86,6 +98,9 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 // Close releases the stores; use it when the server was not started by Serve.
 func (s *Server) Close() error {
 	err := s.meta.Close()
+	if s.closeAudit != nil {
+		err = errors.Join(err, s.closeAudit())
+	}
 	s.lock.Close()
 	return err
 }
@@ -107,7 +122,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
-	s.log.Info("berth listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir)
+	s.log.Info("berth listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir, "tls", s.cfg.TLSCert != "", "auth", s.cfg.Auth)
 	if s.cfg.Auth == "none" {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
@@ -116,7 +131,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		go s.serveDebug()
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- s.http.Serve(ln) }()
+	go func() {
+		if s.cfg.TLSCert != "" {
+			errc <- s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+			return
+		}
+		errc <- s.http.Serve(ln)
+	}()
 	select {
 	case err := <-errc:
 		s.Close()

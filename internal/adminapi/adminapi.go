@@ -1,0 +1,185 @@
+// Package adminapi serves the administration API under /api/v1/: users,
+// namespaces and their members, robot accounts and signing keys. Requests
+// authenticate with HTTP Basic; the rules of who may do what live in
+// package auth.
+package adminapi
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/metadata"
+)
+
+// Handler serves /api/v1/.
+type Handler struct {
+	auth     *auth.Service
+	log      *slog.Logger
+	clientIP func(*http.Request) string
+}
+
+// New returns the admin API handler.
+func New(a *auth.Service, log *slog.Logger, clientIP func(*http.Request) string) *Handler {
+	return &Handler{auth: a, log: log, clientIP: clientIP}
+}
+
+type endpoint func(w http.ResponseWriter, r *http.Request, actor *auth.Principal) (status int, body any, err error)
+
+// Register adds the endpoints to mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	routes := map[string]endpoint{
+		"GET /api/v1/whoami":                            h.whoami,
+		"GET /api/v1/users":                             h.listUsers,
+		"POST /api/v1/users":                            h.createUser,
+		"DELETE /api/v1/users/{name}":                   h.deleteUser,
+		"PUT /api/v1/users/{name}/password":             h.setPassword,
+		"GET /api/v1/namespaces":                        h.listNamespaces,
+		"POST /api/v1/namespaces":                       h.createNamespace,
+		"PATCH /api/v1/namespaces/{ns}":                 h.patchNamespace,
+		"DELETE /api/v1/namespaces/{ns}":                h.deleteNamespace,
+		"GET /api/v1/namespaces/{ns}/members":           h.members,
+		"PUT /api/v1/namespaces/{ns}/members/{user}":    h.setMember,
+		"DELETE /api/v1/namespaces/{ns}/members/{user}": h.removeMember,
+		"GET /api/v1/namespaces/{ns}/robots":            h.listRobots,
+		"POST /api/v1/namespaces/{ns}/robots":           h.createRobot,
+		"DELETE /api/v1/namespaces/{ns}/robots/{name}":  h.revokeRobot,
+		"POST /api/v1/keys/rotate":                      h.rotateKeys,
+	}
+	for pattern, fn := range routes {
+		mux.Handle(pattern, h.wrap(fn))
+	}
+	mux.HandleFunc("/api/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, errorBody{"no such endpoint: " + r.Method + " " + r.URL.Path})
+	})
+}
+
+type errorBody struct {
+	Error string `json:"error"`
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	if v == nil {
+		w.WriteHeader(status)
+		return
+	}
+	b, _ := json.Marshal(v)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// wrap authenticates the request, runs the endpoint and renders its result
+// or error.
+func (h *Handler) wrap(fn endpoint) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
+			writeJSON(w, http.StatusUnauthorized, errorBody{"authentication required"})
+			return
+		}
+		actor, err := h.auth.Login(r.Context(), user, pass, h.clientIP(r))
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		status, body, err := fn(w, r, actor)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var rl *auth.RateLimitedError
+	status := http.StatusInternalServerError
+	switch {
+	case errors.As(err, &rl):
+		w.Header().Set("Retry-After", strconv.Itoa(int(rl.RetryAfter.Seconds())+1))
+		status = http.StatusTooManyRequests
+	case errors.Is(err, auth.ErrBadCredentials):
+		w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
+		writeJSON(w, http.StatusUnauthorized, errorBody{"invalid user name or password"})
+		return
+	case errors.Is(err, auth.ErrForbidden):
+		status = http.StatusForbidden
+	case errors.Is(err, auth.ErrNotFound):
+		status = http.StatusNotFound
+	case errors.Is(err, auth.ErrExists):
+		status = http.StatusConflict
+	case errors.Is(err, auth.ErrInvalid), errors.Is(err, errBadJSON):
+		status = http.StatusBadRequest
+	}
+	if status == http.StatusInternalServerError {
+		h.log.ErrorContext(r.Context(), "admin request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		writeJSON(w, status, errorBody{"internal error"})
+		return
+	}
+	writeJSON(w, status, errorBody{err.Error()})
+}
+
+var errBadJSON = errors.New("request body is not the expected JSON")
+
+// decode reads a JSON body into v; an empty body leaves v as it is.
+func decode(r *http.Request, v any) error {
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
+		return errors.Join(errBadJSON, err)
+	}
+	return nil
+}
+
+func stamp(t time.Time) *string {
+	if t.IsZero() {
+		return nil
+	}
+	s := t.UTC().Format(time.RFC3339)
+	return &s
+}
+
+type userJSON struct {
+	Name     string  `json:"name"`
+	Admin    bool    `json:"admin"`
+	Created  *string `json:"created_at,omitempty"`
+	Password string  `json:"password,omitempty"`
+}
+
+type namespaceJSON struct {
+	Name    string  `json:"name"`
+	Public  bool    `json:"public"`
+	Created *string `json:"created_at"`
+	Role    string  `json:"role"`
+}
+
+type memberJSON struct {
+	User string `json:"user"`
+	Role string `json:"role"`
+}
+
+type robotJSON struct {
+	Name      string   `json:"name"`
+	Namespace string   `json:"namespace"`
+	Scopes    []string `json:"scopes"`
+	Actions   []string `json:"actions"`
+	Expires   *string  `json:"expires_at"`
+	Created   *string  `json:"created_at"`
+	LastUsed  *string  `json:"last_used_at"`
+	Revoked   bool     `json:"revoked"`
+	Secret    string   `json:"secret,omitempty"`
+}
+
+func robotView(r *metadata.Robot) robotJSON {
+	return robotJSON{Name: r.Name, Namespace: r.Namespace, Scopes: r.Scopes, Actions: r.Actions,
+		Expires: stamp(r.Expires), Created: stamp(r.Created), LastUsed: stamp(r.LastUsed), Revoked: r.Revoked}
+}

@@ -1,0 +1,345 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// storeErr maps metadata errors to the service's.
+func storeErr(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, metadata.ErrNotFound):
+		return ErrNotFound
+	case errors.Is(err, metadata.ErrExists):
+		return fmt.Errorf("%w: %v", ErrExists, err)
+	}
+	return err
+}
+
+// validAccountName checks a user or namespace name: one component of the
+// repository grammar, since a user's name is also its namespace.
+func validAccountName(name string) error {
+	if strings.Contains(name, "/") || reference.ValidateName(name) != nil || len(name) > 64 {
+		return fmt.Errorf("%w: %q is not a valid name (lower-case letters, digits and . _ - between them)", ErrInvalid, name)
+	}
+	return nil
+}
+
+// requireAdmin lets only admins through.
+func requireAdmin(actor *Principal) error {
+	if actor.Kind != UserKind || !actor.Admin {
+		return fmt.Errorf("%w: only admins may do this", ErrForbidden)
+	}
+	return nil
+}
+
+// requireOwner lets admins and the namespace's owners through.
+func (s *Service) requireOwner(ctx context.Context, actor *Principal, ns string) error {
+	if actor.Kind == UserKind && actor.Admin {
+		return nil
+	}
+	if actor.Kind == UserKind {
+		roles, err := s.acc.UserRoles(ctx, actor.Name)
+		if err != nil {
+			return err
+		}
+		if Role(roles[ns]) == Owner {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: only admins and owners of %s may do this", ErrForbidden, ns)
+}
+
+func (s *Service) auditChange(actor *Principal, msg string, args ...any) {
+	s.audit.Info(msg, append([]any{"actor", actor.Name}, args...)...)
+}
+
+// CreateUser creates a user with its personal namespace. Without a password
+// one is generated and returned.
+func (s *Service) CreateUser(ctx context.Context, actor *Principal, name, password string, admin bool) (string, error) {
+	if err := requireAdmin(actor); err != nil {
+		return "", err
+	}
+	if err := validAccountName(name); err != nil {
+		return "", err
+	}
+	generated := ""
+	if password == "" {
+		password = randomSecret(18)
+		generated = password
+	}
+	h, err := hashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	if err := storeErr(s.acc.CreateUser(ctx, metadata.User{Name: name, PasswordHash: h, Admin: admin})); err != nil {
+		return "", err
+	}
+	s.auditChange(actor, "user created", "user", name, "admin", admin)
+	return generated, nil
+}
+
+// ListUsers lists users (admins only).
+func (s *Service) ListUsers(ctx context.Context, actor *Principal) ([]metadata.User, error) {
+	if err := requireAdmin(actor); err != nil {
+		return nil, err
+	}
+	return s.acc.ListUsers(ctx)
+}
+
+// DeleteUser deletes a user (admins only; not oneself).
+func (s *Service) DeleteUser(ctx context.Context, actor *Principal, name string) error {
+	if err := requireAdmin(actor); err != nil {
+		return err
+	}
+	if name == actor.Name {
+		return fmt.Errorf("%w: you cannot delete yourself", ErrInvalid)
+	}
+	if err := storeErr(s.acc.DeleteUser(ctx, name)); err != nil {
+		return err
+	}
+	s.auditChange(actor, "user deleted", "user", name)
+	return nil
+}
+
+// SetPassword sets a user's password (admins, or the user itself); without
+// a password one is generated and returned. Refresh tokens are revoked.
+func (s *Service) SetPassword(ctx context.Context, actor *Principal, name, password string) (string, error) {
+	if !(actor.Kind == UserKind && (actor.Admin || actor.Name == name)) {
+		return "", fmt.Errorf("%w: only admins may change another user's password", ErrForbidden)
+	}
+	generated := ""
+	if password == "" {
+		password = randomSecret(18)
+		generated = password
+	}
+	h, err := hashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	if err := storeErr(s.acc.SetPassword(ctx, name, h)); err != nil {
+		return "", err
+	}
+	s.auditChange(actor, "password changed", "user", name)
+	return generated, nil
+}
+
+// NamespaceView is a namespace with the caller's role in it.
+type NamespaceView struct {
+	metadata.Namespace
+	Role string
+}
+
+// ListNamespaces lists all namespaces for admins, else those the actor
+// belongs to.
+func (s *Service) ListNamespaces(ctx context.Context, actor *Principal) ([]NamespaceView, error) {
+	all, err := s.acc.ListNamespaces(ctx)
+	if err != nil {
+		return nil, err
+	}
+	roles := map[string]string{}
+	if actor.Kind == UserKind {
+		if roles, err = s.acc.UserRoles(ctx, actor.Name); err != nil {
+			return nil, err
+		}
+	}
+	var out []NamespaceView
+	for _, ns := range all {
+		role, member := roles[ns.Name]
+		if member || actor.Admin {
+			out = append(out, NamespaceView{ns, role})
+		}
+	}
+	return out, nil
+}
+
+// CreateNamespace creates a namespace (admins only).
+func (s *Service) CreateNamespace(ctx context.Context, actor *Principal, name string, public bool) (*metadata.Namespace, error) {
+	if err := requireAdmin(actor); err != nil {
+		return nil, err
+	}
+	if err := validAccountName(name); err != nil {
+		return nil, err
+	}
+	if err := storeErr(s.acc.CreateNamespace(ctx, metadata.Namespace{Name: name, Public: public})); err != nil {
+		return nil, err
+	}
+	s.auditChange(actor, "namespace created", "namespace", name, "public", public)
+	return s.acc.GetNamespace(ctx, name)
+}
+
+// SetPublic makes a namespace public (anonymous pull) or private.
+func (s *Service) SetPublic(ctx context.Context, actor *Principal, name string, public bool) (*metadata.Namespace, error) {
+	if err := s.requireOwner(ctx, actor, name); err != nil {
+		return nil, err
+	}
+	if err := storeErr(s.acc.SetNamespacePublic(ctx, name, public)); err != nil {
+		return nil, err
+	}
+	s.auditChange(actor, "namespace visibility changed", "namespace", name, "public", public)
+	return s.acc.GetNamespace(ctx, name)
+}
+
+// DeleteNamespace deletes a namespace's settings, members and robots.
+func (s *Service) DeleteNamespace(ctx context.Context, actor *Principal, name string) error {
+	if err := requireAdmin(actor); err != nil {
+		return err
+	}
+	if err := storeErr(s.acc.DeleteNamespace(ctx, name)); err != nil {
+		return err
+	}
+	s.auditChange(actor, "namespace deleted", "namespace", name)
+	return nil
+}
+
+// Members lists a namespace's members (admins and owners).
+func (s *Service) Members(ctx context.Context, actor *Principal, ns string) ([]metadata.Member, error) {
+	if err := s.requireOwner(ctx, actor, ns); err != nil {
+		return nil, err
+	}
+	if _, err := s.acc.GetNamespace(ctx, ns); err != nil {
+		return nil, storeErr(err)
+	}
+	return s.acc.Members(ctx, ns)
+}
+
+// SetMember gives a user a role in a namespace (admins and owners).
+func (s *Service) SetMember(ctx context.Context, actor *Principal, ns, user string, role Role) error {
+	if err := s.requireOwner(ctx, actor, ns); err != nil {
+		return err
+	}
+	if !ValidRole(role) {
+		return fmt.Errorf("%w: role must be reader, writer, maintainer or owner", ErrInvalid)
+	}
+	if _, err := s.acc.GetUser(ctx, user); err != nil {
+		return storeErr(err)
+	}
+	if err := storeErr(s.acc.SetMember(ctx, metadata.Member{Namespace: ns, User: user, Role: string(role)})); err != nil {
+		return err
+	}
+	s.auditChange(actor, "member set", "namespace", ns, "user", user, "role", role)
+	return nil
+}
+
+// RemoveMember removes a user from a namespace (admins and owners).
+func (s *Service) RemoveMember(ctx context.Context, actor *Principal, ns, user string) error {
+	if err := s.requireOwner(ctx, actor, ns); err != nil {
+		return err
+	}
+	if err := storeErr(s.acc.RemoveMember(ctx, ns, user)); err != nil {
+		return err
+	}
+	s.auditChange(actor, "member removed", "namespace", ns, "user", user)
+	return nil
+}
+
+// ParseExpiry reads a robot lifetime: a Go duration or a number of days
+// ("90d"); empty means never.
+func ParseExpiry(s string) (time.Duration, error) {
+	if s == "" {
+		return 0, nil
+	}
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		n, err := strconv.Atoi(days)
+		if err != nil || n <= 0 {
+			return 0, fmt.Errorf("%w: expiry %q", ErrInvalid, s)
+		}
+		return time.Duration(n) * 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("%w: expiry %q (use e.g. 90d or 12h)", ErrInvalid, s)
+	}
+	return d, nil
+}
+
+// CreateRobot creates a robot account "<ns>+<name>" scoped to repository
+// patterns inside ns and to actions, and returns it with its secret, which
+// is never shown again.
+func (s *Service) CreateRobot(ctx context.Context, actor *Principal, ns, name string, scopes, actions []string, lifetime time.Duration) (*metadata.Robot, string, error) {
+	if err := s.requireOwner(ctx, actor, ns); err != nil {
+		return nil, "", err
+	}
+	if _, err := s.acc.GetNamespace(ctx, ns); err != nil {
+		return nil, "", storeErr(err)
+	}
+	if err := validAccountName(name); err != nil {
+		return nil, "", err
+	}
+	if len(scopes) == 0 {
+		scopes = []string{ns + "/*"}
+	}
+	for _, sc := range scopes {
+		repo := strings.TrimSuffix(sc, "/*")
+		if Namespace(repo) != ns || reference.ValidateName(repo) != nil {
+			return nil, "", fmt.Errorf("%w: scope %q must be a repository or ns/* pattern inside %s", ErrInvalid, sc, ns)
+		}
+	}
+	if len(actions) == 0 {
+		actions = []string{Pull}
+	}
+	for _, a := range actions {
+		if a != Pull && a != Push && a != Delete {
+			return nil, "", fmt.Errorf("%w: action %q (want pull, push or delete)", ErrInvalid, a)
+		}
+	}
+	slices.Sort(actions)
+	actions = slices.Compact(actions)
+	secret := "berth_" + randomSecret(32)
+	r := metadata.Robot{Name: ns + "+" + name, Namespace: ns, SecretHash: secretHash(secret), Scopes: scopes, Actions: actions}
+	if lifetime > 0 {
+		r.Expires = s.now().Add(lifetime)
+	}
+	if err := storeErr(s.acc.CreateRobot(ctx, r)); err != nil {
+		return nil, "", err
+	}
+	s.auditChange(actor, "robot created", "robot", r.Name, "scopes", strings.Join(scopes, " "), "actions", strings.Join(actions, ","))
+	created, err := s.acc.GetRobot(ctx, r.Name)
+	return created, secret, err
+}
+
+// ListRobots lists a namespace's robots (admins and owners).
+func (s *Service) ListRobots(ctx context.Context, actor *Principal, ns string) ([]metadata.Robot, error) {
+	if err := s.requireOwner(ctx, actor, ns); err != nil {
+		return nil, err
+	}
+	return s.acc.ListRobots(ctx, ns)
+}
+
+// RevokeRobot revokes a robot of ns (admins and owners).
+func (s *Service) RevokeRobot(ctx context.Context, actor *Principal, ns, name string) error {
+	if err := s.requireOwner(ctx, actor, ns); err != nil {
+		return err
+	}
+	if !strings.HasPrefix(name, ns+"+") {
+		name = ns + "+" + name
+	}
+	if err := storeErr(s.acc.RevokeRobot(ctx, name)); err != nil {
+		return err
+	}
+	s.auditChange(actor, "robot revoked", "robot", name)
+	return nil
+}
+
+// RotateKeys makes a new token signing key (admins only).
+func (s *Service) RotateKeys(ctx context.Context, actor *Principal) (string, error) {
+	if err := requireAdmin(actor); err != nil {
+		return "", err
+	}
+	kid, err := s.keys.Rotate()
+	if err != nil {
+		return "", err
+	}
+	s.auditChange(actor, "signing key rotated", "kid", kid)
+	return kid, nil
+}

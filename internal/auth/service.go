@@ -1,0 +1,375 @@
+package auth
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/crypto/bcrypt"
+
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/token"
+)
+
+// Errors of the auth service.
+var (
+	ErrBadCredentials = errors.New("invalid user name or password")
+	ErrForbidden      = errors.New("forbidden")
+	ErrNotFound       = errors.New("not found")
+	ErrExists         = errors.New("already exists")
+	ErrInvalid        = errors.New("invalid request")
+)
+
+// RateLimitedError says how long a client must wait before trying again.
+type RateLimitedError struct{ RetryAfter time.Duration }
+
+func (e *RateLimitedError) Error() string {
+	return fmt.Sprintf("too many failed logins; retry after %s", e.RetryAfter.Round(time.Second))
+}
+
+// Options configure the auth service.
+type Options struct {
+	// Issuer is the iss claim of tokens; Service is their audience, the
+	// service name of the WWW-Authenticate challenge.
+	Issuer, Service string
+	// TokenTTL is the lifetime of access tokens; RefreshTTL of refresh
+	// tokens.
+	TokenTTL, RefreshTTL time.Duration
+	// MaxFailures failed logins within FailureWindow block an account or a
+	// client address for the rest of the window.
+	MaxFailures   int
+	FailureWindow time.Duration
+}
+
+// Service authenticates principals, decides what they may do and issues
+// tokens saying so.
+type Service struct {
+	acc     metadata.Accounts
+	keys    *token.Keys
+	opts    Options
+	limiter *Limiter
+	audit   *slog.Logger
+	now     func() time.Time
+
+	cacheMu sync.Mutex
+	cache   map[string]*token.Claims // verified access tokens
+}
+
+// New returns the auth service. audit receives one record per login,
+// denial and administrative change.
+func New(acc metadata.Accounts, keys *token.Keys, opts Options, audit *slog.Logger) *Service {
+	if opts.TokenTTL <= 0 {
+		opts.TokenTTL = 5 * time.Minute
+	}
+	if opts.RefreshTTL <= 0 {
+		opts.RefreshTTL = 90 * 24 * time.Hour
+	}
+	if opts.MaxFailures <= 0 {
+		opts.MaxFailures = 5
+	}
+	if opts.FailureWindow <= 0 {
+		opts.FailureWindow = time.Minute
+	}
+	return &Service{acc: acc, keys: keys, opts: opts, limiter: NewLimiter(opts.MaxFailures, opts.FailureWindow),
+		audit: audit, now: time.Now, cache: map[string]*token.Claims{}}
+}
+
+// Keys returns the token signing keys.
+func (s *Service) Keys() *token.Keys { return s.keys }
+
+// ServiceName is the audience of tokens and the challenge's service.
+func (s *Service) ServiceName() string { return s.opts.Service }
+
+// randomSecret returns n random bytes encoded for use in a URL or header.
+func randomSecret(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// secretHash is how high-entropy secrets (robot secrets, refresh tokens)
+// are stored: a SHA-256, which suffices because they cannot be guessed.
+func secretHash(secret string) string {
+	sum := sha256.Sum256([]byte(secret))
+	return hex.EncodeToString(sum[:])
+}
+
+// dummyHash keeps the time of a login for an unknown user equal to that of
+// a known one.
+var dummyHash, _ = bcrypt.GenerateFromPassword([]byte("berth-dummy-password"), bcrypt.DefaultCost)
+
+// hashPassword hashes a user password with bcrypt.
+func hashPassword(pw string) (string, error) {
+	if len(pw) < 8 || len(pw) > 72 {
+		return "", fmt.Errorf("%w: a password has 8 to 72 bytes", ErrInvalid)
+	}
+	h, err := bcrypt.GenerateFromPassword([]byte(pw), bcrypt.DefaultCost)
+	if err != nil {
+		return "", fmt.Errorf("hash password: %w", err)
+	}
+	return string(h), nil
+}
+
+// Bootstrap creates the admin user when there are no users: with the given
+// password, or a random one that it returns so the caller can show it once.
+func (s *Service) Bootstrap(ctx context.Context, password string) (generated string, err error) {
+	n, err := s.acc.CountUsers(ctx)
+	if err != nil || n > 0 {
+		return "", err
+	}
+	if password == "" {
+		password = randomSecret(18)
+		generated = password
+	}
+	h, err := hashPassword(password)
+	if err != nil {
+		return "", err
+	}
+	if err := s.acc.CreateUser(ctx, metadata.User{Name: "admin", PasswordHash: h, Admin: true}); err != nil {
+		return "", fmt.Errorf("create admin user: %w", err)
+	}
+	s.audit.Info("user created", "actor", "bootstrap", "user", "admin", "admin", true)
+	return generated, nil
+}
+
+// Login checks a user's password or a robot's secret (robots are named
+// "<namespace>+<name>"). Failures are counted per account and per client
+// address; too many give a *RateLimitedError.
+func (s *Service) Login(ctx context.Context, name, secret, client string) (*Principal, error) {
+	keys := []string{"account:" + name, "client:" + client}
+	for _, k := range keys {
+		if wait, blocked := s.limiter.Blocked(k); blocked {
+			s.audit.Warn("login refused", "user", name, "client", client, "reason", "rate limited")
+			return nil, &RateLimitedError{RetryAfter: wait}
+		}
+	}
+	p, err := s.check(ctx, name, secret)
+	if err != nil {
+		if errors.Is(err, ErrBadCredentials) {
+			for _, k := range keys {
+				s.limiter.Fail(k)
+			}
+		}
+		s.audit.Warn("login failed", "user", name, "client", client, "reason", err.Error())
+		return nil, err
+	}
+	s.limiter.Reset(keys[0])
+	s.audit.Info("login", "user", name, "client", client)
+	return p, nil
+}
+
+func (s *Service) check(ctx context.Context, name, secret string) (*Principal, error) {
+	if strings.Contains(name, "+") {
+		r, err := s.acc.GetRobot(ctx, name)
+		if errors.Is(err, metadata.ErrNotFound) {
+			return nil, ErrBadCredentials
+		}
+		if err != nil {
+			return nil, err
+		}
+		if subtle.ConstantTimeCompare([]byte(secretHash(secret)), []byte(r.SecretHash)) != 1 {
+			return nil, ErrBadCredentials
+		}
+		p, err := robotPrincipal(r, s.now())
+		if err != nil {
+			return nil, err
+		}
+		if s.now().Sub(r.LastUsed) > time.Minute {
+			_ = s.acc.TouchRobot(ctx, name, s.now())
+		}
+		return p, nil
+	}
+	u, err := s.acc.GetUser(ctx, name)
+	if errors.Is(err, metadata.ErrNotFound) {
+		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(secret))
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(secret)) != nil {
+		return nil, ErrBadCredentials
+	}
+	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin}, nil
+}
+
+// robotPrincipal refuses revoked and expired robots.
+func robotPrincipal(r *metadata.Robot, now time.Time) (*Principal, error) {
+	if r.Revoked {
+		return nil, fmt.Errorf("%w: robot %s is revoked", ErrBadCredentials, r.Name)
+	}
+	if !r.Expires.IsZero() && !now.Before(r.Expires) {
+		return nil, fmt.Errorf("%w: robot %s expired", ErrBadCredentials, r.Name)
+	}
+	return &Principal{Kind: RobotKind, Name: r.Name, Scopes: r.Scopes, Actions: r.Actions, ExpiresAt: r.Expires}, nil
+}
+
+// Principal looks up the current state of a token's subject: a user that
+// still exists, or a robot that is neither revoked nor expired.
+func (s *Service) Principal(ctx context.Context, subject string) (*Principal, error) {
+	if subject == "" {
+		return &Principal{Kind: Anonymous}, nil
+	}
+	if strings.Contains(subject, "+") {
+		r, err := s.acc.GetRobot(ctx, subject)
+		if errors.Is(err, metadata.ErrNotFound) {
+			return nil, ErrBadCredentials
+		}
+		if err != nil {
+			return nil, err
+		}
+		return robotPrincipal(r, s.now())
+	}
+	u, err := s.acc.GetUser(ctx, subject)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin}, nil
+}
+
+// facts gathers what Allowed needs about repo's namespace for p.
+func (s *Service) facts(ctx context.Context, p *Principal, repo string, roles map[string]string) NamespaceFacts {
+	nsName := Namespace(repo)
+	var f NamespaceFacts
+	if ns, err := s.acc.GetNamespace(ctx, nsName); err == nil {
+		f.Public = ns.Public
+	}
+	if p.Kind == UserKind {
+		f.Role = Role(roles[nsName])
+	}
+	return f
+}
+
+func (s *Service) roles(ctx context.Context, p *Principal) (map[string]string, error) {
+	if p.Kind != UserKind || p.Admin {
+		return nil, nil
+	}
+	return s.acc.UserRoles(ctx, p.Name)
+}
+
+// Grant returns, for each requested access, the actions p may take: the
+// intersection of what was asked and what is allowed. Nothing is granted
+// that was not asked for.
+func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Access) ([]token.Access, error) {
+	roles, err := s.roles(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	var out []token.Access
+	for _, req := range requested {
+		var allowed []string
+		switch req.Type {
+		case "repository":
+			allowed = Allowed(p, req.Name, s.facts(ctx, p, req.Name, roles), s.now())
+		case "registry":
+			if p.Kind != Anonymous {
+				allowed = []string{"*"} // the catalog lists only what the caller may pull
+			}
+		}
+		acts := Intersect(req.Actions, allowed)
+		if req.Type == "registry" && len(allowed) > 0 {
+			acts = req.Actions
+		}
+		if len(acts) == 0 {
+			s.audit.Info("access denied", "subject", p.Name, "resource", req.Type+":"+req.Name, "requested", strings.Join(req.Actions, ","))
+			continue
+		}
+		out = append(out, token.Access{Type: req.Type, Name: req.Name, Actions: acts})
+	}
+	return out, nil
+}
+
+// CanPull reports whether p may pull repo; the catalog uses it to list
+// only what the caller may see.
+func (s *Service) CanPull(ctx context.Context, p *Principal, repo string, roles map[string]string) bool {
+	return len(Intersect([]string{Pull}, Allowed(p, repo, s.facts(ctx, p, repo, roles), s.now()))) > 0
+}
+
+// Roles returns p's namespace roles for repeated CanPull calls.
+func (s *Service) Roles(ctx context.Context, p *Principal) (map[string]string, error) {
+	return s.roles(ctx, p)
+}
+
+// Issue signs an access token for p with the granted access.
+func (s *Service) Issue(p *Principal, granted []token.Access) (string, *token.Claims, error) {
+	now := s.now()
+	c := &token.Claims{
+		Issuer: s.opts.Issuer, Subject: p.Subject(), Audience: s.opts.Service,
+		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: now.Add(s.opts.TokenTTL).Unix(),
+		ID: randomSecret(12), Access: granted,
+	}
+	if c.Access == nil {
+		c.Access = []token.Access{}
+	}
+	tok, err := s.keys.Sign(c)
+	return tok, c, err
+}
+
+// IssueRefresh creates a long-lived refresh token for p (docker stores it
+// as the identity token of its login).
+func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error) {
+	tok := "berth-refresh-" + randomSecret(32)
+	if err := s.acc.SaveRefreshToken(ctx, secretHash(tok), p.Name, s.now().Add(s.opts.RefreshTTL)); err != nil {
+		return "", fmt.Errorf("save refresh token: %w", err)
+	}
+	return tok, nil
+}
+
+// Refresh exchanges a refresh token for the principal it was issued to.
+func (s *Service) Refresh(ctx context.Context, refresh, client string) (*Principal, error) {
+	key := "client:" + client
+	if wait, blocked := s.limiter.Blocked(key); blocked {
+		return nil, &RateLimitedError{RetryAfter: wait}
+	}
+	subject, expires, err := s.acc.RefreshToken(ctx, secretHash(refresh))
+	if errors.Is(err, metadata.ErrNotFound) || err == nil && !s.now().Before(expires) {
+		s.limiter.Fail(key)
+		s.audit.Warn("refresh failed", "client", client, "reason", "unknown or expired refresh token")
+		return nil, ErrBadCredentials
+	}
+	if err != nil {
+		return nil, err
+	}
+	return s.Principal(ctx, subject)
+}
+
+// Verify checks an access token: signature, issuer, audience and time. An
+// expired but otherwise valid token returns its claims with token.ErrExpired.
+func (s *Service) Verify(tok string) (*token.Claims, error) {
+	s.cacheMu.Lock()
+	c, ok := s.cache[tok]
+	s.cacheMu.Unlock()
+	if !ok {
+		var err error
+		if c, err = s.keys.Verify(tok); err != nil {
+			return nil, err
+		}
+	}
+	if err := c.Validate(s.now(), s.opts.Issuer, s.opts.Service); err != nil {
+		if errors.Is(err, token.ErrExpired) {
+			return c, err
+		}
+		return nil, err
+	}
+	if !ok {
+		s.cacheMu.Lock()
+		if len(s.cache) >= 10000 {
+			clear(s.cache)
+		}
+		s.cache[tok] = c
+		s.cacheMu.Unlock()
+	}
+	return c, nil
+}

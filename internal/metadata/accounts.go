@@ -1,0 +1,83 @@
+package metadata
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// ErrExists is returned when creating something that already exists.
+var ErrExists = errors.New("already exists")
+
+// User is an account that logs in with a password.
+type User struct {
+	Name         string
+	PasswordHash string
+	Admin        bool
+	Created      time.Time
+}
+
+// Namespace is the first component of repository names, with its settings.
+type Namespace struct {
+	Name    string
+	Public  bool
+	Created time.Time
+}
+
+// Member is a user's role in a namespace.
+type Member struct {
+	Namespace string
+	User      string
+	Role      string
+}
+
+// Robot is a machine account of a namespace.
+type Robot struct {
+	Name       string // "<namespace>+<name>"
+	Namespace  string
+	SecretHash string
+	Scopes     []string
+	Actions    []string
+	Expires    time.Time // zero: never
+	Created    time.Time
+	LastUsed   time.Time // zero: never
+	Revoked    bool
+}
+
+// Accounts is the metadata seam for users, namespaces, memberships, robots
+// and refresh tokens. Every method is one transaction.
+type Accounts interface {
+	CountUsers(ctx context.Context) (int, error)
+	// CreateUser creates a user, its personal namespace and its ownership
+	// of that namespace (ErrExists if the user or namespace exists).
+	CreateUser(ctx context.Context, u User) error
+	GetUser(ctx context.Context, name string) (*User, error)
+	ListUsers(ctx context.Context) ([]User, error)
+	// DeleteUser deletes a user, its memberships and refresh tokens.
+	DeleteUser(ctx context.Context, name string) error
+	// SetPassword replaces a password hash and revokes refresh tokens.
+	SetPassword(ctx context.Context, name, hash string) error
+
+	CreateNamespace(ctx context.Context, ns Namespace) error
+	GetNamespace(ctx context.Context, name string) (*Namespace, error)
+	ListNamespaces(ctx context.Context) ([]Namespace, error)
+	SetNamespacePublic(ctx context.Context, name string, public bool) error
+	// DeleteNamespace deletes a namespace's settings, members and robots
+	// (its repositories stay).
+	DeleteNamespace(ctx context.Context, name string) error
+	SetMember(ctx context.Context, m Member) error
+	RemoveMember(ctx context.Context, ns, user string) error
+	Members(ctx context.Context, ns string) ([]Member, error)
+	// UserRoles returns the user's role in each namespace it belongs to.
+	UserRoles(ctx context.Context, user string) (map[string]string, error)
+
+	CreateRobot(ctx context.Context, r Robot) error
+	GetRobot(ctx context.Context, name string) (*Robot, error)
+	ListRobots(ctx context.Context, ns string) ([]Robot, error)
+	RevokeRobot(ctx context.Context, name string) error
+	TouchRobot(ctx context.Context, name string, t time.Time) error
+
+	SaveRefreshToken(ctx context.Context, hash, subject string, expires time.Time) error
+	// RefreshToken returns the subject and expiry of a refresh token.
+	RefreshToken(ctx context.Context, hash string) (string, time.Time, error)
+}

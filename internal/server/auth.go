@@ -1,0 +1,152 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/adminapi"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/token"
+	"github.com/berth-registry/berth/internal/tokenapi"
+)
+
+// origin works out how clients reach this server: the configured external
+// URL, or the request's scheme and host, taking X-Forwarded-* headers only
+// from trusted proxies.
+type origin struct {
+	external string
+	trusted  []netip.Prefix
+}
+
+func (o *origin) fromProxy(r *http.Request) bool {
+	if len(o.trusted) == 0 {
+		return false
+	}
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	a, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	return o.trustedAddr(a.Unmap())
+}
+
+func (o *origin) trustedAddr(a netip.Addr) bool {
+	for _, p := range o.trusted {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// baseURL is scheme://host of the server as the client sees it.
+func (o *origin) baseURL(r *http.Request) string {
+	if o.external != "" {
+		return strings.TrimSuffix(o.external, "/")
+	}
+	scheme, host := "http", r.Host
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if o.fromProxy(r) {
+		if p := r.Header.Get("X-Forwarded-Proto"); p == "http" || p == "https" {
+			scheme = p
+		}
+		if h := r.Header.Get("X-Forwarded-Host"); h != "" && !strings.ContainsAny(h, "\"/ \\,") {
+			host = h
+		}
+	}
+	return scheme + "://" + host
+}
+
+// clientIP is the address failed logins are counted against: the peer, or
+// behind trusted proxies the nearest untrusted address in X-Forwarded-For.
+func (o *origin) clientIP(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		host = r.RemoteAddr
+	}
+	if !o.fromProxy(r) {
+		return host
+	}
+	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	for i := len(hops) - 1; i >= 0; i-- {
+		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
+		if err != nil {
+			break
+		}
+		if !o.trustedAddr(a.Unmap()) {
+			return a.String()
+		}
+	}
+	return host
+}
+
+// guard adapts the auth service to what the registry API needs.
+type guard struct {
+	auth   *auth.Service
+	origin *origin
+}
+
+func (g *guard) Verify(tok string) (*token.Claims, error) { return g.auth.Verify(tok) }
+
+func (g *guard) Challenge(r *http.Request) (string, string) {
+	return g.origin.baseURL(r) + "/token", g.auth.ServiceName()
+}
+
+func (g *guard) Viewer(ctx context.Context, subject string) (func(string) bool, error) {
+	p, err := g.auth.Principal(ctx, subject)
+	if err != nil {
+		return func(string) bool { return false }, nil // deleted or revoked since the token
+	}
+	roles, err := g.auth.Roles(ctx, p)
+	if err != nil {
+		return nil, err
+	}
+	return func(repo string) bool { return g.auth.CanPull(ctx, p, repo, roles) }, nil
+}
+
+// setupAuth creates the auth service (keys, audit log, first admin) and
+// registers the token and admin endpoints on mux.
+func setupAuth(ctx context.Context, cfg *config.Config, acc metadata.Accounts, log *slog.Logger, mux *http.ServeMux) (*guard, func() error, error) {
+	trusted, err := config.ParseProxies(cfg.TrustedProxies)
+	if err != nil {
+		return nil, nil, err
+	}
+	keys, err := token.LoadKeys(filepath.Join(cfg.DataDir, "keys"))
+	if err != nil {
+		return nil, nil, err
+	}
+	auditFile, err := os.OpenFile(filepath.Join(cfg.DataDir, "audit.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	if err != nil {
+		return nil, nil, fmt.Errorf("open audit log: %w", err)
+	}
+	audit := slog.New(slog.NewJSONHandler(auditFile, nil)).With("log", "audit")
+	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL}, audit)
+	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
+	if err != nil {
+		auditFile.Close()
+		return nil, nil, err
+	}
+	if generated != "" {
+		// Shown once so the operator can log in; it is not stored anywhere
+		// but as a bcrypt hash. Change it with: berth user passwd admin.
+		log.Warn("created the first user: admin; this password is not shown again", "user", "admin", "password", generated)
+	}
+	o := &origin{external: cfg.ExternalURL, trusted: trusted}
+	tokenapi.New(svc, log, o.clientIP).Register(mux)
+	adminapi.New(svc, log, o.clientIP).Register(mux)
+	return &guard{auth: svc, origin: o}, auditFile.Close, nil
+}
