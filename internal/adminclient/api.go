@@ -1,0 +1,219 @@
+package adminclient
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// Identity is the answer of GET /api/v1/whoami.
+type Identity struct {
+	Name  string `json:"name"`
+	Admin bool   `json:"admin"`
+}
+
+// User is an account as listed by GET /api/v1/users.
+type User struct {
+	Name      string    `json:"name"`
+	Admin     bool      `json:"admin"`
+	CreatedAt time.Time `json:"created_at"`
+}
+
+// NewUser is the body of POST /api/v1/users. An empty Password asks the
+// server to generate one.
+type NewUser struct {
+	Name     string `json:"name"`
+	Password string `json:"password,omitempty"`
+	Admin    bool   `json:"admin"`
+}
+
+// CreatedUser is the answer of POST /api/v1/users. Password is set only
+// when the server generated it.
+type CreatedUser struct {
+	Name     string `json:"name"`
+	Admin    bool   `json:"admin"`
+	Password string `json:"password,omitempty"`
+}
+
+// Namespace is a namespace as the caller sees it. Role is the caller's
+// role in it, empty for admins who are not members.
+type Namespace struct {
+	Name      string    `json:"name"`
+	Public    bool      `json:"public"`
+	CreatedAt time.Time `json:"created_at"`
+	Role      string    `json:"role"`
+}
+
+// Member is a user's role in a namespace.
+type Member struct {
+	User string `json:"user"`
+	Role string `json:"role"`
+}
+
+// Robot is a namespace's robot account. Name is the full name, e.g.
+// "team+ci".
+type Robot struct {
+	Name       string     `json:"name"`
+	Namespace  string     `json:"namespace"`
+	Scopes     []string   `json:"scopes"`
+	Actions    []string   `json:"actions"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	Revoked    bool       `json:"revoked"`
+}
+
+// NewRobot is the body of POST /api/v1/namespaces/{ns}/robots. Name is the
+// short name ("ci"); ExpiresIn is a Go duration or "Nd", empty for never.
+type NewRobot struct {
+	Name      string   `json:"name"`
+	Scopes    []string `json:"scopes"`
+	Actions   []string `json:"actions"`
+	ExpiresIn string   `json:"expires_in,omitempty"`
+}
+
+// CreatedRobot is a new robot with its secret, which the server shows
+// only once.
+type CreatedRobot struct {
+	Robot
+	Secret string `json:"secret"`
+}
+
+// Roles lists the namespace roles, weakest first.
+var Roles = []string{"reader", "writer", "maintainer", "owner"}
+
+// Actions lists the actions a robot can be granted.
+var Actions = []string{"pull", "push", "delete"}
+
+func seg(s string) string { return url.PathEscape(s) }
+
+// WhoAmI returns the identity the credentials belong to.
+func (c *Client) WhoAmI(ctx context.Context) (Identity, error) {
+	var id Identity
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/whoami", nil, &id)
+	return id, err
+}
+
+// ListUsers returns all accounts (admins only) and the raw response.
+func (c *Client) ListUsers(ctx context.Context) ([]User, json.RawMessage, error) {
+	var users []User
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/users", nil, &users)
+	return users, raw, err
+}
+
+// CreateUser creates an account.
+func (c *Client) CreateUser(ctx context.Context, u NewUser) (CreatedUser, json.RawMessage, error) {
+	var out CreatedUser
+	raw, err := c.do(ctx, http.MethodPost, "/api/v1/users", u, &out)
+	return out, raw, err
+}
+
+// DeleteUser deletes an account.
+func (c *Client) DeleteUser(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/users/"+seg(name), nil, nil)
+	return err
+}
+
+// SetPassword sets a user's password; an empty password asks the server
+// to generate one, which is returned.
+func (c *Client) SetPassword(ctx context.Context, name, password string) (generated string, err error) {
+	body := struct {
+		Password string `json:"password,omitempty"`
+	}{password}
+	var out struct {
+		Password string `json:"password"`
+	}
+	_, err = c.do(ctx, http.MethodPut, "/api/v1/users/"+seg(name)+"/password", body, &out)
+	return out.Password, err
+}
+
+// ListNamespaces returns the namespaces the caller can see and the raw
+// response.
+func (c *Client) ListNamespaces(ctx context.Context) ([]Namespace, json.RawMessage, error) {
+	var out []Namespace
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/namespaces", nil, &out)
+	return out, raw, err
+}
+
+// CreateNamespace creates a namespace.
+func (c *Client) CreateNamespace(ctx context.Context, name string, public bool) (Namespace, error) {
+	body := struct {
+		Name   string `json:"name"`
+		Public bool   `json:"public"`
+	}{name, public}
+	var out Namespace
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/namespaces", body, &out)
+	return out, err
+}
+
+// SetNamespacePublic makes a namespace public (anonymous pull) or private.
+func (c *Client) SetNamespacePublic(ctx context.Context, name string, public bool) (Namespace, error) {
+	body := struct {
+		Public bool `json:"public"`
+	}{public}
+	var out Namespace
+	_, err := c.do(ctx, http.MethodPatch, "/api/v1/namespaces/"+seg(name), body, &out)
+	return out, err
+}
+
+// DeleteNamespace deletes a namespace.
+func (c *Client) DeleteNamespace(ctx context.Context, name string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/namespaces/"+seg(name), nil, nil)
+	return err
+}
+
+// ListMembers returns a namespace's members and the raw response.
+func (c *Client) ListMembers(ctx context.Context, ns string) ([]Member, json.RawMessage, error) {
+	var out []Member
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/namespaces/"+seg(ns)+"/members", nil, &out)
+	return out, raw, err
+}
+
+// SetMember adds a user to a namespace or changes their role.
+func (c *Client) SetMember(ctx context.Context, ns, user, role string) (Member, error) {
+	body := struct {
+		Role string `json:"role"`
+	}{role}
+	var out Member
+	_, err := c.do(ctx, http.MethodPut, "/api/v1/namespaces/"+seg(ns)+"/members/"+seg(user), body, &out)
+	return out, err
+}
+
+// RemoveMember removes a user from a namespace.
+func (c *Client) RemoveMember(ctx context.Context, ns, user string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/namespaces/"+seg(ns)+"/members/"+seg(user), nil, nil)
+	return err
+}
+
+// ListRobots returns a namespace's robots and the raw response.
+func (c *Client) ListRobots(ctx context.Context, ns string) ([]Robot, json.RawMessage, error) {
+	var out []Robot
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/namespaces/"+seg(ns)+"/robots", nil, &out)
+	return out, raw, err
+}
+
+// CreateRobot creates a robot in namespace ns and returns it with its
+// secret, and the raw response.
+func (c *Client) CreateRobot(ctx context.Context, ns string, r NewRobot) (CreatedRobot, json.RawMessage, error) {
+	var out CreatedRobot
+	raw, err := c.do(ctx, http.MethodPost, "/api/v1/namespaces/"+seg(ns)+"/robots", r, &out)
+	return out, raw, err
+}
+
+// RevokeRobot revokes a robot; fullName is "ns+name".
+func (c *Client) RevokeRobot(ctx context.Context, ns, fullName string) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/namespaces/"+seg(ns)+"/robots/"+seg(fullName), nil, nil)
+	return err
+}
+
+// RotateKeys makes the server sign new tokens with a new key and returns
+// the new key's id.
+func (c *Client) RotateKeys(ctx context.Context) (kid string, err error) {
+	var out struct {
+		Kid string `json:"kid"`
+	}
+	_, err = c.do(ctx, http.MethodPost, "/api/v1/keys/rotate", nil, &out)
+	return out.Kid, err
+}
