@@ -3,14 +3,18 @@
 #
 #   - Debian packages: docker.io (Docker Engine for the docker e2e test),
 #     busybox-static (a static /bin/busybox to put into FROM scratch images),
-#     skopeo, and docker-registry (CNCF Distribution 2.8, the peer used by the
-#     benchmarks; its system service is left stopped: we start it ourselves).
+#     skopeo, docker-registry (CNCF Distribution 2.8, the peer used by the
+#     benchmarks; its system service is left stopped: we start it ourselves),
+#     and containerd (the auth e2e tests run their own containerd instance,
+#     with its own root, state and socket, next to Docker's).
 #   - Go tools built from the Go module proxy, each cached by version in
 #     $BERTH_TOOLS_DIR (default ~/.cache/berth-tools, outside the clone) and
 #     symlinked into $BERTH_TOOLS_DIR/bin:
 #       crane        github.com/google/go-containerregistry/cmd/crane
 #       oras         oras.land/oras/cmd/oras
 #       conformance  the OCI distribution-spec conformance suite
+#       crictl       sigs.k8s.io/cri-tools/cmd/crictl (CRI client: pulls
+#                    through containerd's CRI plugin as the kubelet does)
 #
 # Idempotent and fast on a rerun (seconds): apt-get runs only when a package
 # is missing, and a Go tool is built only when its version is not cached.
@@ -20,8 +24,9 @@ CRANE_VERSION="v0.22.1"
 ORAS_VERSION="v1.3.6"
 CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
 CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
+CRICTL_VERSION="v1.37.0"
 
-APT_PACKAGES=(docker.io busybox-static skopeo docker-registry)
+APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd)
 
 TOOLS_DIR="${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
@@ -125,6 +130,7 @@ build_go_install() {
 
 build_crane() { build_go_install "$1" "$2" github.com/google/go-containerregistry/cmd/crane; }
 build_oras() { build_go_install "$1" "$2" oras.land/oras/cmd/oras; }
+build_crictl() { build_go_install "$1" "$2" sigs.k8s.io/cri-tools/cmd/crictl; }
 
 # build_conformance builds the conformance suite, a main package at the root
 # of its module, inside a throwaway module that requires it. The version is
@@ -151,6 +157,7 @@ main() {
 	go_tool crane "$CRANE_VERSION" build_crane
 	go_tool oras "$ORAS_VERSION" build_oras
 	go_tool conformance "$CONFORMANCE_VERSION" build_conformance
+	go_tool crictl "$CRICTL_VERSION" build_crictl
 	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"
 }
 

@@ -13,15 +13,16 @@ import (
 	"github.com/berth-registry/berth/internal/reference"
 )
 
-// storeErr maps metadata errors to the service's.
-func storeErr(err error) error {
+// storeErr maps metadata errors to the service's, naming what they are
+// about.
+func storeErr(err error, what string) error {
 	switch {
 	case err == nil:
 		return nil
 	case errors.Is(err, metadata.ErrNotFound):
-		return ErrNotFound
+		return fmt.Errorf("%w: no %s", ErrNotFound, what)
 	case errors.Is(err, metadata.ErrExists):
-		return fmt.Errorf("%w: %v", ErrExists, err)
+		return fmt.Errorf("%w: %s", ErrExists, what)
 	}
 	return err
 }
@@ -82,7 +83,7 @@ func (s *Service) CreateUser(ctx context.Context, actor *Principal, name, passwo
 	if err != nil {
 		return "", err
 	}
-	if err := storeErr(s.acc.CreateUser(ctx, metadata.User{Name: name, PasswordHash: h, Admin: admin})); err != nil {
+	if err := storeErr(s.acc.CreateUser(ctx, metadata.User{Name: name, PasswordHash: h, Admin: admin}), "user or namespace "+name); err != nil {
 		return "", err
 	}
 	s.auditChange(actor, "user created", "user", name, "admin", admin)
@@ -105,7 +106,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor *Principal, name string)
 	if name == actor.Name {
 		return fmt.Errorf("%w: you cannot delete yourself", ErrInvalid)
 	}
-	if err := storeErr(s.acc.DeleteUser(ctx, name)); err != nil {
+	if err := storeErr(s.acc.DeleteUser(ctx, name), "user "+name); err != nil {
 		return err
 	}
 	s.auditChange(actor, "user deleted", "user", name)
@@ -127,7 +128,7 @@ func (s *Service) SetPassword(ctx context.Context, actor *Principal, name, passw
 	if err != nil {
 		return "", err
 	}
-	if err := storeErr(s.acc.SetPassword(ctx, name, h)); err != nil {
+	if err := storeErr(s.acc.SetPassword(ctx, name, h), "user "+name); err != nil {
 		return "", err
 	}
 	s.auditChange(actor, "password changed", "user", name)
@@ -171,7 +172,7 @@ func (s *Service) CreateNamespace(ctx context.Context, actor *Principal, name st
 	if err := validAccountName(name); err != nil {
 		return nil, err
 	}
-	if err := storeErr(s.acc.CreateNamespace(ctx, metadata.Namespace{Name: name, Public: public})); err != nil {
+	if err := storeErr(s.acc.CreateNamespace(ctx, metadata.Namespace{Name: name, Public: public}), "namespace "+name); err != nil {
 		return nil, err
 	}
 	s.auditChange(actor, "namespace created", "namespace", name, "public", public)
@@ -183,7 +184,7 @@ func (s *Service) SetPublic(ctx context.Context, actor *Principal, name string, 
 	if err := s.requireOwner(ctx, actor, name); err != nil {
 		return nil, err
 	}
-	if err := storeErr(s.acc.SetNamespacePublic(ctx, name, public)); err != nil {
+	if err := storeErr(s.acc.SetNamespacePublic(ctx, name, public), "namespace "+name); err != nil {
 		return nil, err
 	}
 	s.auditChange(actor, "namespace visibility changed", "namespace", name, "public", public)
@@ -195,7 +196,7 @@ func (s *Service) DeleteNamespace(ctx context.Context, actor *Principal, name st
 	if err := requireAdmin(actor); err != nil {
 		return err
 	}
-	if err := storeErr(s.acc.DeleteNamespace(ctx, name)); err != nil {
+	if err := storeErr(s.acc.DeleteNamespace(ctx, name), "namespace "+name); err != nil {
 		return err
 	}
 	s.auditChange(actor, "namespace deleted", "namespace", name)
@@ -208,7 +209,7 @@ func (s *Service) Members(ctx context.Context, actor *Principal, ns string) ([]m
 		return nil, err
 	}
 	if _, err := s.acc.GetNamespace(ctx, ns); err != nil {
-		return nil, storeErr(err)
+		return nil, storeErr(err, "namespace "+ns)
 	}
 	return s.acc.Members(ctx, ns)
 }
@@ -222,9 +223,9 @@ func (s *Service) SetMember(ctx context.Context, actor *Principal, ns, user stri
 		return fmt.Errorf("%w: role must be reader, writer, maintainer or owner", ErrInvalid)
 	}
 	if _, err := s.acc.GetUser(ctx, user); err != nil {
-		return storeErr(err)
+		return storeErr(err, "user "+user)
 	}
-	if err := storeErr(s.acc.SetMember(ctx, metadata.Member{Namespace: ns, User: user, Role: string(role)})); err != nil {
+	if err := storeErr(s.acc.SetMember(ctx, metadata.Member{Namespace: ns, User: user, Role: string(role)}), "namespace "+ns); err != nil {
 		return err
 	}
 	s.auditChange(actor, "member set", "namespace", ns, "user", user, "role", role)
@@ -236,7 +237,7 @@ func (s *Service) RemoveMember(ctx context.Context, actor *Principal, ns, user s
 	if err := s.requireOwner(ctx, actor, ns); err != nil {
 		return err
 	}
-	if err := storeErr(s.acc.RemoveMember(ctx, ns, user)); err != nil {
+	if err := storeErr(s.acc.RemoveMember(ctx, ns, user), "member "+user+" in "+ns); err != nil {
 		return err
 	}
 	s.auditChange(actor, "member removed", "namespace", ns, "user", user)
@@ -271,7 +272,7 @@ func (s *Service) CreateRobot(ctx context.Context, actor *Principal, ns, name st
 		return nil, "", err
 	}
 	if _, err := s.acc.GetNamespace(ctx, ns); err != nil {
-		return nil, "", storeErr(err)
+		return nil, "", storeErr(err, "namespace "+ns)
 	}
 	if err := validAccountName(name); err != nil {
 		return nil, "", err
@@ -300,7 +301,7 @@ func (s *Service) CreateRobot(ctx context.Context, actor *Principal, ns, name st
 	if lifetime > 0 {
 		r.Expires = s.now().Add(lifetime)
 	}
-	if err := storeErr(s.acc.CreateRobot(ctx, r)); err != nil {
+	if err := storeErr(s.acc.CreateRobot(ctx, r), "robot "+r.Name); err != nil {
 		return nil, "", err
 	}
 	s.auditChange(actor, "robot created", "robot", r.Name, "scopes", strings.Join(scopes, " "), "actions", strings.Join(actions, ","))
@@ -324,7 +325,7 @@ func (s *Service) RevokeRobot(ctx context.Context, actor *Principal, ns, name st
 	if !strings.HasPrefix(name, ns+"+") {
 		name = ns + "+" + name
 	}
-	if err := storeErr(s.acc.RevokeRobot(ctx, name)); err != nil {
+	if err := storeErr(s.acc.RevokeRobot(ctx, name), "robot "+name); err != nil {
 		return err
 	}
 	s.auditChange(actor, "robot revoked", "robot", name)

@@ -14,7 +14,6 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -60,7 +59,7 @@ func Generate(opts Options) (certPEM, keyPEM []byte, err error) {
 	if len(hosts) == 0 {
 		hosts = DefaultHosts
 	}
-	dnsNames, ips, err := ParseHosts(hosts)
+	dnsNames, ips, cn, err := parseHosts(hosts)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -86,7 +85,6 @@ func Generate(opts Options) (certPEM, keyPEM []byte, err error) {
 		return nil, nil, fmt.Errorf("generating serial number: %w", err)
 	}
 	serial.Add(serial, big.NewInt(1)) // never zero
-	cn := strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(hosts[0]), "["), "]")
 	tmpl := &x509.Certificate{
 		SerialNumber:          serial,
 		Subject:               pkix.Name{CommonName: cn, Organization: []string{"berth self-signed"}},
@@ -115,40 +113,53 @@ func Generate(opts Options) (certPEM, keyPEM []byte, err error) {
 	return certPEM, keyPEM, nil
 }
 
-// ParseHosts splits host names and IP addresses into the certificate's DNS
-// and IP subject alternative names, dropping duplicates. IPv6 addresses may
-// be written in brackets. It rejects empty names, names with a scheme, port
-// or path, and characters a DNS name cannot hold, with a hint in the error.
-func ParseHosts(hosts []string) (dnsNames []string, ips []net.IP, err error) {
-	if len(hosts) == 0 {
-		return nil, nil, errors.New("no host names given")
-	}
+// parseHosts splits host names and IP addresses into the certificate's DNS
+// and IP subject alternative names, dropping duplicates, and returns the
+// first host normalized, for the common name.
+func parseHosts(hosts []string) (dnsNames []string, ips []net.IP, first string, err error) {
 	seen := map[string]bool{}
-	for _, raw := range hosts {
-		h := strings.TrimSpace(raw)
-		if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
-			h = h[1 : len(h)-1]
+	for i, raw := range hosts {
+		name, ip, err := normalizeHost(raw)
+		if err != nil {
+			return nil, nil, "", err
 		}
-		if ip := net.ParseIP(h); ip != nil {
-			if ip4 := ip.To4(); ip4 != nil {
-				ip = ip4
-			}
-			if !seen[ip.String()] {
-				seen[ip.String()] = true
-				ips = append(ips, ip)
-			}
+		if i == 0 {
+			first = name
+		}
+		if seen[name] {
 			continue
 		}
-		name := strings.ToLower(strings.TrimSuffix(h, "."))
-		if err := checkDNSName(raw, name); err != nil {
-			return nil, nil, err
-		}
-		if !seen[name] {
-			seen[name] = true
+		seen[name] = true
+		if ip != nil {
+			ips = append(ips, ip)
+		} else {
 			dnsNames = append(dnsNames, name)
 		}
 	}
-	return dnsNames, ips, nil
+	return dnsNames, ips, first, nil
+}
+
+// normalizeHost turns one host as the user wrote it into a lower-case DNS
+// name without a trailing dot, or an IP address (IPv6 may be written in
+// brackets); name is the canonical text of either. It rejects empty names,
+// names with a scheme, port or path, and characters a DNS name cannot
+// hold, with a hint in the error.
+func normalizeHost(raw string) (name string, ip net.IP, err error) {
+	h := strings.TrimSpace(raw)
+	if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	if ip := net.ParseIP(h); ip != nil {
+		if ip4 := ip.To4(); ip4 != nil {
+			ip = ip4
+		}
+		return ip.String(), ip, nil
+	}
+	name = strings.ToLower(strings.TrimSuffix(h, "."))
+	if err := checkDNSName(raw, name); err != nil {
+		return "", nil, err
+	}
+	return name, nil, nil
 }
 
 // checkDNSName reports why name (as the user wrote it: raw) cannot be a DNS

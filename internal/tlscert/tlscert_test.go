@@ -37,7 +37,7 @@ func parse(t *testing.T, certPEM []byte) *x509.Certificate {
 func TestGenerateFields(t *testing.T) {
 	now := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
 	certPEM, keyPEM, err := Generate(Options{
-		Hosts:    []string{"registry.example.com", "10.1.2.3", "*.cache.example.com", "[fd00::1]", "Registry.Example.com."},
+		Hosts:    []string{"Registry.Example.COM.", "10.1.2.3", "*.cache.example.com", "[fd00::1]", "registry.example.com", "fd00:0::1"},
 		ValidFor: 48 * time.Hour,
 		Now:      now,
 	})
@@ -47,7 +47,7 @@ func TestGenerateFields(t *testing.T) {
 	cert := parse(t, certPEM)
 
 	if cert.Subject.CommonName != "registry.example.com" {
-		t.Errorf("CN = %q, want the first host", cert.Subject.CommonName)
+		t.Errorf("CN = %q, want the first host, normalized", cert.Subject.CommonName)
 	}
 	if want := []string{"registry.example.com", "*.cache.example.com"}; !slices.Equal(cert.DNSNames, want) {
 		t.Errorf("DNS SANs = %q, want %q (duplicates dropped)", cert.DNSNames, want)
