@@ -45,9 +45,9 @@ func required(r *http.Request, rt Route) (need, bool) {
 	case r.Method == http.MethodDelete && (rt.Kind == KindManifest || rt.Kind == KindBlob):
 		return need{"repository", rt.Name, "delete", "delete"}, true
 	case r.Method == http.MethodGet || r.Method == http.MethodHead:
-		if rt.Kind != KindUpload {
-			return need{"repository", rt.Name, "pull", "pull"}, true
-		}
+		// Reads need pull, an upload's status included (as in CNCF
+		// Distribution: clients cache one token per kind of request).
+		return need{"repository", rt.Name, "pull", "pull"}, true
 	}
 	return need{"repository", rt.Name, "push", "pull,push"}, true
 }

@@ -64,8 +64,9 @@ var (
 	ErrIssuer   = errors.New("token issued by another issuer")
 )
 
-// leeway tolerates clock differences between issuer and verifier.
-const leeway = 30 * time.Second
+// leeway tolerates clock differences between issuer and verifier; small,
+// because it also delays the effect of a revocation.
+const leeway = 5 * time.Second
 
 type header struct {
 	Alg string `json:"alg"`

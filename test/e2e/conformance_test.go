@@ -197,15 +197,31 @@ func (c *junitCase) skipReason() string {
 // once as the 1.1 specification defines it, and once with the suite's
 // development checks (upload cancel, digest headers, tag parameters on
 // pushes by digest), which berth implements as well.
+//
+// The "v1.1-auth" run does the 1.1 run against berth with token auth on (its
+// default), as the admin user: the suite follows the Bearer challenges to
+// /token with OCI_USERNAME and OCI_PASSWORD.
 func TestConformance(t *testing.T) {
 	t.Run("v1.1", func(t *testing.T) { runConformance(t, nil) })
 	t.Run("dev", func(t *testing.T) { runConformance(t, []string{"OCI_VERSION=dev"}) })
+	t.Run("v1.1-auth", func(t *testing.T) { runConformance(t, nil, withAuth) })
 }
 
-func runConformance(t *testing.T, overrides []string) {
+// withAuth is the option of runConformance that starts berth with token
+// auth and has the suite log in as admin.
+const withAuth = true
+
+func runConformance(t *testing.T, overrides []string, auth ...bool) {
 	skipIfShort(t)
 	bin := needTool(t, "conformance")
-	s := startBerth(t)
+	var s *server
+	if len(auth) > 0 && auth[0] {
+		b := startAuthBerth(t)
+		s = b.server
+		overrides = append([]string{"OCI_USERNAME=admin", "OCI_PASSWORD=" + b.AdminPassword}, overrides...)
+	} else {
+		s = startBerth(t)
+	}
 
 	resultsDir := os.Getenv("BERTH_CONFORMANCE_RESULTS_DIR")
 	if resultsDir == "" {
@@ -221,6 +237,11 @@ func runConformance(t *testing.T, overrides []string) {
 		_ = os.Remove(filepath.Join(resultsDir, f))
 	}
 	env, settings := conformanceEnv(s.Addr, resultsDir, overrides)
+	for i, kv := range settings {
+		if strings.HasPrefix(kv, "OCI_PASSWORD=") {
+			settings[i] = "OCI_PASSWORD=(the admin password)"
+		}
+	}
 	t.Logf("conformance settings:\n  %s", strings.Join(settings, "\n  "))
 
 	// The suite reads ./oci-conformance.yaml when present: run it in an

@@ -1,0 +1,133 @@
+package e2e
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+// loginLimit is the number of failed logins within a minute that berth
+// answers normally (401); the next attempt gets 429.
+const loginLimit = 5
+
+// checkRetryAfter fails the test unless r is a 429 with a Retry-After of
+// 1 to 60 seconds.
+func checkRetryAfter(t *testing.T, what string, r authResult) {
+	t.Helper()
+	if r.Status != http.StatusTooManyRequests {
+		t.Errorf("%s: got %s, want 429 Too Many Requests", what, r)
+		return
+	}
+	ra := r.Header.Get("Retry-After")
+	secs, err := strconv.Atoi(ra)
+	if err != nil || secs < 1 || secs > 60 {
+		t.Errorf("%s: 429 with Retry-After %q, want a number of seconds from 1 to 60", what, ra)
+		return
+	}
+	t.Logf("%s: 429, Retry-After: %s", what, ra)
+}
+
+// badLogin is GET /token with wrong Basic credentials (from a given
+// X-Forwarded-For address when xff is set).
+func badLogin(t *testing.T, b *authBerth, user, xff string) authResult {
+	t.Helper()
+	opts := []reqOpt{reqBasic(user, "wrong-"+randomHex(t, 4))}
+	if xff != "" {
+		opts = append(opts, reqHeader("X-Forwarded-For", xff))
+	}
+	return authDo(t, http.MethodGet, b.tokenURL("repository:"+user+"/app:pull"), nil, opts...)
+}
+
+// TestAuthLoginRateLimit checks the brute-force limit: 5 failed logins
+// within a minute per account and per client address, then 429 with
+// Retry-After, on the token endpoint (GET and POST) and the admin API.
+func TestAuthLoginRateLimit(t *testing.T) {
+	skipIfShort(t)
+
+	// The token endpoint, from one address, one account: 5 answers 401
+	// (with the Basic/Bearer challenge), the 6th 429 with Retry-After; the
+	// account's right password and the OAuth2 form are blocked as well for
+	// the rest of the minute.
+	t.Run("token-endpoint", func(t *testing.T) {
+		b := startAuthBerth(t)
+		pass := b.addUser(t, "alice", false)
+		for i := 1; i <= loginLimit; i++ {
+			r := badLogin(t, b, "alice", "")
+			if r.Status != http.StatusUnauthorized {
+				t.Fatalf("failed login %d of %d: got %s, want 401", i, loginLimit, r)
+			}
+		}
+		checkRetryAfter(t, "6th failed login on GET /token", badLogin(t, b, "alice", ""))
+		checkRetryAfter(t, "right password on GET /token after 6 failures",
+			authDo(t, http.MethodGet, b.tokenURL("repository:alice/app:pull"), nil, reqBasic("alice", pass)))
+		form := url.Values{"grant_type": {"password"}, "username": {"alice"}, "password": {pass},
+			"service": {"berth"}, "scope": {"repository:alice/app:pull"}, "client_id": {"e2e"}}
+		checkRetryAfter(t, "POST /token grant_type=password after 6 failures",
+			authDo(t, http.MethodPost, b.URL+"/token", []byte(form.Encode()), reqHeader("Content-Type", "application/x-www-form-urlencoded")))
+	})
+
+	// Per client address: 5 failures for 5 different accounts from one
+	// address, then the 6th account from that address gets 429. Without
+	// trusted proxies, X-Forwarded-For is the client's word and must not
+	// spread the failures over several addresses.
+	t.Run("per-address-xff-not-trusted", func(t *testing.T) {
+		b := startAuthBerth(t)
+		for i := 1; i <= loginLimit; i++ {
+			r := badLogin(t, b, "nobody"+strconv.Itoa(i), "198.51.100."+strconv.Itoa(i))
+			if r.Status != http.StatusUnauthorized {
+				t.Fatalf("failed login %d of %d: got %s, want 401", i, loginLimit, r)
+			}
+		}
+		checkRetryAfter(t, "6th failed login from 127.0.0.1 (another account, a spoofed X-Forwarded-For)",
+			badLogin(t, b, "nobody6", "198.51.100.6"))
+		// The admin API shares the limit of the address.
+		r := b.adminAPI(t, "admin", b.AdminPassword, http.MethodGet, "/api/v1/whoami", nil)
+		checkRetryAfter(t, "admin API from the blocked address", r)
+	})
+
+	// Behind a trusted proxy, X-Forwarded-For is the client address: the
+	// per-account and per-address limits can be told apart. The admin API
+	// counts failed logins as the token endpoint does.
+	t.Run("admin-api-behind-proxy", func(t *testing.T) {
+		b := startAuthBerth(t, "--trusted-proxies", "127.0.0.1")
+		carolPass := b.addUser(t, "carol", false)
+		davePass := b.addUser(t, "dave", false)
+
+		// Per account: carol's password guessed from 5 addresses.
+		for i := 1; i <= loginLimit; i++ {
+			r := authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", "wrong"+strconv.Itoa(i)+"-"+randomHex(t, 4)),
+				reqHeader("X-Forwarded-For", "203.0.113."+strconv.Itoa(i)))
+			if r.Status != http.StatusUnauthorized {
+				t.Fatalf("admin API failed login %d of %d: got %s, want 401", i, loginLimit, r)
+			}
+		}
+		checkRetryAfter(t, "admin API: 6th failed login for carol (from a 6th address)",
+			authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", "wrong-again"),
+				reqHeader("X-Forwarded-For", "203.0.113.6")))
+		checkRetryAfter(t, "admin API: carol's right password, from a fresh address, after 6 failures",
+			authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", carolPass),
+				reqHeader("X-Forwarded-For", "203.0.113.7")))
+		checkRetryAfter(t, "GET /token: carol's right password after 6 failures on the admin API",
+			authDo(t, http.MethodGet, b.tokenURL("repository:carol/app:pull"), nil, reqBasic("carol", carolPass),
+				reqHeader("X-Forwarded-For", "203.0.113.8")))
+
+		// Per address: 5 accounts guessed from one address.
+		for i := 1; i <= loginLimit; i++ {
+			r := badLogin(t, b, "ghost"+strconv.Itoa(i), "192.0.2.50")
+			if r.Status != http.StatusUnauthorized {
+				t.Fatalf("failed login %d of %d from 192.0.2.50: got %s, want 401", i, loginLimit, r)
+			}
+		}
+		checkRetryAfter(t, "dave's right password from the blocked address 192.0.2.50",
+			authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("dave", davePass),
+				reqHeader("X-Forwarded-For", "192.0.2.50")))
+		// Neither dave nor another address is blocked.
+		r := authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("dave", davePass),
+			reqHeader("X-Forwarded-For", "192.0.2.51"))
+		if r.Status != http.StatusOK || !strings.Contains(string(r.Body), "dave") {
+			t.Errorf("dave from another address: got %s, want 200 naming dave", r)
+		}
+	})
+}
