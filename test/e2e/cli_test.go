@@ -204,6 +204,26 @@ func TestOperatorCommands(t *testing.T) {
 	if got := grants(t, s, "alice", "new-alice-pass", "team/app"); got != "status 401" {
 		t.Fatalf("deleted user: %q", got)
 	}
+	// The audit log recorded the logins, the failure and every change, and
+	// no password or secret.
+	audit, err := os.ReadFile(filepath.Join(s.DataDir, "audit.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{`"msg":"login failed"`, `"msg":"user created"`, `"msg":"member set"`, `"msg":"robot created"`, `"msg":"robot revoked"`, `"msg":"password changed"`, `"msg":"signing key rotated"`, `"msg":"user deleted"`} {
+		if !strings.Contains(string(audit), want) {
+			t.Errorf("audit log lacks %s", want)
+		}
+	}
+	for _, secret := range []string{"admin-pass-123", created.Password, robot.Secret, "new-alice-pass"} {
+		if strings.Contains(string(audit), secret) {
+			t.Errorf("audit log contains a secret")
+		}
+	}
+	if logText, _ := os.ReadFile(s.LogPath); strings.Contains(string(logText), robot.Secret) || strings.Contains(string(logText), "new-alice-pass") {
+		t.Errorf("server log contains a secret")
+	}
+
 	cli.must("", "logout", s.URL)
 	if out, err := cli.run("", "user", "list"); err == nil || !strings.Contains(out, "berth login") {
 		t.Fatalf("after logout: err %v, output %q", err, out)
