@@ -48,6 +48,9 @@ type Options struct {
 	// client address for the rest of the window.
 	MaxFailures   int
 	FailureWindow time.Duration
+	// IdentityTokens lets clients that ask (offline_token=true, or
+	// access_type=offline) have a refresh token.
+	IdentityTokens bool
 }
 
 // Service authenticates principals, decides what they may do and issues
@@ -318,8 +321,12 @@ func (s *Service) Issue(p *Principal, granted []token.Access) (string, *token.Cl
 }
 
 // IssueRefresh creates a long-lived refresh token for p (docker stores it
-// as the identity token of its login).
+// as the identity token of its login). It returns "" when identity tokens
+// are off.
 func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error) {
+	if !s.opts.IdentityTokens {
+		return "", nil
+	}
 	tok := "berth-refresh-" + randomSecret(32)
 	if err := s.acc.SaveRefreshToken(ctx, secretHash(tok), p.Name, s.now().Add(s.opts.RefreshTTL)); err != nil {
 		return "", fmt.Errorf("save refresh token: %w", err)

@@ -34,6 +34,7 @@ type Config struct {
 	TokenTTL        time.Duration
 	TLSCert         string
 	TLSKey          string
+	IdentityTokens  bool
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -87,6 +88,14 @@ var Options = []Option{
 	{"external_url", "", "URL clients reach berth at (e.g. https://registry.example.com), used in auth challenges; empty derives it from each request", str(func(c *Config) *string { return &c.ExternalURL })},
 	{"trusted_proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-Proto/Host/For headers are believed", str(func(c *Config) *string { return &c.TrustedProxies })},
 	{"token_ttl", "5m", "lifetime of access tokens", dur(func(c *Config) *time.Duration { return &c.TokenTTL })},
+	{"identity_tokens", "false", "answer docker login's offline_token=true with a refresh token, which docker stores as identitytoken instead of the password; off by default because the kubelet cannot use identity tokens, so a pull Secret made from such a docker config fails", func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		c.IdentityTokens = b
+		return nil
+	}},
 	{"tls_cert", "", "TLS certificate file (PEM); with tls_key, berth serves HTTPS", str(func(c *Config) *string { return &c.TLSCert })},
 	{"tls_key", "", "TLS private key file (PEM)", str(func(c *Config) *string { return &c.TLSKey })},
 	{"log_level", "info", "log level: debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},

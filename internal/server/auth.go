@@ -134,7 +134,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc metadata.Accounts, l
 		return nil, nil, fmt.Errorf("open audit log: %w", err)
 	}
 	audit := slog.New(slog.NewJSONHandler(auditFile, nil)).With("log", "audit")
-	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL}, audit)
+	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens}, audit)
 	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
 		auditFile.Close()

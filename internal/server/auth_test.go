@@ -22,11 +22,14 @@ const adminPass = "admin-secret-1"
 
 // authServer starts berth with token auth, an admin user and alice, a
 // reader of namespace team.
-func authServer(t *testing.T) (*httptest.Server, string) {
+func authServer(t *testing.T, opts ...func(*config.Config)) (*httptest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: "token", AdminPassword: adminPass, MaxManifestSize: 1 << 20,
 		UploadTTL: time.Hour, ShutdownTimeout: time.Second, BodyTimeout: time.Minute, TokenTTL: 5 * time.Minute}
+	for _, o := range opts {
+		o(cfg)
+	}
 	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
@@ -251,7 +254,17 @@ func TestNameTricks(t *testing.T) {
 }
 
 func TestRefreshTokens(t *testing.T) {
+	// Off by default: docker login then keeps the password, which a pull
+	// Secret made from its config needs.
 	ts, _ := authServer(t)
+	q0 := url.Values{"service": {"berth"}, "offline_token": {"true"}, "client_id": {"docker"}}
+	r0 := do(t, "GET", ts.URL+"/token?"+q0.Encode(), map[string]string{"Authorization": basic("bob", "bob-pass-1")}, nil)
+	var tr0 tokenResponse
+	if err := json.Unmarshal(r0.body, &tr0); err != nil || r0.status != 200 || tr0.RefreshToken != "" || tr0.Token == "" {
+		t.Fatalf("offline token with identity tokens off: %d %s", r0.status, r0.body)
+	}
+
+	ts, _ = authServer(t, func(c *config.Config) { c.IdentityTokens = true })
 	u := ts.URL
 	q := url.Values{"service": {"berth"}, "offline_token": {"true"}, "client_id": {"docker"}}
 	r := do(t, "GET", u+"/token?"+q.Encode(), map[string]string{"Authorization": basic("bob", "bob-pass-1")}, nil)

@@ -201,8 +201,9 @@ func TestAuthDocker(t *testing.T) {
 	}
 
 	// alice logs in. config.json must get an auths entry for the registry.
-	// berth answers docker's offline_token=true with a refresh token, so
-	// docker stores it as identitytoken and keeps no password.
+	// With identity tokens off (the default) berth answers docker's
+	// offline_token=true without a refresh token, so docker keeps the
+	// password in "auth": what a pull Secret made from the file needs.
 	d.mustLogin("alice", alicePass)
 	entry, ok := d.authEntry()
 	if !ok {
@@ -210,16 +211,9 @@ func TestAuthDocker(t *testing.T) {
 	}
 	stored, _ := base64.StdEncoding.DecodeString(entry.Auth)
 	user, storedPass, _ := strings.Cut(string(stored), ":")
-	switch {
-	case entry.IdentityToken != "":
-		t.Logf("docker stored an identitytoken (a berth refresh token, %d bytes) for %s; auth decodes to user %q with a %d-byte password",
-			len(entry.IdentityToken), user, user, len(storedPass))
-		if storedPass != "" {
-			t.Errorf("docker stored both an identitytoken and the password")
-		}
-	default:
-		t.Errorf("docker stored no identitytoken (auth decodes to user %q, password stored: %v): berth should answer docker's offline_token=true with a refresh_token",
-			user, storedPass == alicePass)
+	if entry.IdentityToken != "" || storedPass != alicePass {
+		t.Errorf("docker stored identitytoken %d bytes and a password of %d bytes; want no identity token and the password in auth",
+			len(entry.IdentityToken), len(storedPass))
 	}
 	if user != "alice" {
 		t.Errorf("config.json auth entry names user %q, want alice", user)
@@ -337,5 +331,30 @@ func TestAuthDocker(t *testing.T) {
 	}
 	if !limited {
 		t.Errorf("7 wrong passwords in a row through docker login never hit berth's login limit (429)")
+	}
+}
+
+// TestAuthDockerIdentityToken: with identity_tokens on, docker login keeps
+// a berth refresh token instead of the password, and pushes and pulls with
+// it through the OAuth2 refresh_token grant.
+func TestAuthDockerIdentityToken(t *testing.T) {
+	docker := needDocker(t)
+	b := startAuthBerth(t, "--identity-tokens=true")
+	pass := b.addUser(t, "carol", false)
+	d := newDockerClient(t, docker, b.Addr)
+	d.mustLogin("carol", pass)
+	entry, ok := d.authEntry()
+	if !ok || !strings.HasPrefix(entry.IdentityToken, "berth-refresh-") {
+		t.Fatalf("docker stored %+v, want a berth refresh token as identitytoken", entry)
+	}
+	stored, _ := base64.StdEncoding.DecodeString(entry.Auth)
+	if strings.Contains(string(stored), pass) {
+		t.Fatal("docker kept the password beside the identity token")
+	}
+	ref := d.ref("carol/app:v1")
+	d.buildImage(ref, "carol "+randomHex(t, 8))
+	pushed := d.push(ref)
+	if got := d.pull(ref); got != pushed {
+		t.Fatalf("pulled %s, pushed %s", got, pushed)
 	}
 }
