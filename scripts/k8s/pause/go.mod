@@ -1,0 +1,3 @@
+module berth.invalid/pause
+
+go 1.24
