@@ -15,9 +15,11 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd())
+	root.AddCommand(serveCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd())
 	if err := root.Execute(); err != nil {
-		fmt.Fprintln(os.Stderr, "berth:", err)
+		if err != errPullWouldFail {
+			fmt.Fprintln(os.Stderr, "berth:", err)
+		}
 		os.Exit(1)
 	}
 }
