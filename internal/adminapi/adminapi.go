@@ -50,6 +50,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"POST /api/v1/namespaces/{ns}/robots":           h.createRobot,
 		"DELETE /api/v1/namespaces/{ns}/robots/{name}":  h.revokeRobot,
 		"POST /api/v1/keys/rotate":                      h.rotateKeys,
+		"POST /api/v1/pull-credentials":                 h.pullCredential,
 	}
 	for pattern, fn := range routes {
 		mux.Handle(pattern, h.wrap(fn))

@@ -184,3 +184,27 @@ func (h *Handler) rotateKeys(_ http.ResponseWriter, r *http.Request, a *auth.Pri
 		Kid string `json:"kid"`
 	}{kid}, nil
 }
+
+// pullCredential trades the caller's credentials (typically a node's robot)
+// for a short-lived password of the same account.
+func (h *Handler) pullCredential(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	var in struct {
+		TTL string `json:"ttl"`
+	}
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	ttl, err := auth.ParseExpiry(in.TTL)
+	if err != nil {
+		return 0, nil, err
+	}
+	secret, expires, err := h.auth.IssuePullCredential(r.Context(), a, ttl)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, struct {
+		Username string  `json:"username"`
+		Password string  `json:"password"`
+		Expires  *string `json:"expires_at"`
+	}{a.Name, secret, stamp(expires)}, nil
+}

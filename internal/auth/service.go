@@ -171,6 +171,15 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 }
 
 func (s *Service) check(ctx context.Context, name, secret string) (*Principal, error) {
+	if strings.HasPrefix(secret, pullCredentialPrefix) || strings.HasPrefix(secret, refreshPrefix) {
+		// A pull credential or refresh token of the account, used as its
+		// password: what the kubelet and docker configs can carry.
+		subject, expires, err := s.acc.RefreshToken(ctx, secretHash(secret))
+		if err != nil || subject != name || !s.now().Before(expires) {
+			return nil, ErrBadCredentials
+		}
+		return s.Principal(ctx, name)
+	}
 	if strings.Contains(name, "+") {
 		r, err := s.acc.GetRobot(ctx, name)
 		if errors.Is(err, metadata.ErrNotFound) {
@@ -327,11 +336,40 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 	if !s.opts.IdentityTokens {
 		return "", nil
 	}
-	tok := "berth-refresh-" + randomSecret(32)
+	tok := refreshPrefix + randomSecret(32)
 	if err := s.acc.SaveRefreshToken(ctx, secretHash(tok), p.Name, s.now().Add(s.opts.RefreshTTL)); err != nil {
 		return "", fmt.Errorf("save refresh token: %w", err)
 	}
 	return tok, nil
+}
+
+// Prefixes of the stored bearer secrets, which tell them from passwords.
+const (
+	refreshPrefix        = "berth-refresh-"
+	pullCredentialPrefix = "berth-pull-"
+)
+
+// IssuePullCredential gives p a short-lived password of its own, valid for
+// ttl: the kubelet credential provider trades a node's long-lived robot
+// secret for one, so that nodes never hand the long-lived one to the
+// container runtime.
+func (s *Service) IssuePullCredential(ctx context.Context, p *Principal, ttl time.Duration) (string, time.Time, error) {
+	if p.Kind == Anonymous {
+		return "", time.Time{}, ErrForbidden
+	}
+	if ttl <= 0 || ttl > 24*time.Hour {
+		ttl = time.Hour
+	}
+	secret := pullCredentialPrefix + randomSecret(32)
+	expires := s.now().Add(ttl)
+	if p.Kind == RobotKind && !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(expires) {
+		expires = p.ExpiresAt
+	}
+	if err := s.acc.SaveRefreshToken(ctx, secretHash(secret), p.Name, expires); err != nil {
+		return "", time.Time{}, fmt.Errorf("save pull credential: %w", err)
+	}
+	s.audit.Info("pull credential issued", "subject", p.Name, "expires", expires.UTC().Format(time.RFC3339))
+	return secret, expires, nil
 }
 
 // Refresh exchanges a refresh token for the principal it was issued to.

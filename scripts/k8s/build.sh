@@ -19,9 +19,10 @@
 # kube-apiserver); it runs under `nice` so the machine stays responsive.
 # Reruns take seconds. Build output goes to $BERTH_TOOLS_DIR/k8s-build.log;
 # the script prints a one-line summary.
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
-# shellcheck source=scripts/k8s/lib.sh
+# shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 APT_PACKAGES=(containerd runc containernetworking-plugins)

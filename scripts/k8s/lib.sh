@@ -1,4 +1,4 @@
-# shellcheck shell=bash
+# shellcheck shell=bash disable=SC2034
 # Shared settings of scripts/k8s/build.sh and scripts/k8s/cluster.sh: the
 # versions of the Kubernetes pieces and where build.sh caches them. Sourced,
 # not run.
