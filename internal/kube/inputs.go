@@ -103,4 +103,3 @@ func ClusterPod(ctx context.Context, cs kubernetes.Interface, ns, name string) (
 	}
 	return info, nil
 }
-

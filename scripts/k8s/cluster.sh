@@ -10,6 +10,7 @@
 #             Running it again on a cluster that is up does nothing; on a
 #             half-started one it stops what is left and starts afresh. When
 #             it fails it stops what it started (the logs stay in DIR/logs).
+#             Exit status 3: a prerequisite (root, a binary) is missing.
 #   down DIR  stops everything and removes what the cluster left outside DIR
 #             (mounts, network namespaces, the CNI bridge, kubepods cgroups,
 #             kubelet sockets...). Safe to run at any time, also after a
@@ -66,6 +67,13 @@ log() { echo "k8s cluster: $*" >&2; }
 die() {
 	log "error: $*"
 	exit 1
+}
+
+# unmet MESSAGE: a prerequisite is missing (exit status 3, which the tests
+# turn into a skip, or a failure under CI=true).
+unmet() {
+	log "error: $*"
+	exit 3
 }
 
 usage() {
@@ -508,14 +516,14 @@ EOF
 
 cmd_up() {
 	local start=$SECONDS b
-	[ "$(id -u)" -eq 0 ] || die "needs root (the kubelet and containerd do)"
+	[ "$(id -u)" -eq 0 ] || unmet "needs root (the kubelet and containerd do)"
 	for b in openssl ss containerd ctr runc containerd-shim-runc-v2 setsid flock; do
 		command -v "$b" >/dev/null 2>&1 ||
-			die "$b not found; install the test dependencies with: bash scripts/test-deps.sh"
+			unmet "$b not found; install the test dependencies with: bash scripts/test-deps.sh"
 	done
 	PAUSE_TAR="$(pause_dir)/pause.tar"
 	for b in "$ETCD_DIR/etcd" "$K8S_DIR/kube-apiserver" "$K8S_DIR/kubelet" "$K8S_DIR/kubectl" "$PAUSE_TAR" "$CNI_BIN_DIR/bridge"; do
-		[ -e "$b" ] || die "$b is missing; build it with: bash scripts/k8s/build.sh"
+		[ -e "$b" ] || unmet "$b is missing; build it with: bash scripts/k8s/build.sh"
 	done
 	mkdir -p "$DIR"
 

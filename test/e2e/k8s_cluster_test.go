@@ -88,7 +88,7 @@ func startCluster(t *testing.T) *k8sCluster {
 		// A watchdog tears the cluster down if this process dies before
 		// its cleanup runs.
 		"BERTH_K8S_OWNER_PID="+strconv.Itoa(os.Getpid()),
-		"BERTH_K8S_WAIT="+strconv.Itoa(int((clusterStartTimeout - 2*time.Minute).Seconds())),
+		"BERTH_K8S_WAIT="+strconv.Itoa(int((clusterStartTimeout-2*time.Minute).Seconds())),
 	)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
