@@ -158,6 +158,7 @@ main() {
 	go_tool oras "$ORAS_VERSION" build_oras
 	go_tool conformance "$CONFORMANCE_VERSION" build_conformance
 	go_tool crictl "$CRICTL_VERSION" build_crictl
+	bash "$(dirname "${BASH_SOURCE[0]}")/k8s/build.sh" # etcd, kube-apiserver, kubelet, kubectl, pause image
 	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"
 }
 

@@ -1,0 +1,213 @@
+package kube_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/kube"
+	"github.com/berth-registry/berth/internal/server"
+)
+
+const adminPass = "doctor-admin-pass"
+
+// live is a berth with auth, with team/app:v1 (linux/amd64), team/arm:v1
+// (an index with only linux/arm64), pub/app:v1 in a public namespace.
+type live struct {
+	t    *testing.T
+	url  string
+	host string
+}
+
+func startLive(t *testing.T) *live {
+	t.Helper()
+	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Auth: "token", AdminPassword: adminPass, MaxManifestSize: 1 << 20,
+		UploadTTL: time.Hour, ShutdownTimeout: time.Second, BodyTimeout: time.Minute, TokenTTL: 5 * time.Minute}
+	srv, err := server.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	l := &live{t: t, url: ts.URL, host: strings.TrimPrefix(ts.URL, "http://")}
+	l.admin("POST", "/api/v1/namespaces", `{"name":"team"}`)
+	l.admin("POST", "/api/v1/namespaces", `{"name":"pub","public":true}`)
+	l.admin("POST", "/api/v1/users", `{"name":"eve","password":"eve-password-1"}`)
+	l.pushImage("team/app", "v1", "amd64", false)
+	l.pushImage("team/arm", "v1", "arm64", true)
+	l.pushImage("pub/app", "v1", "amd64", false)
+	return l
+}
+
+func (l *live) req(method, path, auth, ctype string, body []byte) (int, []byte) {
+	l.t.Helper()
+	r, _ := http.NewRequest(method, l.url+path, strings.NewReader(string(body)))
+	if auth != "" {
+		r.Header.Set("Authorization", auth)
+	}
+	if ctype != "" {
+		r.Header.Set("Content-Type", ctype)
+	}
+	res, err := http.DefaultClient.Do(r)
+	if err != nil {
+		l.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	return res.StatusCode, b
+}
+
+func (l *live) admin(method, path, body string) []byte {
+	l.t.Helper()
+	st, b := l.req(method, path, "Basic "+base64.StdEncoding.EncodeToString([]byte("admin:"+adminPass)), "application/json", []byte(body))
+	if st/100 != 2 {
+		l.t.Fatalf("%s %s: %d %s", method, path, st, b)
+	}
+	return b
+}
+
+func (l *live) robot(name, scope string) (string, string) {
+	var r struct{ Name, Secret string }
+	_ = json.Unmarshal(l.admin("POST", "/api/v1/namespaces/team/robots", `{"name":"`+name+`","scopes":["`+scope+`"],"actions":["pull"]}`), &r)
+	return r.Name, r.Secret
+}
+
+func digest(b []byte) string { return fmt.Sprintf("sha256:%x", sha256.Sum256(b)) }
+
+func (l *live) pushImage(repo, tag, arch string, asIndex bool) {
+	l.t.Helper()
+	q := url.Values{"service": {"berth"}, "scope": {"repository:" + repo + ":pull,push"}}
+	st, b := l.req("GET", "/token?"+q.Encode(), "Basic "+base64.StdEncoding.EncodeToString([]byte("admin:"+adminPass)), "", nil)
+	var tr struct{ Token string }
+	if json.Unmarshal(b, &tr) != nil || st != 200 {
+		l.t.Fatalf("token: %d %s", st, b)
+	}
+	bearer := "Bearer " + tr.Token
+	put := func(data []byte) string {
+		d := digest(data)
+		if st, b := l.req("POST", "/v2/"+repo+"/blobs/uploads/?digest="+d, bearer, "application/octet-stream", data); st != 201 {
+			l.t.Fatalf("blob: %d %s", st, b)
+		}
+		return d
+	}
+	cfg := []byte(`{"architecture":"` + arch + `","os":"linux","rootfs":{"type":"layers","diff_ids":[]}}`)
+	layer := []byte("layer of " + repo)
+	man := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"%s","size":%d}]}`,
+		put(cfg), len(cfg), put(layer), len(layer)))
+	ref, body, mt := tag, man, "application/vnd.oci.image.manifest.v1+json"
+	if asIndex {
+		ref = digest(man)
+	}
+	if st, b := l.req("PUT", "/v2/"+repo+"/manifests/"+ref, bearer, mt, body); st != 201 {
+		l.t.Fatalf("manifest: %d %s", st, b)
+	}
+	if asIndex {
+		idx := []byte(fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[{"mediaType":"%s","digest":"%s","size":%d,"platform":{"os":"linux","architecture":"%s"}}]}`, mt, digest(man), len(man), arch))
+		if st, b := l.req("PUT", "/v2/"+repo+"/manifests/"+tag, bearer, "application/vnd.oci.image.index.v1+json", idx); st != 201 {
+			l.t.Fatalf("index: %d %s", st, b)
+		}
+	}
+}
+
+// fileSecret is a Secret as written in a manifest file.
+func fileSecret(name, typ, key, value string) kube.SecretInput {
+	return kube.SecretInput{Name: name, Found: true, Type: typ, Data: map[string]string{key: value}, Encoded: true}
+}
+
+const dcj = "kubernetes.io/dockerconfigjson"
+
+func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// configFor is a docker config JSON with one entry.
+func configFor(key, user, pass string) string {
+	return `{"auths":{"` + key + `":{"auth":"` + b64(user+":"+pass) + `"}}}`
+}
+
+func TestDoctor(t *testing.T) {
+	l := startLive(t)
+	robot, secret := l.robot("ci", "team/*")
+	revoked, revokedSecret := l.robot("old", "team/*")
+	l.admin("DELETE", "/api/v1/namespaces/team/robots/"+revoked, "")
+	narrow, narrowSecret := l.robot("narrow", "team/other")
+	good := configFor(l.host, robot, secret)
+	img := l.host + "/team/app:v1"
+	port := l.host[strings.LastIndex(l.host, ":"):]
+	withNS := func(s kube.SecretInput, ns string) kube.SecretInput { s.Namespace = ns; return s }
+
+	cases := []struct {
+		name    string
+		image   string
+		secrets []kube.SecretInput
+		want    string // the failing check, "" when the pull succeeds
+	}{
+		{"working robot secret", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, ""},
+		{"dockercfg type and key", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockercfg", b64(`{"`+l.host+`":{"auth":"`+b64(robot+":"+secret)+`"}}`))}, ""},
+		{"scheme and /v2/ in the key", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("http://"+l.host+"/v2/", robot, secret)))}, ""},
+		{"public namespace, no secret", l.host + "/pub/app:v1", nil, ""},
+		{"secret missing", img, []kube.SecretInput{{Name: "regcred"}}, "secret"},
+		{"secret in another namespace", img, []kube.SecretInput{withNS(fileSecret("regcred", dcj, ".dockerconfigjson", b64(good)), "other")}, "secret"},
+		{"type Opaque", img, []kube.SecretInput{fileSecret("regcred", "Opaque", ".dockerconfigjson", b64(good))}, "type"},
+		{"dockercfg type with dockerconfigjson key", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockerconfigjson", b64(good))}, "key"},
+		{"data key config.json", img, []kube.SecretInput{fileSecret("regcred", dcj, "config.json", b64(good))}, "key"},
+		{"value not base64", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", "eyJhdXRocyI6e30=\n%%%")}, "encoding"},
+		{"base64 twice", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(b64(good)))}, "encoding"},
+		{"stringData holding base64", img, []kube.SecretInput{{Name: "regcred", Found: true, Type: dcj, StringData: map[string]string{".dockerconfigjson": b64(good)}, Encoded: true}}, "encoding"},
+		{"not JSON", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64("auths: yes"))}, "json"},
+		{"no auths", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"`+l.host+`":{"auth":"`+b64(robot+":"+secret)+`"}}`))}, "json"},
+		{"auth not base64", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"not base64!"}}}`))}, "entry"},
+		{"auth without colon", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"`+b64(robot+secret)+`"}}}`))}, "entry"},
+		{"good secret beside a malformed one", img, []kube.SecretInput{
+			fileSecret("regcred", dcj, ".dockerconfigjson", b64(good)),
+			fileSecret("broken", dcj, ".dockerconfigjson", b64(`{"auths":{"other.example.com":{"auth":"%%%"}}}`)),
+		}, "entry"},
+		{"credentials in a credential helper", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{}},"credsStore":"desktop"}`))}, "helper"},
+		{"identity token only", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"`+b64(robot+":")+`","identitytoken":"berth-refresh-x"}}}`))}, "entry"},
+		{"key without the port", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("127.0.0.1", robot, secret)))}, "match"},
+		{"key localhost for 127.0.0.1", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("localhost"+port, robot, secret)))}, "match"},
+		{"wildcard with fewer labels", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("*.0.1"+port, robot, secret)))}, "match"},
+		{"key path not a prefix", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host+"/other", robot, secret)))}, "match"},
+		{"wrong password", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, robot, secret+"x")))}, "credentials"},
+		{"revoked robot", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, revoked, revokedSecret)))}, "credentials"},
+		{"robot outside its scope", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, narrow, narrowSecret)))}, "access"},
+		{"user not a member", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, "eve", "eve-password-1")))}, "access"},
+		{"no secret, private namespace", img, nil, "access"},
+		{"tag missing", l.host + "/team/app:v2", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "reference"},
+		{"no linux/amd64 image", l.host + "/team/arm:v1", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "platform"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			findings, ok := kube.Diagnose(context.Background(), kube.Input{Image: c.image, PodNamespace: "default", Secrets: c.secrets}, &kube.HTTPProber{})
+			failed := ""
+			for _, f := range findings {
+				if !f.OK && failed == "" {
+					failed = f.Check
+					if f.Fix == "" {
+						t.Errorf("finding %q has no fix", f.Message)
+					}
+				}
+			}
+			if ok != (c.want == "") || failed != c.want {
+				t.Errorf("ok=%v first failing check %q, want %q; findings:\n%s", ok, failed, c.want, dump(findings))
+			}
+		})
+	}
+}
+
+func dump(fs []kube.Finding) string {
+	var b strings.Builder
+	for _, f := range fs {
+		fmt.Fprintf(&b, "  %v %s: %s (fix: %s)\n", f.OK, f.Check, f.Message, f.Fix)
+	}
+	return b.String()
+}
