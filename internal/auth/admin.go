@@ -74,12 +74,7 @@ func (s *Service) CreateUser(ctx context.Context, actor *Principal, name, passwo
 	if err := validAccountName(name); err != nil {
 		return "", err
 	}
-	generated := ""
-	if password == "" {
-		password = randomSecret(18)
-		generated = password
-	}
-	h, err := hashPassword(password)
+	h, generated, err := passwordHash(password)
 	if err != nil {
 		return "", err
 	}
@@ -119,12 +114,7 @@ func (s *Service) SetPassword(ctx context.Context, actor *Principal, name, passw
 	if !(actor.Kind == UserKind && (actor.Admin || actor.Name == name)) {
 		return "", fmt.Errorf("%w: only admins may change another user's password", ErrForbidden)
 	}
-	generated := ""
-	if password == "" {
-		password = randomSecret(18)
-		generated = password
-	}
-	h, err := hashPassword(password)
+	h, generated, err := passwordHash(password)
 	if err != nil {
 		return "", err
 	}

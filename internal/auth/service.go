@@ -122,6 +122,17 @@ func hashPassword(pw string) (string, error) {
 	return string(h), nil
 }
 
+// passwordHash hashes password, or a generated one when it is empty; the
+// generated password is returned so the caller can show it once.
+func passwordHash(password string) (hash, generated string, err error) {
+	if password == "" {
+		password = randomSecret(18)
+		generated = password
+	}
+	hash, err = hashPassword(password)
+	return hash, generated, err
+}
+
 // Bootstrap creates the admin user when there are no users: with the given
 // password, or a random one that it returns so the caller can show it once.
 func (s *Service) Bootstrap(ctx context.Context, password string) (generated string, err error) {
@@ -129,11 +140,7 @@ func (s *Service) Bootstrap(ctx context.Context, password string) (generated str
 	if err != nil || n > 0 {
 		return "", err
 	}
-	if password == "" {
-		password = randomSecret(18)
-		generated = password
-	}
-	h, err := hashPassword(password)
+	h, generated, err := passwordHash(password)
 	if err != nil {
 		return "", err
 	}

@@ -4,56 +4,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"testing"
 )
-
-// cliBerth starts berth with token auth and a known admin password.
-func cliBerth(t *testing.T, adminPassword string) *server {
-	t.Helper()
-	skipIfShort(t)
-	if berthBuildErr != nil {
-		t.Fatalf("berth binary is not available: %v", berthBuildErr)
-	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
-	s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), DataDir: filepath.Join(root, "data"), LogPath: filepath.Join(root, "berth.log")}
-	s.URL = "http://" + s.Addr
-	logFile, err := os.Create(s.LogPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(berthBin, "serve", "--addr", s.Addr, "--data-dir", s.DataDir)
-	cmd.Env = append(os.Environ(), "BERTH_ADMIN_PASSWORD="+adminPassword)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
-	if err := waitHealthy(s, exited); err != nil {
-		_ = cmd.Process.Kill()
-		t.Fatalf("%v\n%s", err, tailFile(s.LogPath, 30))
-	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("berth log:\n%s", tailFile(s.LogPath, 40))
-		}
-		_ = cmd.Process.Kill()
-		<-exited
-	})
-	return s
-}
 
 // berthCLI runs the berth binary with a private config directory.
 type berthCLI struct {
@@ -115,14 +73,15 @@ func grants(t *testing.T, s *server, user, pass, repo string) string {
 // TestOperatorCommands runs the commands docs/auth.md gives a new operator
 // and checks that each had its effect on the server.
 func TestOperatorCommands(t *testing.T) {
-	s := cliBerth(t, "admin-pass-123")
+	b := startAuthBerth(t)
+	s, adminPass := b.server, b.AdminPassword
 	cli := &berthCLI{t: t, config: t.TempDir()}
 
 	// berth login
 	if out, err := cli.run("wrong-password\n", "login", s.URL, "--username", "admin", "--password-stdin"); err == nil || !strings.Contains(out, "401") && !strings.Contains(strings.ToLower(out), "invalid") {
 		t.Fatalf("login with a wrong password: err %v, output %q", err, out)
 	}
-	cli.must("admin-pass-123\n", "login", s.URL, "--username", "admin", "--password-stdin")
+	cli.must(adminPass+"\n", "login", s.URL, "--username", "admin", "--password-stdin")
 	fi, err := os.Stat(filepath.Join(cli.config, "config.json"))
 	if err != nil || fi.Mode().Perm() != 0o600 {
 		t.Fatalf("CLI config file: %v, mode %v; want 0600", err, fi.Mode().Perm())
@@ -215,7 +174,7 @@ func TestOperatorCommands(t *testing.T) {
 			t.Errorf("audit log lacks %s", want)
 		}
 	}
-	for _, secret := range []string{"admin-pass-123", created.Password, robot.Secret, "new-alice-pass"} {
+	for _, secret := range []string{adminPass, created.Password, robot.Secret, "new-alice-pass"} {
 		if strings.Contains(string(audit), secret) {
 			t.Errorf("audit log contains a secret")
 		}
