@@ -58,7 +58,7 @@ func secretCreateCmd() *cobra.Command {
 .dockerconfigjson: the docker config as one base64 string) from one of:
 
   --from-docker-config [PATH]   a docker config (default ~/.docker/config.json),
-                                optionally only the --registry entries; credentials
+                                optionally only the --registry-host entries; credentials
                                 kept by a credential helper (credsStore,
                                 credHelpers) are fetched from it and embedded,
                                 because the kubelet cannot run helpers
@@ -72,7 +72,7 @@ func secretCreateCmd() *cobra.Command {
 apply); --service-account also adds it to that ServiceAccount's
 imagePullSecrets; --print-pod IMAGE prints a Pod that uses it.`,
 		Example: `  berth secret create regcred --robot --scope 'team/*' --expires 90d --apply
-  berth secret create regcred --from-docker-config --registry 127.0.0.1:5000 -n apps
+  berth secret create regcred --from-docker-config --registry-host 127.0.0.1:5000 -n apps
   echo "$PASS" | berth secret create regcred --server reg.example.com:5000 --username ci --password-stdin -o json`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			// "--from-docker-config PATH" (without =) leaves PATH as a
@@ -178,6 +178,9 @@ func (o *secretOpts) dockerConfig(ctx context.Context, name string, stdin io.Rea
 	switch {
 	case o.fromConfig != "":
 		path := o.fromConfig
+		if dir := os.Getenv("DOCKER_CONFIG"); dir != "" && path == defaultDockerConfig {
+			path = filepath.Join(dir, "config.json") // as docker itself does
+		}
 		if rest, ok := strings.CutPrefix(path, "~/"); ok {
 			home, err := os.UserHomeDir()
 			if err != nil {

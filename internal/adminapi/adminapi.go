@@ -110,7 +110,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusTooManyRequests
 	case errors.Is(err, auth.ErrBadCredentials):
 		w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
-		writeJSON(w, http.StatusUnauthorized, errorBody{"invalid user name or password"})
+		msg := "invalid user name or password"
+		if err.Error() != auth.ErrBadCredentials.Error() {
+			msg = err.Error() // a revoked or expired robot whose secret was right
+		}
+		writeJSON(w, http.StatusUnauthorized, errorBody{msg})
 		return
 	case errors.Is(err, auth.ErrForbidden):
 		status = http.StatusForbidden

@@ -75,10 +75,11 @@ func Diagnose(ctx context.Context, in Input, p Prober) ([]Finding, bool) {
 	}
 	host, repo, ref := SplitImage(in.Image)
 	var entries []entryRef
-	malformed := false
+	malformed, broken := false, false
 	for _, s := range in.Secrets {
 		cfg := checkSecret(s, in.PodNamespace, fail, pass)
 		if cfg == nil {
+			broken = true
 			continue
 		}
 		for _, k := range cfg.Keys() {
@@ -95,6 +96,7 @@ func Diagnose(ctx context.Context, in Input, p Prober) ([]Finding, bool) {
 				default:
 					fail("entry", fmt.Sprintf("secret %s, entry %q: %v", s.Name, k, err), "docker login again, or berth secret create "+s.Name+" --from-docker-config")
 				}
+				broken = true
 				continue
 			}
 			entries = append(entries, entryRef{s.Name, k, e})
@@ -112,10 +114,14 @@ func Diagnose(ctx context.Context, in Input, p Prober) ([]Finding, bool) {
 		byKey[e.key] = append(byKey[e.key], e)
 	}
 	matching := MatchingKeys(keys, in.Image)
+	if len(matching) == 0 && broken {
+		// The Secrets' own problems come first; fix those.
+		return rep.findings, false
+	}
 	if len(matching) == 0 {
 		if len(in.Secrets) > 0 {
 			fail("match", fmt.Sprintf("no entry matches the image's registry %s (entries: %s); the kubelet pulls anonymously", host, strings.Join(keys, ", ")),
-				fmt.Sprintf("key the entry exactly %q (host and port must be equal: %q never matches %q)", SuggestedKey(in.Image), hostOnly(host), host))
+				fmt.Sprintf("key the entry exactly %q: a scheme or /v2/ may be added, but host and port must be equal, and the key's path must be a prefix of the image's", SuggestedKey(in.Image)))
 		}
 		r := p.Probe(ctx, host, repo, ref, "", "", in.Platform)
 		return rep.registry(r, host, repo, ref, "anonymous", in.Platform)
@@ -153,11 +159,6 @@ func (r *report) fail(check, msg, fix string) {
 
 func (r *report) pass(check, msg string) {
 	r.findings = append(r.findings, Finding{Check: check, OK: true, Message: msg})
-}
-
-func hostOnly(host string) string {
-	h, _, _ := strings.Cut(host, ":")
-	return h
 }
 
 // registry turns the registry's answers into findings.

@@ -55,7 +55,11 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		errcode.Write(w, r, errcode.New(errcode.TooManyRequests, "%v", err))
 	case errors.Is(err, auth.ErrBadCredentials):
 		w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
-		errcode.Write(w, r, errcode.New(errcode.Unauthorized, "authentication failed: invalid user name, password or token"))
+		msg := "authentication failed: invalid user name, password or token"
+		if err.Error() != auth.ErrBadCredentials.Error() {
+			msg = "authentication failed: " + err.Error() // a revoked or expired robot whose secret was right
+		}
+		errcode.Write(w, r, errcode.New(errcode.Unauthorized, "%s", msg))
 	case errors.Is(err, auth.ErrInvalid):
 		errcode.Write(w, r, errcode.WithStatus(errcode.Unsupported, http.StatusBadRequest, "%v", err))
 	default:

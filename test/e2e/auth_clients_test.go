@@ -297,46 +297,17 @@ func TestAuthContainerdCRI(t *testing.T) {
 		b.pushImageAs(t, "admin", b.AdminPassword, repo, "v1", img)
 	}
 
-	crictlCfg := filepath.Join(t.TempDir(), "crictl.yaml")
-	writeFile(t, crictlCfg, []byte(fmt.Sprintf("runtime-endpoint: unix://%[1]s\nimage-endpoint: unix://%[1]s\ntimeout: 60\n", ctrd.Socket)))
-	cri := func(args ...string) cmdResult {
-		t.Helper()
-		return execIn(t, "", isolatedHome(t), crictl, append([]string{"--config", crictlCfg}, args...)...)
-	}
-	// Wait for the CRI plugin.
-	for deadline := time.Now().Add(startTimeout); ; {
-		r := cri("images")
-		if r.Err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("containerd's CRI image service does not answer: %v\n%s", r.Err, r.combined())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	crictlClient := newCRIClient(t, crictl, ctrd)
+	cri := crictlClient.run
 
 	team, other, pub := b.Addr+"/team/app:v1", b.Addr+"/other/app:v1", b.Addr+"/pub/app:v1"
 	hasImage := func(ref string) bool {
 		t.Helper()
-		out := mustSucceed(t, "crictl images", cri("images", "-o", "json"))
-		var list struct {
-			Images []struct {
-				ID       string   `json:"id"`
-				RepoTags []string `json:"repoTags"`
-			} `json:"images"`
+		id := crictlClient.imageID(ref)
+		if id != "" && id != img.ConfigDigest {
+			t.Errorf("containerd holds %s as image %s, want the config digest %s", ref, id, img.ConfigDigest)
 		}
-		mustUnmarshal(t, "crictl images", []byte(out), &list)
-		for _, im := range list.Images {
-			for _, tag := range im.RepoTags {
-				if tag == ref {
-					if im.ID != img.ConfigDigest {
-						t.Errorf("containerd holds %s as image %s, want the config digest %s", ref, im.ID, img.ConfigDigest)
-					}
-					return true
-				}
-			}
-		}
-		return false
+		return id != ""
 	}
 
 	mustFailWith(t, "crictl pull of a private image without credentials", cri("pull", team), "401|unauthorized")
