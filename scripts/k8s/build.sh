@@ -15,8 +15,9 @@
 # requires it; for Kubernetes that module replaces each staging module
 # (k8s.io/api, k8s.io/client-go...) by its published v0.X.Y version.
 #
-# A cold build takes a long time (tens of minutes on 2 cores, most of it
-# kube-apiserver); it runs under `nice` so the machine stays responsive.
+# A cold build (empty Go build and module caches) took 6 minutes on 2 idle
+# cores, 5 of them for the Kubernetes binaries, and can take 20 on busy ones;
+# it runs under `nice` so the machine stays responsive.
 # Reruns take seconds. Build output goes to $BERTH_TOOLS_DIR/k8s-build.log;
 # the script prints a one-line summary.
 # shellcheck source-path=SCRIPTDIR

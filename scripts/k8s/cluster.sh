@@ -98,8 +98,15 @@ set_paths() {
 
 kubectl_() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=20s "$@"; }
 
-# cmdline PID prints a process's command line with spaces for NULs.
-cmdline() { tr '\0' ' ' <"/proc/$1/cmdline" 2>/dev/null; }
+# read_cmdline PID sets CMDLINE to a process's command line (arguments
+# joined by spaces), without forking: pids_of reads every process's.
+CMDLINE=""
+read_cmdline() {
+	local -a args
+	CMDLINE=""
+	mapfile -d '' -t args 2>/dev/null <"/proc/$1/cmdline" || return 1
+	CMDLINE="${args[*]}"
+}
 
 # pids_of DIR [WORD] prints the processes whose command line mentions DIR/
 # (and WORD), except this script's own processes.
@@ -107,7 +114,8 @@ pids_of() {
 	local d pid cmd
 	for d in /proc/[0-9]*; do
 		pid="${d#/proc/}"
-		cmd="$(cmdline "$pid")" || continue
+		read_cmdline "$pid" || continue
+		cmd="$CMDLINE"
 		case "$cmd" in
 		*cluster.sh*) continue ;;
 		*"$1/"*) ;;
@@ -168,7 +176,8 @@ alive() {
 	local pid
 	pid="$(cat "$RUN/$1.pid" 2>/dev/null)" || return 1
 	[ -n "$pid" ] && kill -0 "$pid" 2>/dev/null || return 1
-	case "$(cmdline "$pid")" in *"$DIR/"*) return 0 ;; esac
+	read_cmdline "$pid" || return 1
+	case "$CMDLINE" in *"$DIR/"*) return 0 ;; esac
 	return 1
 }
 
@@ -179,9 +188,9 @@ wait_for() {
 	shift 2
 	until "$@" >/dev/null 2>&1; do
 		alive "$daemon" || die "$daemon exited while waiting for $what; $LOGS/$daemon.log ends with:
-$(tail -n 30 "$LOGS/$daemon.log" 2>/dev/null)"
+$(tail -n 30 "$LOGS/$daemon.log" 2>/dev/null | cut -c1-300)"
 		[ "$SECONDS" -lt "$deadline" ] || die "timed out after ${START_TIMEOUT}s waiting for $what; $LOGS/$daemon.log ends with:
-$(tail -n 30 "$LOGS/$daemon.log" 2>/dev/null)"
+$(tail -n 30 "$LOGS/$daemon.log" 2>/dev/null | cut -c1-300)"
 		sleep 0.3
 	done
 }
@@ -391,6 +400,9 @@ cgroupDriver: cgroupfs
 failSwapOn: false
 # The sandbox may not lower oom_score_adj (see restrict_oom_score_adj).
 oomScoreAdj: 0
+# No KUBE-FIREWALL and other iptables chains on the host: there is no
+# kube-proxy here to want them.
+makeIPTablesUtilChains: false
 podLogsDir: $DIR/pod-logs
 volumePluginDir: $KUBELET_ROOT/volume-plugins
 registerNode: true
@@ -596,7 +608,8 @@ start_watchdog() {
 snapshot_globals() {
 	find /run/netns -maxdepth 1 -name 'cni-*' 2>/dev/null | sort >"$RUN/netns.before" || true
 	local p
-	for p in /var/lib/kubelet /var/lib/kubelet/device-plugins /var/log/containers; do
+	for p in /var/lib/kubelet /var/lib/kubelet/device-plugins /var/log/containers /run/netns \
+		/var/lib/cni /var/lib/cni/results; do
 		[ -e "$p" ] && echo "$p"
 	done >"$RUN/paths.before" || true
 	iptables-save 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | sort -u >"$RUN/chains.before" || true
@@ -688,8 +701,13 @@ cleanup_globals() {
 		rm -f "$ns"
 	done
 	ip link delete "$CNI_BRIDGE" >/dev/null 2>&1 || true
+	# libcni's cached results: <network>-<sandbox id>-<interface>, for our
+	# network and for containerd's built-in "cni-loopback".
 	rm -f /var/lib/cni/results/"$CNI_NETWORK"-* 2>/dev/null || true
-	rmdir /var/lib/cni/results /var/lib/cni 2>/dev/null || true
+	for f in "$CTRD"/root/io.containerd.grpc.v1.cri/sandboxes/*; do
+		[ -d "$f" ] || continue
+		rm -f /var/lib/cni/results/*-"$(basename "$f")"-* 2>/dev/null || true
+	done
 	# The kubelet's logs symlinks into DIR/pod-logs and its device-plugin
 	# socket and checkpoint, which do not follow --root-dir.
 	for f in /var/log/containers/*; do
@@ -697,7 +715,8 @@ cleanup_globals() {
 		case "$(readlink "$f")" in "$DIR/"*) rm -f "$f" ;; esac
 	done
 	rm -f /var/lib/kubelet/device-plugins/kubelet.sock /var/lib/kubelet/device-plugins/kubelet_internal_checkpoint
-	for f in /var/log/containers /var/lib/kubelet/device-plugins /var/lib/kubelet; do
+	for f in /var/log/containers /var/lib/kubelet/device-plugins /var/lib/kubelet /run/netns \
+		/var/lib/cni/results /var/lib/cni; do
 		grep -qxF "$f" "$RUN/paths.before" 2>/dev/null || rmdir "$f" 2>/dev/null || true
 	done
 	# Shim sockets (containerd 1.6 puts them in /run/containerd/s whatever
@@ -711,14 +730,18 @@ cleanup_globals() {
 			grep -qxF "$f" <<<"$listening" || rm -f "$f"
 		done
 	fi
-	# iptables chains the kubelet creates (KUBE-KUBELET-CANARY...).
+	# iptables chains a kubelet creates (KUBE-FIREWALL...) if told to (it is
+	# not: makeIPTablesUtilChains is false).
 	if [ -f "$RUN/chains.before" ] && command -v iptables-save >/dev/null 2>&1; then
-		local t c ipt
+		local t c b ipt
 		for ipt in iptables ip6tables; do
 			command -v "$ipt" >/dev/null 2>&1 || continue
 			for t in mangle nat filter; do
 				for c in $("$ipt-save" -t "$t" 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p'); do
 					grep -qxF "$c" "$RUN/chains.before" && continue
+					for b in INPUT OUTPUT FORWARD PREROUTING POSTROUTING; do
+						while "$ipt" -t "$t" -D "$b" -j "$c" 2>/dev/null; do :; done
+					done
 					"$ipt" -t "$t" -F "$c" 2>/dev/null || true
 					"$ipt" -t "$t" -X "$c" 2>/dev/null || true
 				done

@@ -75,7 +75,7 @@ func startCluster(t *testing.T) *k8sCluster {
 	for _, tool := range []string{"etcd", "kube-apiserver", "kubelet", "kubectl"} {
 		if findTool(tool) == "" {
 			missing(t, "%s not found on PATH or in %s (scripts/test-deps.sh builds it with scripts/k8s/build.sh; "+
-				"the first build takes about half an hour)", tool, toolsBinDir())
+				"the first build takes 5-20 minutes)", tool, toolsBinDir())
 		}
 	}
 	script := clusterScript(t)
