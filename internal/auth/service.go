@@ -44,10 +44,13 @@ type Options struct {
 	// TokenTTL is the lifetime of access tokens; RefreshTTL of refresh
 	// tokens.
 	TokenTTL, RefreshTTL time.Duration
-	// MaxFailures failed logins within FailureWindow block an account or a
-	// client address for the rest of the window.
-	MaxFailures   int
-	FailureWindow time.Duration
+	// MaxFailures failed logins of an account within FailureWindow block
+	// that account for the rest of the window; MaxClientFailures failed
+	// logins from one client address block that address. The address limit
+	// is higher: one node or NAT carries many accounts.
+	MaxFailures       int
+	MaxClientFailures int
+	FailureWindow     time.Duration
 	// IdentityTokens lets clients that ask (offline_token=true, or
 	// access_type=offline) have a refresh token.
 	IdentityTokens bool
@@ -56,12 +59,14 @@ type Options struct {
 // Service authenticates principals, decides what they may do and issues
 // tokens saying so.
 type Service struct {
-	acc     metadata.Accounts
-	keys    *token.Keys
-	opts    Options
-	limiter *Limiter
-	audit   *slog.Logger
-	now     func() time.Time
+	acc  metadata.Accounts
+	keys *token.Keys
+	opts Options
+	// accounts and clients count failed logins per account and per client
+	// address.
+	accounts, clients *Limiter
+	audit             *slog.Logger
+	now               func() time.Time
 
 	cacheMu sync.Mutex
 	cache   map[string]*token.Claims // verified access tokens
@@ -79,10 +84,14 @@ func New(acc metadata.Accounts, keys *token.Keys, opts Options, audit *slog.Logg
 	if opts.MaxFailures <= 0 {
 		opts.MaxFailures = 5
 	}
+	if opts.MaxClientFailures <= 0 {
+		opts.MaxClientFailures = 30
+	}
 	if opts.FailureWindow <= 0 {
 		opts.FailureWindow = time.Minute
 	}
-	return &Service{acc: acc, keys: keys, opts: opts, limiter: NewLimiter(opts.MaxFailures, opts.FailureWindow),
+	return &Service{acc: acc, keys: keys, opts: opts,
+		accounts: NewLimiter(opts.MaxFailures, opts.FailureWindow), clients: NewLimiter(opts.MaxClientFailures, opts.FailureWindow),
 		audit: audit, now: time.Now, cache: map[string]*token.Claims{}}
 }
 
@@ -155,24 +164,27 @@ func (s *Service) Bootstrap(ctx context.Context, password string) (generated str
 // "<namespace>+<name>"). Failures are counted per account and per client
 // address; too many give a *RateLimitedError.
 func (s *Service) Login(ctx context.Context, name, secret, client string) (*Principal, error) {
-	keys := []string{"account:" + name, "client:" + client}
-	for _, k := range keys {
-		if wait, blocked := s.limiter.Blocked(k); blocked {
+	for _, l := range []struct {
+		lim *Limiter
+		key string
+	}{{s.accounts, name}, {s.clients, client}} {
+		if wait, blocked := l.lim.Blocked(l.key); blocked {
 			s.audit.Warn("login refused", "user", name, "client", client, "reason", "rate limited")
 			return nil, &RateLimitedError{RetryAfter: wait}
 		}
 	}
 	p, err := s.check(ctx, name, secret)
 	if err != nil {
-		if errors.Is(err, ErrBadCredentials) {
-			for _, k := range keys {
-				s.limiter.Fail(k)
-			}
+		// Only guesses count: a revoked or expired robot whose secret was
+		// right is refused, but is no attack to slow down.
+		if err == ErrBadCredentials {
+			s.accounts.Fail(name)
+			s.clients.Fail(client)
 		}
 		s.audit.Warn("login failed", "user", name, "client", client, "reason", err.Error())
 		return nil, err
 	}
-	s.limiter.Reset(keys[0])
+	s.accounts.Reset(name)
 	s.audit.Info("login", "user", name, "client", client)
 	return p, nil
 }
@@ -381,13 +393,12 @@ func (s *Service) IssuePullCredential(ctx context.Context, p *Principal, ttl tim
 
 // Refresh exchanges a refresh token for the principal it was issued to.
 func (s *Service) Refresh(ctx context.Context, refresh, client string) (*Principal, error) {
-	key := "client:" + client
-	if wait, blocked := s.limiter.Blocked(key); blocked {
+	if wait, blocked := s.clients.Blocked(client); blocked {
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
 	subject, expires, err := s.acc.RefreshToken(ctx, secretHash(refresh))
 	if errors.Is(err, metadata.ErrNotFound) || err == nil && !s.now().Before(expires) {
-		s.limiter.Fail(key)
+		s.clients.Fail(client)
 		s.audit.Warn("refresh failed", "client", client, "reason", "unknown or expired refresh token")
 		return nil, ErrBadCredentials
 	}

@@ -57,6 +57,10 @@ type ProbeResult struct {
 	Found       bool // the tag or digest exists
 	PlatformOK  bool // the manifest (or index) has the platform
 	Platforms   []string
+	// AuthStatus and AuthMessage are the token endpoint's answer when it
+	// refused the credentials (401, or 429 when rate-limited).
+	AuthStatus  int
+	AuthMessage string
 }
 
 type entryRef struct {
@@ -139,8 +143,13 @@ func Diagnose(ctx context.Context, in Input, p Prober) ([]Finding, bool) {
 				return rep.registry(last, host, repo, ref, user, in.Platform)
 			}
 			who := fmt.Sprintf("%s (secret %s, entry %q)", user, e.secret, k)
+			if !last.AuthOK && last.AuthStatus == 429 {
+				fail("rate-limit", fmt.Sprintf("the registry rate-limits logins (429): %s; pulls from this node fail until it passes", last.AuthMessage),
+					"find the Secret or node credential that keeps failing (the registry's audit log names it) and fix it; then wait")
+				return rep.findings, false
+			}
 			if !last.AuthOK {
-				fail("credentials", fmt.Sprintf("the registry refuses the credentials of %s: 401 Unauthorized", who),
+				fail("credentials", fmt.Sprintf("the registry refuses the credentials of %s: %d %s", who, last.AuthStatus, last.AuthMessage),
 					"check the password or robot secret; a revoked or expired robot needs a new Secret: berth secret create "+e.secret+" --robot --scope ...")
 				continue
 			}
@@ -170,7 +179,7 @@ func (rep *report) registry(r ProbeResult, host, repo, ref, who, platform string
 	case !r.AuthOK:
 		fail("credentials", fmt.Sprintf("the registry refuses %s", who), "give the Pod a pull Secret for "+host)
 	case !r.PullAllowed && who == "anonymous":
-		fail("access", fmt.Sprintf("the kubelet pulls %s anonymously (no Secret entry for %s), and anonymous pulls of %s are refused", repo, host, repo),
+		fail("access", fmt.Sprintf("the kubelet pulls %s anonymously (no Secret entry for %s; unless the node has a credential provider for it), and anonymous pulls of %s are refused", repo, host, repo),
 			"give the Pod imagePullSecrets for "+host+": berth secret create regcred --robot --scope '"+Namespace0(repo)+"/*' --apply")
 	case !r.PullAllowed:
 		fail("access", fmt.Sprintf("%s may not pull %s (403 or no pull in the token)", who, repo), "grant pull on "+repo+" (berth namespace add-member NS USER --role reader), or widen the robot's scope")

@@ -3,7 +3,6 @@ package kube
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -97,7 +96,10 @@ func (p *HTTPProber) Probe(ctx context.Context, host, repo, ref, user, password,
 			return r
 		}
 		if tres.StatusCode != 200 {
-			r.Err = fmt.Sprintf("token endpoint: %s", tres.Status)
+			r.AuthStatus, r.AuthMessage = tres.StatusCode, errorMessage(body)
+			if ra := tres.Header.Get("Retry-After"); ra != "" {
+				r.AuthMessage += " (retry after " + ra + " s)"
+			}
 			return r
 		}
 		var tr struct {
@@ -213,4 +215,25 @@ func parseChallenge(h string) (realm, service string) {
 		}
 	}
 	return realm, service
+}
+
+// errorMessage extracts the message of a registry or token error body.
+func errorMessage(body []byte) string {
+	var e struct {
+		Errors []struct{ Message string } `json:"errors"`
+		Error  string                     `json:"error"`
+		Detail string                     `json:"details"`
+	}
+	if json.Unmarshal(body, &e) == nil {
+		if len(e.Errors) > 0 {
+			return e.Errors[0].Message
+		}
+		if e.Error != "" {
+			return e.Error
+		}
+	}
+	if len(body) > 200 {
+		body = body[:200]
+	}
+	return strings.TrimSpace(string(body))
 }
