@@ -83,6 +83,19 @@ func TestKubernetesArticle(t *testing.T) {
 		t.Fatalf("Secret regcred in the cluster: type %q, data keys %v; want %s with %s",
 			regcred.Type, keysOf(regcred.Data), corev1.SecretTypeDockerConfigJson, corev1.DockerConfigJsonKey)
 	}
+	// --service-account adds the Secret to a ServiceAccount's
+	// imagePullSecrets, once however often it is applied. (Not the default
+	// ServiceAccount: its pull Secrets would reach the Pods below that must
+	// have none.)
+	c.kubectl(t, "create", "serviceaccount", "builder", "-n", "default")
+	for i := 0; i < 2; i++ {
+		r := berthKube(t, append(b.adminEnv(), kubeEnv...), "", "secret", "create", "sa-cred",
+			"--robot", "--scope", "team/*", "--apply", "--kubeconfig", c.Kubeconfig, "-n", "default", "--service-account", "builder")
+		mustSucceed(t, "berth secret create sa-cred --apply --service-account builder", r)
+	}
+	if got := c.kubectl(t, "get", "serviceaccount", "builder", "-n", "default", "-o", "jsonpath={.imagePullSecrets[*].name}"); strings.TrimSpace(got) != "sa-cred" {
+		t.Errorf("ServiceAccount builder imagePullSecrets = %q, want exactly sa-cred", got)
+	}
 	podYAML := printedPod(t, r.Stdout)
 	if podYAML.Name != "private-reg" || len(podYAML.Spec.ImagePullSecrets) != 1 || podYAML.Spec.ImagePullSecrets[0].Name != "regcred" ||
 		len(podYAML.Spec.Containers) != 1 || podYAML.Spec.Containers[0].Image != teamImage {
