@@ -5,6 +5,7 @@
 package adminapi
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -22,6 +23,8 @@ type Handler struct {
 	auth     *auth.Service
 	log      *slog.Logger
 	clientIP func(*http.Request) string
+	// GC runs a garbage collection (dry: report only); admins only.
+	GC func(ctx context.Context, dryRun bool) (any, error)
 }
 
 // New returns the admin API handler.
@@ -51,6 +54,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"DELETE /api/v1/namespaces/{ns}/robots/{name}":  h.revokeRobot,
 		"POST /api/v1/keys/rotate":                      h.rotateKeys,
 		"POST /api/v1/pull-credentials":                 h.pullCredential,
+		"POST /api/v1/gc":                               h.collectGarbage,
 	}
 	for pattern, fn := range routes {
 		mux.Handle(pattern, h.wrap(fn))

@@ -1,6 +1,7 @@
 package adminapi
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/berth-registry/berth/internal/auth"
@@ -207,4 +208,19 @@ func (h *Handler) pullCredential(_ http.ResponseWriter, r *http.Request, a *auth
 		Password string  `json:"password"`
 		Expires  *string `json:"expires_at"`
 	}{a.Name, secret, stamp(expires)}, nil
+}
+
+// collectGarbage runs garbage collection now (?dry_run=true: report only).
+func (h *Handler) collectGarbage(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	if !a.Admin || a.Kind != auth.UserKind {
+		return 0, nil, fmt.Errorf("%w: only admins may collect garbage", auth.ErrForbidden)
+	}
+	if h.GC == nil {
+		return 0, nil, fmt.Errorf("%w: garbage collection is not configured", auth.ErrInvalid)
+	}
+	report, err := h.GC(r.Context(), r.URL.Query().Get("dry_run") == "true")
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, report, nil
 }

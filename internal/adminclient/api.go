@@ -217,3 +217,27 @@ func (c *Client) RotateKeys(ctx context.Context) (kid string, err error) {
 	_, err = c.do(ctx, http.MethodPost, "/api/v1/keys/rotate", nil, &out)
 	return out.Kid, err
 }
+
+// GCReport is the answer of a garbage collection run.
+type GCReport struct {
+	DryRun    bool `json:"dry_run"`
+	Manifests []struct {
+		Repository string `json:"Repository"`
+		Digest     string `json:"Digest"`
+		Size       int64  `json:"Size"`
+	} `json:"manifests"`
+	Unlinked int   `json:"unlinked_blob_links"`
+	Blobs    int   `json:"blobs"`
+	Bytes    int64 `json:"bytes"`
+}
+
+// CollectGarbage runs garbage collection on the server (dry: only report).
+func (c *Client) CollectGarbage(ctx context.Context, dryRun bool) (GCReport, json.RawMessage, error) {
+	var out GCReport
+	path := "/api/v1/gc"
+	if dryRun {
+		path += "?dry_run=true"
+	}
+	raw, err := c.do(ctx, http.MethodPost, path, nil, &out)
+	return out, raw, err
+}

@@ -35,6 +35,8 @@ type Config struct {
 	TLSCert         string
 	TLSKey          string
 	IdentityTokens  bool
+	GCInterval      time.Duration
+	GCGrace         time.Duration
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -110,6 +112,8 @@ var Options = []Option{
 	}},
 	{"upload_ttl", "24h", "how long an upload may sit idle before it is removed", dur(func(c *Config) *time.Duration { return &c.UploadTTL })},
 	{"body_timeout", "2m", "a request body that sends nothing for this long is cut off, freeing its connection and upload", dur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
+	{"gc_interval", "24h", "how often garbage collection runs while berth serves (also on demand: berth gc)", dur(func(c *Config) *time.Duration { return &c.GCInterval })},
+	{"gc_grace", "1h", "content younger than this is never collected: blobs pushed for a manifest not pushed yet, manifests pushed before their index", dur(func(c *Config) *time.Duration { return &c.GCGrace })},
 	{"debug_addr", "", "address for Go profiling endpoints (/debug/pprof/); empty turns them off; keep it on loopback", str(func(c *Config) *string { return &c.DebugAddr })},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }

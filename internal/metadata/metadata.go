@@ -120,6 +120,14 @@ type Store interface {
 	// UploadsBefore lists every upload session started before t.
 	UploadsBefore(ctx context.Context, t time.Time) ([]Upload, error)
 
+	// CollectGarbage removes unreachable manifests and unused blob links
+	// created before the cutoff and lists the blobs no repository holds;
+	// with dryRun it changes nothing.
+	CollectGarbage(ctx context.Context, before time.Time, dryRun bool) (*GCPlan, error)
+	// DeleteBlobRecord deletes an unheld blob's record created before the
+	// cutoff, and reports whether it did.
+	DeleteBlobRecord(ctx context.Context, d reference.Digest, before time.Time) (bool, error)
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

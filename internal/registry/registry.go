@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/digestlock"
 	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/reference"
@@ -34,6 +35,9 @@ type Service struct {
 	blobs blobstore.Store
 	opts  Options
 	log   *slog.Logger
+	// locks serialize storing and linking a blob against garbage
+	// collection deleting it.
+	locks *digestlock.Set
 }
 
 // New returns a Service.
@@ -44,8 +48,11 @@ func New(meta metadata.Store, blobs blobstore.Store, opts Options, log *slog.Log
 	if opts.UploadTTL <= 0 {
 		opts.UploadTTL = 24 * time.Hour
 	}
-	return &Service{meta: meta, blobs: blobs, opts: opts, log: log}
+	return &Service{meta: meta, blobs: blobs, opts: opts, log: log, locks: &digestlock.Set{}}
 }
+
+// Locks returns the digest locks, which the garbage collector must share.
+func (s *Service) Locks() *digestlock.Set { return s.locks }
 
 // Ready reports whether the stores answer.
 func (s *Service) Ready(ctx context.Context) error {
@@ -134,8 +141,10 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 	if err != nil {
 		return false, internal(err, "mount lookup")
 	}
+	unlock := s.locks.Lock(string(d))
+	defer unlock()
 	if _, err := s.blobs.Stat(ctx, d); err != nil {
-		return false, nil
+		return false, nil // collected meanwhile: the client uploads it
 	}
 	if err := s.meta.LinkBlob(ctx, repo, d, size, ""); err != nil {
 		return false, internal(err, "mount")
@@ -261,6 +270,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 			return 0, err
 		}
 	}
+	unlock := s.locks.Lock(string(d))
+	defer unlock()
 	size, err = s.blobs.CommitUpload(ctx, id, d)
 	switch {
 	case errors.Is(err, blobstore.ErrDigestMismatch):

@@ -120,7 +120,7 @@ func (g *guard) Viewer(ctx context.Context, subject string) (func(string) bool, 
 
 // setupAuth creates the auth service (keys, audit log, first admin) and
 // registers the token and admin endpoints on mux.
-func setupAuth(ctx context.Context, cfg *config.Config, acc metadata.Accounts, log *slog.Logger, mux *http.ServeMux) (*guard, func() error, error) {
+func setupAuth(ctx context.Context, cfg *config.Config, acc metadata.Accounts, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, bool) (any, error)) (*guard, func() error, error) {
 	trusted, err := config.ParseProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, nil, err
@@ -147,6 +147,8 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc metadata.Accounts, l
 	}
 	o := &origin{external: cfg.ExternalURL, trusted: trusted}
 	tokenapi.New(svc, log, o.clientIP).Register(mux)
-	adminapi.New(svc, log, o.clientIP).Register(mux)
+	admin := adminapi.New(svc, log, o.clientIP)
+	admin.GC = runGC
+	admin.Register(mux)
 	return &guard{auth: svc, origin: o}, auditFile.Close, nil
 }

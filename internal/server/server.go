@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,6 +20,7 @@ import (
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/blobstore"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/registry"
 )
@@ -33,6 +35,7 @@ type Server struct {
 	lock *os.File
 	// closeAudit closes the audit log (nil without auth).
 	closeAudit func() error
+	gc         *gc.Collector
 }
 
 // lockDataDir takes an exclusive lock on the data directory: the embedded
@@ -70,10 +73,25 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
 	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, lock: lock}
+	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
+	runGC := func(ctx context.Context, dry bool) (any, error) { return s.gc.Run(ctx, dry) }
 	mux := http.NewServeMux()
 	var g api.Guard
+	if cfg.Auth != "token" {
+		// An open registry: anyone may collect garbage, as anyone may delete.
+		mux.HandleFunc("POST /api/v1/gc", func(w http.ResponseWriter, r *http.Request) {
+			report, err := runGC(r.Context(), r.URL.Query().Get("dry_run") == "true")
+			if err != nil {
+				http.Error(w, `{"error":"garbage collection failed"}`, http.StatusInternalServerError)
+				log.Error("garbage collection failed", "err", err)
+				return
+			}
+			w.Header().Set("Content-Type", "application/json")
+			_ = json.NewEncoder(w).Encode(report)
+		})
+	}
 	if cfg.Auth == "token" {
-		ag, closeAudit, err := setupAuth(ctx, cfg, meta, log, mux)
+		ag, closeAudit, err := setupAuth(ctx, cfg, meta, log, mux, runGC)
 		if err != nil {
 			meta.Close()
 			lock.Close()
@@ -127,6 +145,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
 	go s.expireUploads(ctx)
+	if s.cfg.GCInterval > 0 {
+		go s.gc.Schedule(ctx, s.cfg.GCInterval)
+	}
 	if s.cfg.DebugAddr != "" {
 		go s.serveDebug()
 	}

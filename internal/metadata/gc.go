@@ -1,0 +1,151 @@
+package metadata
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// GCManifest is a manifest garbage collection removes.
+type GCManifest struct {
+	Repository string
+	Digest     reference.Digest
+	Size       int64
+}
+
+// GCBlob is a blob no repository holds any more.
+type GCBlob struct {
+	Digest reference.Digest
+	Size   int64
+}
+
+// GCPlan is what one collection removes from the metadata.
+type GCPlan struct {
+	Manifests []GCManifest
+	// Unlinked counts repository blob links that no manifest used.
+	Unlinked int
+	// Blobs are blobs held by no repository, created before the grace
+	// period: their records and content go next, one by one.
+	Blobs []GCBlob
+}
+
+var errDryRun = errors.New("dry run")
+
+// liveManifests marks, per repository, every manifest reachable from a tag
+// or created after the grace cutoff, through index children and referrers
+// (a live manifest keeps its referrers).
+const liveManifests = `WITH RECURSIVE live(repository_id, digest) AS (
+		SELECT repository_id, digest FROM tags
+		UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
+		UNION SELECT m.repository_id, m.digest FROM manifests m JOIN live l ON l.repository_id = m.repository_id
+			WHERE m.subject = l.digest OR EXISTS (SELECT 1 FROM manifest_children mc
+				WHERE mc.repository_id = l.repository_id AND mc.manifest_digest = l.digest AND mc.child_digest = m.digest)
+	)`
+
+// CollectGarbage removes, in one transaction, the manifests nothing live
+// reaches and the repository blob links no manifest uses, both created
+// before the cutoff, and then lists the blobs no repository holds. With
+// dryRun the transaction is rolled back: the plan says what a real run
+// would remove.
+func (s *SQL) CollectGarbage(ctx context.Context, before time.Time, dryRun bool) (*GCPlan, error) {
+	plan := &GCPlan{}
+	cutoff := before.UnixNano()
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.QueryContext(ctx, s.q(liveManifests+`
+			SELECT m.repository_id, r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
+			WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest)
+			ORDER BY r.name, m.digest`), cutoff)
+		if err != nil {
+			return fmt.Errorf("mark manifests: %w", err)
+		}
+		type key struct {
+			id int64
+			d  string
+		}
+		var dead []key
+		for rows.Next() {
+			var k key
+			var m GCManifest
+			var dg string
+			if err := rows.Scan(&k.id, &m.Repository, &dg, &m.Size); err != nil {
+				rows.Close()
+				return fmt.Errorf("mark manifests: %w", err)
+			}
+			k.d, m.Digest = dg, reference.Digest(dg)
+			dead = append(dead, k)
+			plan.Manifests = append(plan.Manifests, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("mark manifests: %w", err)
+		}
+		for _, k := range dead {
+			for _, q := range []string{
+				`DELETE FROM tags WHERE repository_id = ? AND digest = ?`,
+				`DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?`,
+				`DELETE FROM manifest_children WHERE repository_id = ? AND manifest_digest = ?`,
+				`DELETE FROM manifests WHERE repository_id = ? AND digest = ?`,
+			} {
+				if _, err := s.exec(ctx, tx, q, k.id, k.d); err != nil {
+					return fmt.Errorf("sweep manifest: %w", err)
+				}
+			}
+		}
+		res, err := s.exec(ctx, tx, `DELETE FROM repository_blobs WHERE created_at < ? AND NOT EXISTS (
+			SELECT 1 FROM manifest_blobs mb WHERE mb.repository_id = repository_blobs.repository_id AND mb.blob_digest = repository_blobs.digest)`, cutoff)
+		if err != nil {
+			return fmt.Errorf("sweep blob links: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		plan.Unlinked = int(n)
+		brows, err := tx.QueryContext(ctx, s.q(`SELECT digest, size FROM blobs b WHERE created_at < ?
+			AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = b.digest) ORDER BY digest`), cutoff)
+		if err != nil {
+			return fmt.Errorf("list unreferenced blobs: %w", err)
+		}
+		defer brows.Close()
+		for brows.Next() {
+			var b GCBlob
+			var dg string
+			if err := brows.Scan(&dg, &b.Size); err != nil {
+				return fmt.Errorf("list unreferenced blobs: %w", err)
+			}
+			b.Digest = reference.Digest(dg)
+			plan.Blobs = append(plan.Blobs, b)
+		}
+		if err := brows.Err(); err != nil {
+			return err
+		}
+		if dryRun {
+			return errDryRun
+		}
+		return nil
+	})
+	if err != nil && !errors.Is(err, errDryRun) {
+		return nil, err
+	}
+	return plan, nil
+}
+
+// DeleteBlobRecord deletes a blob's record if no repository holds it and it
+// was created before the cutoff; it reports whether it did. The caller
+// holds the digest's lock, so that no upload or mount links it meanwhile,
+// and deletes the content after.
+func (s *SQL) DeleteBlobRecord(ctx context.Context, d reference.Digest, before time.Time) (bool, error) {
+	deleted := false
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		res, err := s.exec(ctx, tx, `DELETE FROM blobs WHERE digest = ? AND created_at < ?
+			AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest)`, string(d), before.UnixNano())
+		if err != nil {
+			return fmt.Errorf("delete blob record: %w", err)
+		}
+		n, _ := res.RowsAffected()
+		deleted = n > 0
+		return nil
+	})
+	return deleted, err
+}
