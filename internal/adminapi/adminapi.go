@@ -55,6 +55,11 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"POST /api/v1/keys/rotate":                      h.rotateKeys,
 		"POST /api/v1/pull-credentials":                 h.pullCredential,
 		"POST /api/v1/gc":                               h.collectGarbage,
+		"PUT /api/v1/namespaces/{ns}/quota":             h.setQuota,
+		"GET /api/v1/namespaces/{ns}/usage":             h.usage,
+		"GET /api/v1/immutable-rules":                   h.listImmutable,
+		"POST /api/v1/immutable-rules":                  h.addImmutable,
+		"DELETE /api/v1/immutable-rules/{id}":           h.deleteImmutable,
 	}
 	for pattern, fn := range routes {
 		mux.Handle(pattern, h.wrap(fn))

@@ -3,6 +3,7 @@ package adminapi
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/berth-registry/berth/internal/auth"
 )
@@ -223,4 +224,78 @@ func (h *Handler) collectGarbage(_ http.ResponseWriter, r *http.Request, a *auth
 		return 0, nil, err
 	}
 	return http.StatusOK, report, nil
+}
+
+func (h *Handler) setQuota(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	var in struct {
+		Bytes *int64 `json:"bytes"`
+	}
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	if in.Bytes == nil {
+		return 0, nil, errBadJSON
+	}
+	ns := r.PathValue("ns")
+	if err := h.auth.SetQuota(r.Context(), a, ns, *in.Bytes); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, usageJSON{Namespace: ns, Quota: *in.Bytes}, nil
+}
+
+type usageJSON struct {
+	Namespace string `json:"namespace"`
+	Used      int64  `json:"used_bytes"`
+	Quota     int64  `json:"quota_bytes"`
+}
+
+func (h *Handler) usage(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	ns := r.PathValue("ns")
+	used, quota, err := h.auth.Usage(r.Context(), a, ns)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, usageJSON{ns, used, quota}, nil
+}
+
+type ruleJSON struct {
+	ID           int64   `json:"id"`
+	Repositories string  `json:"repositories"`
+	Tags         string  `json:"tags"`
+	Created      *string `json:"created_at,omitempty"`
+}
+
+func (h *Handler) listImmutable(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	rules, err := h.auth.ImmutableRules(r.Context(), a)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := []ruleJSON{}
+	for _, x := range rules {
+		out = append(out, ruleJSON{x.ID, x.Repositories, x.Tags, stamp(x.Created)})
+	}
+	return http.StatusOK, out, nil
+}
+
+func (h *Handler) addImmutable(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	var in struct {
+		Repositories string `json:"repositories"`
+		Tags         string `json:"tags"`
+	}
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	id, err := h.auth.AddImmutableRule(r.Context(), a, in.Repositories, in.Tags)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, ruleJSON{ID: id, Repositories: in.Repositories, Tags: in.Tags}, nil
+}
+
+func (h *Handler) deleteImmutable(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil {
+		return 0, nil, errBadJSON
+	}
+	return http.StatusNoContent, nil, h.auth.DeleteImmutableRule(r.Context(), a, id)
 }

@@ -23,6 +23,9 @@ type Guard interface {
 	// repository, for listings and mounts that the token's scopes do not
 	// cover.
 	Viewer(ctx context.Context, subject string) (func(repo string) bool, error)
+	// IsAdmin reports whether subject is an admin, who may move and delete
+	// immutable tags.
+	IsAdmin(ctx context.Context, subject string) bool
 }
 
 // need is the access an endpoint requires.

@@ -1,8 +1,11 @@
 package api
 
 import (
+	"context"
 	"net/http"
 	"strconv"
+
+	"github.com/berth-registry/berth/internal/registry"
 )
 
 func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
@@ -25,8 +28,16 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	return nil
 }
 
+// asAdmin marks the request's context when the caller is an admin.
+func (h *Handler) asAdmin(r *http.Request) context.Context {
+	if sub, on := h.subject(r); on && sub != "" && h.guard.IsAdmin(r.Context(), sub) {
+		return registry.AsAdmin(r.Context())
+	}
+	return r.Context()
+}
+
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
-	res, err := h.svc.PutManifest(r.Context(), rt.Name, rt.Reference, r.Header.Get("Content-Type"), r.Body, r.URL.Query()["tag"])
+	res, err := h.svc.PutManifest(h.asAdmin(r), rt.Name, rt.Reference, r.Header.Get("Content-Type"), r.Body, r.URL.Query()["tag"])
 	if err != nil {
 		return err
 	}
@@ -45,7 +56,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 }
 
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if err := h.svc.DeleteManifest(r.Context(), rt.Name, rt.Reference); err != nil {
+	if err := h.svc.DeleteManifest(h.asAdmin(r), rt.Name, rt.Reference); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

@@ -36,6 +36,12 @@ func (e *RateLimitedError) Error() string {
 	return fmt.Sprintf("too many failed logins; retry after %s", e.RetryAfter.Round(time.Second))
 }
 
+// Store is what the auth service keeps in the metadata database.
+type Store interface {
+	metadata.Accounts
+	metadata.Rules
+}
+
 // Options configure the auth service.
 type Options struct {
 	// Issuer is the iss claim of tokens; Service is their audience, the
@@ -59,7 +65,7 @@ type Options struct {
 // Service authenticates principals, decides what they may do and issues
 // tokens saying so.
 type Service struct {
-	acc  metadata.Accounts
+	acc  Store
 	keys *token.Keys
 	opts Options
 	// accounts and clients count failed logins per account and per client
@@ -74,7 +80,7 @@ type Service struct {
 
 // New returns the auth service. audit receives one record per login,
 // denial and administrative change.
-func New(acc metadata.Accounts, keys *token.Keys, opts Options, audit *slog.Logger) *Service {
+func New(acc Store, keys *token.Keys, opts Options, audit *slog.Logger) *Service {
 	if opts.TokenTTL <= 0 {
 		opts.TokenTTL = 5 * time.Minute
 	}

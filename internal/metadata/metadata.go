@@ -44,6 +44,9 @@ type PutManifest struct {
 	Blobs    []Ref
 	Children []Ref
 	Tags     []string // empty when pushed by digest only
+	// Protect lists tags that may be created but not moved to another
+	// manifest (immutable tags); moving one fails with ErrTagImmutable.
+	Protect []string
 }
 
 // MissingReferenceError is returned by PutManifest when a referenced blob or
@@ -76,8 +79,15 @@ type Upload struct {
 	TokenID string
 }
 
+// ErrTagImmutable is returned by PutManifest when it would move a
+// protected tag.
+var ErrTagImmutable = errors.New("tag is immutable")
+
 // Store is the metadata seam. Every method is one transaction.
 type Store interface {
+	Rules
+	// TagsOf lists the tags pointing to a manifest.
+	TagsOf(ctx context.Context, repo string, d reference.Digest) ([]string, error)
 	// RepositoryBlob returns the size of a blob linked into a repository.
 	RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error)
 	// LinkBlob records that a committed blob of the given size belongs to a

@@ -121,6 +121,16 @@ var migrations = []string{
 	);
 	CREATE INDEX refresh_tokens_subject ON refresh_tokens(subject);
 	ALTER TABLE uploads ADD COLUMN token_id TEXT NOT NULL DEFAULT ''`,
+	`CREATE TABLE quotas (
+		namespace TEXT PRIMARY KEY,
+		bytes BIGINT NOT NULL
+	);
+	CREATE TABLE immutable_rules (
+		id {{ID}},
+		repositories TEXT NOT NULL,
+		tags TEXT NOT NULL,
+		created_at BIGINT NOT NULL
+	)`,
 }
 
 func (d dialect) render(m string) string {

@@ -349,6 +349,13 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 				}
 			}
 		}
+		for _, tag := range m.Protect {
+			var cur string
+			err := s.queryRow(ctx, tx, `SELECT digest FROM tags WHERE repository_id = ? AND name = ?`, id, tag).Scan(&cur)
+			if err == nil && cur != string(m.Digest) {
+				return fmt.Errorf("%w: %s points to %s", ErrTagImmutable, tag, cur)
+			}
+		}
 		for _, tag := range m.Tags {
 			if _, err := s.exec(ctx, tx, `INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`, id, tag, string(m.Digest), t); err != nil {
@@ -416,6 +423,12 @@ func (s *SQL) Tags(ctx context.Context, repo, last string, n int) ([]string, boo
 	}
 	tags, err := s.names(ctx, `SELECT name FROM tags WHERE repository_id = ? AND name > ? ORDER BY name LIMIT ?`, id, last, n)
 	return tags, true, err
+}
+
+// TagsOf implements Store.
+func (s *SQL) TagsOf(ctx context.Context, repo string, d reference.Digest) ([]string, error) {
+	return s.names(ctx, `SELECT t.name FROM tags t JOIN repositories r ON r.id = t.repository_id
+		WHERE r.name = ? AND t.digest = ? ORDER BY t.name`, repo, string(d))
 }
 
 // Repositories implements Store.

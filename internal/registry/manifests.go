@@ -112,9 +112,16 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 		rec.Children = append(rec.Children, metadata.Ref{Digest: reference.Digest(c.Digest), Size: c.Size})
 	}
 	rec.Tags = tags
+	if !isAdmin(ctx) {
+		if rec.Protect, err = s.immutableTags(ctx, repo, tags); err != nil {
+			return nil, err
+		}
+	}
 	err = s.meta.PutManifest(ctx, rec)
 	var missing *metadata.MissingReferenceError
 	switch {
+	case errors.Is(err, metadata.ErrTagImmutable):
+		return nil, errcode.New(errcode.Denied, "%v: an immutable tag cannot be moved to another manifest (an admin can)", err)
 	case errors.As(err, &missing):
 		return nil, errcode.New(errcode.ManifestBlobUnknown, "%v", err).WithDetail(map[string]string{"digest": string(missing.Digest)})
 	case errors.Is(err, metadata.ErrSizeMismatch):
@@ -129,6 +136,9 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 // tags (when ref is a digest).
 func (s *Service) DeleteManifest(ctx context.Context, repo, ref string) error {
 	if err := checkRef(ref); err != nil {
+		return err
+	}
+	if err := s.checkDelete(ctx, repo, ref); err != nil {
 		return err
 	}
 	var err error

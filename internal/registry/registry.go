@@ -141,6 +141,9 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 	if err != nil {
 		return false, internal(err, "mount lookup")
 	}
+	if err := s.checkQuota(ctx, repo, d, size); err != nil {
+		return false, err
+	}
 	unlock := s.locks.Lock(string(d))
 	defer unlock()
 	if _, err := s.blobs.Stat(ctx, d); err != nil {
@@ -269,6 +272,11 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		if size, err = s.append(ctx, id, size, *last); err != nil {
 			return 0, err
 		}
+	}
+	if err := s.checkQuota(ctx, repo, d, size); err != nil {
+		// Refused before the data is kept: the upload goes.
+		_ = s.CancelUpload(context.WithoutCancel(ctx), repo, id)
+		return 0, err
 	}
 	unlock := s.locks.Lock(string(d))
 	defer unlock()

@@ -14,7 +14,6 @@ import (
 	"github.com/berth-registry/berth/internal/adminapi"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
-	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/token"
 	"github.com/berth-registry/berth/internal/tokenapi"
 )
@@ -106,6 +105,11 @@ func (g *guard) Challenge(r *http.Request) (string, string) {
 	return g.origin.baseURL(r) + "/token", g.auth.ServiceName()
 }
 
+func (g *guard) IsAdmin(ctx context.Context, subject string) bool {
+	p, err := g.auth.Principal(ctx, subject)
+	return err == nil && p.Kind == auth.UserKind && p.Admin
+}
+
 func (g *guard) Viewer(ctx context.Context, subject string) (func(string) bool, error) {
 	p, err := g.auth.Principal(ctx, subject)
 	if err != nil {
@@ -120,7 +124,7 @@ func (g *guard) Viewer(ctx context.Context, subject string) (func(string) bool, 
 
 // setupAuth creates the auth service (keys, audit log, first admin) and
 // registers the token and admin endpoints on mux.
-func setupAuth(ctx context.Context, cfg *config.Config, acc metadata.Accounts, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, bool) (any, error)) (*guard, func() error, error) {
+func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, bool) (any, error)) (*guard, func() error, error) {
 	trusted, err := config.ParseProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, nil, err
