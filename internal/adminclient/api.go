@@ -3,6 +3,7 @@ package adminclient
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/url"
 	"time"
@@ -240,4 +241,52 @@ func (c *Client) CollectGarbage(ctx context.Context, dryRun bool) (GCReport, jso
 	}
 	raw, err := c.do(ctx, http.MethodPost, path, nil, &out)
 	return out, raw, err
+}
+
+// Usage is a namespace's stored bytes and quota (0: none).
+type Usage struct {
+	Namespace string `json:"namespace"`
+	Used      int64  `json:"used_bytes"`
+	Quota     int64  `json:"quota_bytes"`
+}
+
+// SetQuota sets a namespace's quota in bytes; 0 removes it.
+func (c *Client) SetQuota(ctx context.Context, ns string, bytes int64) error {
+	_, err := c.do(ctx, http.MethodPut, "/api/v1/namespaces/"+seg(ns)+"/quota", map[string]int64{"bytes": bytes}, nil)
+	return err
+}
+
+// Usage returns a namespace's usage and quota.
+func (c *Client) Usage(ctx context.Context, ns string) (Usage, error) {
+	var u Usage
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/namespaces/"+seg(ns)+"/usage", nil, &u)
+	return u, err
+}
+
+// ImmutableRule protects tags matching Tags in repositories matching
+// Repositories.
+type ImmutableRule struct {
+	ID           int64  `json:"id"`
+	Repositories string `json:"repositories"`
+	Tags         string `json:"tags"`
+}
+
+// AddImmutableRule adds a rule and returns it with its id.
+func (c *Client) AddImmutableRule(ctx context.Context, repos, tags string) (ImmutableRule, error) {
+	var r ImmutableRule
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/immutable-rules", map[string]string{"repositories": repos, "tags": tags}, &r)
+	return r, err
+}
+
+// ImmutableRules lists the rules.
+func (c *Client) ImmutableRules(ctx context.Context) ([]ImmutableRule, json.RawMessage, error) {
+	var rs []ImmutableRule
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/immutable-rules", nil, &rs)
+	return rs, raw, err
+}
+
+// DeleteImmutableRule removes a rule.
+func (c *Client) DeleteImmutableRule(ctx context.Context, id int64) error {
+	_, err := c.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/immutable-rules/%d", id), nil, nil)
+	return err
 }
