@@ -15,7 +15,14 @@
 //	go run ./bench -only manifest,head -out /tmp/table.md
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
-// catalog. The exit status is 1 if any request got a wrong answer.
+// catalog, gc. The gc workload (online garbage collection) runs against a
+// berth of its own and not against distribution, whose garbage collection
+// is offline:
+//
+//	go run ./bench -only gc -servers berth
+//	go run ./bench -only gc -servers berth -gc-manifests 2000 -gc-blobs 10000
+//
+// The exit status is 1 if any request got a wrong answer.
 package main
 
 import (
@@ -44,6 +51,10 @@ type config struct {
 	repos       int
 	pageSize    int
 	listRepeats int
+	gcManifests int
+	gcBlobs     int
+	gcRepos     int
+	gcReaders   int
 	only        []string
 	servers     []string
 	out         string
@@ -69,15 +80,18 @@ var workloads = []workload{
 	{"head", (*bench).benchHead},
 	{"tags", (*bench).benchTags},
 	{"catalog", (*bench).benchCatalog},
+	{"gc", (*bench).benchGC},
 }
 
 // bench is the shared state of one run.
 type bench struct {
-	cfg     *config
-	hot     *image
-	images  []*image
-	digest  string
-	hashing sync.Once
+	cfg      *config
+	berthBin string // the berth binary, for workloads that start their own
+	tmp      string // the run's temporary directory
+	hot      *image
+	images   []*image
+	digest   string
+	hashing  sync.Once
 }
 
 // bigDigest returns the digest of the generated large blob, computing it
@@ -132,6 +146,10 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.repos, "repos", 2000, "repositories listed by the catalog workload")
 	flag.IntVar(&cfg.pageSize, "page-size", 100, "n of tags and catalog pages")
 	flag.IntVar(&cfg.listRepeats, "list-repeats", 5, "full listings timed per server (median reported)")
+	flag.IntVar(&cfg.gcManifests, "gc-manifests", 10000, "manifests set up for the gc workload (half of them garbage)")
+	flag.IntVar(&cfg.gcBlobs, "gc-blobs", 50000, "distinct blobs of those manifests (at least one per manifest)")
+	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
+	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
 	servers := flag.String("servers", "berth,distribution", "servers to run: berth, distribution or both")
 	flag.StringVar(&cfg.out, "out", "", "also write the Markdown report to this file")
@@ -157,8 +175,9 @@ func parseFlags() (*config, error) {
 		cfg.servers = append(cfg.servers, name)
 	}
 	if len(cfg.servers) == 0 || cfg.blobSize <= 0 || cfg.requests <= 0 || cfg.conc <= 0 || cfg.images <= 0 ||
-		cfg.imageConc <= 0 || cfg.tags <= 1 || cfg.repos <= 1 || cfg.pageSize <= 0 || cfg.listRepeats <= 0 {
-		return nil, errors.New("sizes, counts and concurrencies must be positive (tags and repos above 1)")
+		cfg.imageConc <= 0 || cfg.tags <= 1 || cfg.repos <= 1 || cfg.pageSize <= 0 || cfg.listRepeats <= 0 ||
+		cfg.gcManifests < 4 || cfg.gcBlobs < cfg.gcManifests || cfg.gcRepos <= 0 || cfg.gcReaders <= 0 {
+		return nil, errors.New("sizes, counts and concurrencies must be positive (tags and repos above 1, gc-manifests at least 4, gc-blobs at least gc-manifests)")
 	}
 	return cfg, nil
 }
@@ -221,6 +240,7 @@ func runBench(ctx context.Context, cfg *config) error {
 	warnForeignRegistries()
 
 	var targets []*target
+	var berthBin string
 	for _, name := range cfg.servers {
 		var s *server
 		switch name {
@@ -237,6 +257,7 @@ func runBench(ctx context.Context, cfg *config) error {
 				}
 			}
 			info.berth = toolVersion(bin, "version")
+			berthBin = bin
 			s, err = startBerth(bin, filepath.Join(tmp, "berth-data"), filepath.Join(tmp, "berth.log"), cfg.conc)
 		case "distribution":
 			if _, err := os.Stat(cfg.distBin); err != nil {
@@ -256,7 +277,7 @@ func runBench(ctx context.Context, cfg *config) error {
 			cpu: map[string]float64{}, errs: map[string]error{}})
 	}
 
-	b := &bench{cfg: cfg, hot: newImage("bench/hot", "latest", 1, 1), images: newImages(cfg.images)}
+	b := &bench{cfg: cfg, berthBin: berthBin, tmp: tmp, hot: newImage("bench/hot", "latest", 1, 1), images: newImages(cfg.images)}
 	if cfg.selected("push") || cfg.selected("pull") {
 		b.bigDigest()
 	}
@@ -279,7 +300,9 @@ func runBench(ctx context.Context, cfg *config) error {
 				return ctx.Err()
 			}
 			st := t.sample()
-			t.cpu[w.name] = st.cpuSec - before
+			if _, own := t.cpu[w.name]; !own { // a workload with a server of its own sets it
+				t.cpu[w.name] = st.cpuSec - before
+			}
 			if err != nil {
 				failed = true
 				t.errs[w.name] = err
@@ -302,7 +325,7 @@ func runBench(ctx context.Context, cfg *config) error {
 		t.set("hwm", float64(t.stats.hwmKiB)/1024)
 		t.set("cpu", t.stats.cpuSec)
 	}
-	report := renderReport(cfg, info, targets)
+	report := renderReport(cfg, info, targets) + renderGC(cfg, targets)
 	fmt.Print(report)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {

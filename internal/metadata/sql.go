@@ -226,10 +226,10 @@ func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, siz
 			return err
 		}
 		t := now()
-		if _, err := s.exec(ctx, tx, `INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO NOTHING`, string(d), size, t); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO blobs (digest, size, created_at) VALUES (?, ?, ?) ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at`, string(d), size, t); err != nil {
 			return fmt.Errorf("record blob: %w", err)
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`, id, string(d), t); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (?, ?, ?) ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at`, id, string(d), t); err != nil {
 			return fmt.Errorf("link blob: %w", err)
 		}
 		return nil
@@ -332,7 +332,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		}
 		t := now()
 		res, err := s.exec(ctx, tx, `INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO NOTHING`,
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at`,
 			id, string(m.Digest), m.MediaType, m.ArtifactType, string(m.Subject), annotations, len(m.Payload), m.Payload, t)
 		if err != nil {
 			return fmt.Errorf("insert manifest: %w", err)
