@@ -131,6 +131,9 @@ var migrations = []string{
 		tags TEXT NOT NULL,
 		created_at BIGINT NOT NULL
 	)`,
+	// Garbage collection asks, per repository link, whether any manifest
+	// of that repository uses the blob.
+	`CREATE INDEX manifest_blobs_repository_blob ON manifest_blobs(repository_id, blob_digest)`,
 }
 
 func (d dialect) render(m string) string {
