@@ -53,7 +53,13 @@ func (r resp) code() string {
 
 func do(t *testing.T, method, url string, hdr map[string]string, body []byte) resp {
 	t.Helper()
-	req, err := http.NewRequest(method, url, bytes.NewReader(body))
+	return send(t, method, url, hdr, bytes.NewReader(body))
+}
+
+// send makes one request and reads the whole answer.
+func send(t *testing.T, method, url string, hdr map[string]string, body io.Reader) resp {
+	t.Helper()
+	req, err := http.NewRequest(method, url, body)
 	if err != nil {
 		t.Fatal(err)
 	}

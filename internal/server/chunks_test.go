@@ -16,20 +16,7 @@ type chunked struct{ io.Reader }
 
 func doChunked(t *testing.T, method, url string, hdr map[string]string, body []byte) resp {
 	t.Helper()
-	req, err := http.NewRequest(method, url, chunked{strings.NewReader(string(body))})
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	return resp{res.StatusCode, res.Header, b}
+	return send(t, method, url, hdr, chunked{strings.NewReader(string(body))})
 }
 
 // TestRejectedChunksLeaveUploadUnchanged: a chunk shorter or longer than its
