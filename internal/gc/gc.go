@@ -10,6 +10,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/internal/blobstore"
@@ -28,6 +30,23 @@ type Report struct {
 	Duration  time.Duration         `json:"duration_ns"`
 }
 
+// Totals are counters of what real runs removed since the process
+// started, for metrics.
+type Totals struct {
+	Runs, Manifests, BlobLinks, Blobs, Bytes atomic.Int64
+}
+
+func (t *Totals) add(r *Report) {
+	t.Runs.Add(1)
+	t.Manifests.Add(int64(len(r.Manifests)))
+	t.BlobLinks.Add(int64(r.Unlinked))
+	t.Blobs.Add(int64(r.Blobs))
+	t.Bytes.Add(r.Bytes)
+}
+
+// Totals returns the collector's counters.
+func (c *Collector) Totals() *Totals { return &c.totals }
+
 // Collector runs collections.
 type Collector struct {
 	meta  metadata.Store
@@ -36,6 +55,8 @@ type Collector struct {
 	grace time.Duration
 	log   *slog.Logger
 	now   func() time.Time
+
+	totals Totals
 
 	// beforeBlobs, when set, runs between the metadata sweep and the blob
 	// deletions: tests force interleavings with it.
@@ -63,47 +84,61 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if c.beforeBlobs != nil {
 		c.beforeBlobs()
 	}
-	for _, b := range plan.Blobs {
+	for batch := range slices.Chunk(plan.Blobs, blobBatch) {
 		if dryRun {
-			r.Blobs++
-			r.Bytes += b.Size
+			r.Blobs += len(batch)
+			for _, b := range batch {
+				r.Bytes += b.Size
+			}
 			continue
 		}
-		freed, err := c.deleteBlob(ctx, b.Digest, cutoff)
+		n, freed, err := c.deleteBlobs(ctx, batch, cutoff)
+		r.Blobs += n
+		r.Bytes += freed
 		if err != nil {
 			return r, err
 		}
-		if freed >= 0 {
-			r.Blobs++
-			r.Bytes += freed
-		}
 	}
 	r.Duration = c.now().Sub(start)
+	if !dryRun {
+		c.totals.add(r)
+	}
 	c.log.InfoContext(ctx, "garbage collection", "dry_run", dryRun, "manifests", len(r.Manifests), "blob_links", r.Unlinked,
 		"blobs", r.Blobs, "bytes", r.Bytes, "duration", r.Duration)
 	return r, nil
 }
 
-// deleteBlob deletes one blob if it is still unheld; it returns the bytes
-// freed, or -1 when the blob was linked again meanwhile.
-func (c *Collector) deleteBlob(ctx context.Context, d reference.Digest, cutoff time.Time) (int64, error) {
-	unlock := c.locks.Lock(string(d))
+// blobBatch is how many blobs one transaction deletes: one fsync for the
+// batch instead of one per blob, while uploads of those digests wait.
+const blobBatch = 128
+
+// deleteBlobs deletes those of the blobs that are still unheld: their
+// records in one transaction, then their content, all under their digest
+// locks. It returns how many it deleted and the bytes freed.
+func (c *Collector) deleteBlobs(ctx context.Context, batch []metadata.GCBlob, cutoff time.Time) (int, int64, error) {
+	keys := make([]string, len(batch))
+	ds := make([]reference.Digest, len(batch))
+	for i, b := range batch {
+		keys[i], ds[i] = string(b.Digest), b.Digest
+	}
+	unlock := c.locks.LockAll(keys)
 	defer unlock()
-	deleted, err := c.meta.DeleteBlobRecord(ctx, d, cutoff)
+	deleted, err := c.meta.DeleteBlobRecords(ctx, ds, cutoff)
 	if err != nil {
-		return 0, fmt.Errorf("gc: %w", err)
+		return 0, 0, fmt.Errorf("gc: %w", err)
 	}
-	if !deleted {
-		return -1, nil
+	var freed int64
+	for i, d := range deleted {
+		size, err := c.blobs.Stat(ctx, d)
+		if err != nil {
+			size = 0 // already gone from storage
+		}
+		if err := c.blobs.Delete(ctx, d); err != nil {
+			return i, freed, fmt.Errorf("gc: delete blob %s: %w", d, err)
+		}
+		freed += size
 	}
-	size, err := c.blobs.Stat(ctx, d)
-	if err != nil {
-		size = 0 // already gone from storage
-	}
-	if err := c.blobs.Delete(ctx, d); err != nil {
-		return 0, fmt.Errorf("gc: delete blob %s: %w", d, err)
-	}
-	return size, nil
+	return len(deleted), freed, nil
 }
 
 // Schedule runs a collection every interval until ctx ends.

@@ -147,6 +147,8 @@ func TestCollectAndDryRunAgree(t *testing.T) {
 		t.Fatalf("dry run = %+v, want manifest %s and blobs of %d bytes", dry, old, dropSize+straySize)
 	}
 	before := e.diskBytes()
+	tot := e.gc.Totals()
+	runs0, bytes0 := tot.Runs.Load(), tot.Bytes.Load()
 	real, err := e.gc.Run(e.ctx, false)
 	if err != nil {
 		t.Fatal(err)
@@ -156,6 +158,9 @@ func TestCollectAndDryRunAgree(t *testing.T) {
 	}
 	if freed := before - e.diskBytes(); freed != real.Bytes {
 		t.Fatalf("disk shrank by %d bytes, report says %d", freed, real.Bytes)
+	}
+	if tot.Runs.Load() != runs0+1 || tot.Bytes.Load() != bytes0+real.Bytes {
+		t.Fatalf("totals: runs %d -> %d, bytes %d -> %d; the run freed %d", runs0, tot.Runs.Load(), bytes0, tot.Bytes.Load(), real.Bytes)
 	}
 	if !e.pulls("r", "v1") {
 		t.Fatal("tagged image no longer pulls")

@@ -38,12 +38,16 @@ var errDryRun = errors.New("dry run")
 // liveManifests marks, per repository, every manifest reachable from a tag
 // or created after the grace cutoff, through index children and referrers
 // (a live manifest keeps its referrers).
+//
+// The two recursive steps each follow one index (manifests_subject and the
+// manifest_children key); one step with an OR of both scanned every
+// manifest of the repository per live manifest. SQLite allows several
+// recursive references; PostgreSQL will need its own form of this query.
 const liveManifests = `WITH RECURSIVE live(repository_id, digest) AS (
 		SELECT repository_id, digest FROM tags
 		UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
-		UNION SELECT m.repository_id, m.digest FROM manifests m JOIN live l ON l.repository_id = m.repository_id
-			WHERE m.subject = l.digest OR EXISTS (SELECT 1 FROM manifest_children mc
-				WHERE mc.repository_id = l.repository_id AND mc.manifest_digest = l.digest AND mc.child_digest = m.digest)
+		UNION SELECT m.repository_id, m.digest FROM live l JOIN manifests m ON m.repository_id = l.repository_id AND m.subject = l.digest
+		UNION SELECT mc.repository_id, mc.child_digest FROM live l JOIN manifest_children mc ON mc.repository_id = l.repository_id AND mc.manifest_digest = l.digest
 	)`
 
 // CollectGarbage removes, in one transaction, the manifests nothing live
@@ -131,21 +135,28 @@ func (s *SQL) CollectGarbage(ctx context.Context, before time.Time, dryRun bool)
 	return plan, nil
 }
 
-// DeleteBlobRecord deletes a blob's record if no repository holds it and it
-// was created before the cutoff; it reports whether it did. The caller
-// holds the digest's lock, so that no upload or mount links it meanwhile,
-// and deletes the content after.
-func (s *SQL) DeleteBlobRecord(ctx context.Context, d reference.Digest, before time.Time) (bool, error) {
-	deleted := false
+// DeleteBlobRecords deletes, in one transaction, the records of those of
+// the blobs that no repository holds and that were created before the
+// cutoff, and returns them. The caller holds the digests' locks, so that no
+// upload or mount links them meanwhile, and deletes their content after.
+func (s *SQL) DeleteBlobRecords(ctx context.Context, ds []reference.Digest, before time.Time) ([]reference.Digest, error) {
+	var deleted []reference.Digest
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `DELETE FROM blobs WHERE digest = ? AND created_at < ?
-			AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest)`, string(d), before.UnixNano())
-		if err != nil {
-			return fmt.Errorf("delete blob record: %w", err)
+		deleted = deleted[:0]
+		for _, d := range ds {
+			res, err := s.exec(ctx, tx, `DELETE FROM blobs WHERE digest = ? AND created_at < ?
+				AND NOT EXISTS (SELECT 1 FROM repository_blobs rb WHERE rb.digest = blobs.digest)`, string(d), before.UnixNano())
+			if err != nil {
+				return fmt.Errorf("delete blob record: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				deleted = append(deleted, d)
+			}
 		}
-		n, _ := res.RowsAffected()
-		deleted = n > 0
 		return nil
 	})
-	return deleted, err
+	if err != nil {
+		return nil, err
+	}
+	return deleted, nil
 }

@@ -134,9 +134,9 @@ type Store interface {
 	// created before the cutoff and lists the blobs no repository holds;
 	// with dryRun it changes nothing.
 	CollectGarbage(ctx context.Context, before time.Time, dryRun bool) (*GCPlan, error)
-	// DeleteBlobRecord deletes an unheld blob's record created before the
-	// cutoff, and reports whether it did.
-	DeleteBlobRecord(ctx context.Context, d reference.Digest, before time.Time) (bool, error)
+	// DeleteBlobRecords deletes the records of those of the blobs that are
+	// unheld and were created before the cutoff, and returns them.
+	DeleteBlobRecords(ctx context.Context, ds []reference.Digest, before time.Time) ([]reference.Digest, error)
 
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
