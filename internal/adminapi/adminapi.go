@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
 )
 
@@ -23,8 +24,9 @@ type Handler struct {
 	auth     *auth.Service
 	log      *slog.Logger
 	clientIP func(*http.Request) string
-	// GC runs a garbage collection (dry: report only); admins only.
-	GC func(ctx context.Context, dryRun bool) (any, error)
+	// GC runs a garbage collection (dry: report only); admins only, and
+	// owners for a dry run of a retention policy.
+	GC func(ctx context.Context, o gc.Options) (*gc.Report, error)
 }
 
 // New returns the admin API handler.
@@ -60,6 +62,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"GET /api/v1/immutable-rules":                   h.listImmutable,
 		"POST /api/v1/immutable-rules":                  h.addImmutable,
 		"DELETE /api/v1/immutable-rules/{id}":           h.deleteImmutable,
+		"GET /api/v1/retention-policies":                h.listRetention,
+		"POST /api/v1/retention-policies":               h.addRetention,
+		"DELETE /api/v1/retention-policies/{id}":        h.deleteRetention,
 	}
 	for pattern, fn := range routes {
 		mux.Handle(pattern, h.wrap(fn))

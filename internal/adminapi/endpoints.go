@@ -6,6 +6,7 @@ import (
 	"strconv"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/gc"
 )
 
 func (h *Handler) whoami(_ http.ResponseWriter, _ *http.Request, a *auth.Principal) (int, any, error) {
@@ -219,7 +220,7 @@ func (h *Handler) collectGarbage(_ http.ResponseWriter, r *http.Request, a *auth
 	if h.GC == nil {
 		return 0, nil, fmt.Errorf("%w: garbage collection is not configured", auth.ErrInvalid)
 	}
-	report, err := h.GC(r.Context(), r.URL.Query().Get("dry_run") == "true")
+	report, err := h.GC(r.Context(), gc.Options{DryRun: r.URL.Query().Get("dry_run") == "true"})
 	if err != nil {
 		return 0, nil, err
 	}

@@ -17,6 +17,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	hd.Set("Content-Type", m.MediaType)
 	hd.Set("Content-Length", strconv.Itoa(len(m.Payload)))
 	setDigest(hd, m.Digest)
+	if r.Method == http.MethodGet {
+		h.svc.RecordPull(rt.Name, m.Digest) // a GET answered 304 is a use too
+	}
 	if match := r.Header.Get("If-None-Match"); match != "" && (match == `"`+string(m.Digest)+`"` || match == string(m.Digest)) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil

@@ -1,7 +1,7 @@
-// Package gc collects garbage while the registry serves: manifests that no
-// tag (or index, or referrer subject) keeps alive, blob links no manifest
-// uses and blobs no repository holds, each only once older than a grace
-// period. Reference and deletion exclude each other: the metadata sweep is
+// Package gc collects garbage while the registry serves: first the tags
+// retention policies delete, then manifests that no tag (or index, or
+// referrer subject) keeps alive, blob links no manifest uses and blobs no
+// repository holds, each only once older than a grace period. Reference and deletion exclude each other: the metadata sweep is
 // one transaction, serialized with manifest pushes, and each blob is
 // deleted under its digest lock, which uploads and mounts take too.
 package gc
@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -18,26 +19,30 @@ import (
 	"github.com/berth-registry/berth/internal/digestlock"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/reference"
+	"github.com/berth-registry/berth/internal/retention"
 )
 
 // Report is what a run removed (or, dry, would remove).
 type Report struct {
-	DryRun    bool                  `json:"dry_run"`
-	Manifests []metadata.GCManifest `json:"manifests"`
-	Unlinked  int                   `json:"unlinked_blob_links"`
-	Blobs     int                   `json:"blobs"`
-	Bytes     int64                 `json:"bytes"`
-	Duration  time.Duration         `json:"duration_ns"`
+	DryRun bool `json:"dry_run"`
+	// Tags are the tags retention policies deleted.
+	Tags      []metadata.TagDeletion `json:"tags"`
+	Manifests []metadata.GCManifest  `json:"manifests"`
+	Unlinked  int                    `json:"unlinked_blob_links"`
+	Blobs     int                    `json:"blobs"`
+	Bytes     int64                  `json:"bytes"`
+	Duration  time.Duration          `json:"duration_ns"`
 }
 
 // Totals are counters of what real runs removed since the process
 // started, for metrics.
 type Totals struct {
-	Runs, Manifests, BlobLinks, Blobs, Bytes atomic.Int64
+	Runs, Tags, Manifests, BlobLinks, Blobs, Bytes atomic.Int64
 }
 
 func (t *Totals) add(r *Report) {
 	t.Runs.Add(1)
+	t.Tags.Add(int64(len(r.Tags)))
 	t.Manifests.Add(int64(len(r.Manifests)))
 	t.BlobLinks.Add(int64(r.Unlinked))
 	t.Blobs.Add(int64(r.Blobs))
@@ -57,6 +62,11 @@ type Collector struct {
 	now   func() time.Time
 
 	totals Totals
+	// runs serializes collections.
+	runs sync.Mutex
+
+	retention  *retention.Planner
+	flushPulls func(context.Context) error
 
 	// beforeBlobs, when set, runs between the metadata sweep and the blob
 	// deletions: tests force interleavings with it.
@@ -68,18 +78,61 @@ func New(meta metadata.Store, blobs blobstore.Store, locks *digestlock.Set, grac
 	return &Collector{meta: meta, blobs: blobs, locks: locks, grace: grace, log: log, now: time.Now}
 }
 
+// UseRetention makes each run apply the retention policies first;
+// flushPulls writes the pulls noted in memory, which the policies read.
+func (c *Collector) UseRetention(p *retention.Planner, flushPulls func(context.Context) error) {
+	c.retention, c.flushPulls = p, flushPulls
+}
+
+// Options of one run.
+type Options struct {
+	// DryRun changes nothing: the report says what a real run would
+	// remove now.
+	DryRun bool
+	// Candidate evaluates this retention policy in place of the stored one
+	// for its pattern; only with DryRun.
+	Candidate *metadata.RetentionPolicy
+}
+
 // Run collects once. With dryRun nothing changes and the report says what
 // a real run would remove now.
 func (c *Collector) Run(ctx context.Context, dryRun bool) (*Report, error) {
+	return c.RunWith(ctx, Options{DryRun: dryRun})
+}
+
+// RunWith collects once with options.
+func (c *Collector) RunWith(ctx context.Context, o Options) (*Report, error) {
+	if o.Candidate != nil && !o.DryRun {
+		return nil, fmt.Errorf("gc: a candidate retention policy needs a dry run")
+	}
+	c.runs.Lock()
+	defer c.runs.Unlock()
+	dryRun := o.DryRun
 	start := c.now()
 	cutoff := start.Add(-c.grace)
-	plan, err := c.meta.CollectGarbage(ctx, cutoff, dryRun)
+	req := metadata.GCRequest{Before: cutoff, DryRun: dryRun}
+	if c.retention != nil {
+		if c.flushPulls != nil {
+			if err := c.flushPulls(ctx); err != nil {
+				return nil, fmt.Errorf("gc: %w", err)
+			}
+		}
+		d, err := c.retention.Plan(ctx, start, c.grace, o.Candidate)
+		if err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
+		}
+		req.DeleteTags, req.UntaggedSince = d.DeleteTags, d.UntaggedSince
+	}
+	plan, err := c.meta.CollectGarbage(ctx, req)
 	if err != nil {
 		return nil, fmt.Errorf("gc: sweep metadata: %w", err)
 	}
-	r := &Report{DryRun: dryRun, Manifests: plan.Manifests, Unlinked: plan.Unlinked}
+	r := &Report{DryRun: dryRun, Tags: plan.Tags, Manifests: plan.Manifests, Unlinked: plan.Unlinked}
 	if r.Manifests == nil {
 		r.Manifests = []metadata.GCManifest{}
+	}
+	if r.Tags == nil {
+		r.Tags = []metadata.TagDeletion{}
 	}
 	if c.beforeBlobs != nil {
 		c.beforeBlobs()
@@ -103,7 +156,7 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (*Report, error) {
 	if !dryRun {
 		c.totals.add(r)
 	}
-	c.log.InfoContext(ctx, "garbage collection", "dry_run", dryRun, "manifests", len(r.Manifests), "blob_links", r.Unlinked,
+	c.log.InfoContext(ctx, "garbage collection", "dry_run", dryRun, "retention_tags", len(r.Tags), "manifests", len(r.Manifests), "blob_links", r.Unlinked,
 		"blobs", r.Blobs, "bytes", r.Bytes, "duration", r.Duration)
 	return r, nil
 }

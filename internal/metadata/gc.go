@@ -23,8 +23,25 @@ type GCBlob struct {
 	Size   int64
 }
 
+// GCRequest is what one collection is asked to do.
+type GCRequest struct {
+	// Before is the grace cutoff: nothing created since is removed.
+	Before time.Time
+	// DryRun rolls everything back: the plan says what a real run would
+	// remove.
+	DryRun bool
+	// DeleteTags are retention's decisions, applied first in the same
+	// transaction (each only if the tag was not pushed again meanwhile).
+	DeleteTags []TagDeletion
+	// UntaggedSince keeps, per repository, manifests created since the
+	// given time (retention's window for untagged manifests).
+	UntaggedSince map[string]time.Time
+}
+
 // GCPlan is what one collection removes from the metadata.
 type GCPlan struct {
+	// Tags are the retention deletions that were applied.
+	Tags      []TagDeletion
 	Manifests []GCManifest
 	// Unlinked counts repository blob links that no manifest used.
 	Unlinked int
@@ -36,7 +53,8 @@ type GCPlan struct {
 var errDryRun = errors.New("dry run")
 
 // liveManifests marks, per repository, every manifest reachable from a tag
-// or created after the grace cutoff, through index children and referrers
+// or created after the grace cutoff (or its repository's retention window
+// in gc_windows), through index children and referrers
 // (a live manifest keeps its referrers).
 //
 // The two recursive steps each follow one index (manifests_subject and the
@@ -46,6 +64,7 @@ var errDryRun = errors.New("dry run")
 const liveManifests = `WITH RECURSIVE live(repository_id, digest) AS (
 		SELECT repository_id, digest FROM tags
 		UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
+		UNION SELECT m.repository_id, m.digest FROM gc_windows w JOIN manifests m ON m.repository_id = w.repository_id WHERE m.created_at >= w.since
 		UNION SELECT m.repository_id, m.digest FROM live l JOIN manifests m ON m.repository_id = l.repository_id AND m.subject = l.digest
 		UNION SELECT mc.repository_id, mc.child_digest FROM live l JOIN manifest_children mc ON mc.repository_id = l.repository_id AND mc.manifest_digest = l.digest
 	)`
@@ -55,10 +74,24 @@ const liveManifests = `WITH RECURSIVE live(repository_id, digest) AS (
 // before the cutoff, and then lists the blobs no repository holds. With
 // dryRun the transaction is rolled back: the plan says what a real run
 // would remove.
-func (s *SQL) CollectGarbage(ctx context.Context, before time.Time, dryRun bool) (*GCPlan, error) {
+func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error) {
 	plan := &GCPlan{}
-	cutoff := before.UnixNano()
+	cutoff := req.Before.UnixNano()
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		plan.Tags = plan.Tags[:0]
+		for _, d := range req.DeleteTags {
+			res, err := s.exec(ctx, tx, `DELETE FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)
+				AND name = ? AND digest = ? AND updated_at = ?`, d.Repository, d.Tag, string(d.Digest), d.Pushed.UnixNano())
+			if err != nil {
+				return fmt.Errorf("retention: delete tag: %w", err)
+			}
+			if n, _ := res.RowsAffected(); n > 0 {
+				plan.Tags = append(plan.Tags, d)
+			}
+		}
+		if err := s.fillWindows(ctx, tx, req.UntaggedSince); err != nil {
+			return err
+		}
 		rows, err := tx.QueryContext(ctx, s.q(liveManifests+`
 			SELECT m.repository_id, r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
 			WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest)
@@ -124,7 +157,7 @@ func (s *SQL) CollectGarbage(ctx context.Context, before time.Time, dryRun bool)
 		if err := brows.Err(); err != nil {
 			return err
 		}
-		if dryRun {
+		if req.DryRun {
 			return errDryRun
 		}
 		return nil
@@ -133,6 +166,25 @@ func (s *SQL) CollectGarbage(ctx context.Context, before time.Time, dryRun bool)
 		return nil, err
 	}
 	return plan, nil
+}
+
+// fillWindows loads the retention windows into the connection's temporary
+// table gc_windows, which the marking query reads.
+func (s *SQL) fillWindows(ctx context.Context, tx *sql.Tx, since map[string]time.Time) error {
+	for _, q := range []string{
+		`CREATE TEMP TABLE IF NOT EXISTS gc_windows (repository_id BIGINT PRIMARY KEY, since BIGINT NOT NULL)`,
+		`DELETE FROM gc_windows`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("retention windows: %w", err)
+		}
+	}
+	for repo, t := range since {
+		if _, err := s.exec(ctx, tx, `INSERT INTO gc_windows (repository_id, since) SELECT id, ? FROM repositories WHERE name = ?`, t.UnixNano(), repo); err != nil {
+			return fmt.Errorf("retention windows: %w", err)
+		}
+	}
+	return nil
 }
 
 // DeleteBlobRecords deletes, in one transaction, the records of those of

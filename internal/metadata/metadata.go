@@ -130,10 +130,15 @@ type Store interface {
 	// UploadsBefore lists every upload session started before t.
 	UploadsBefore(ctx context.Context, t time.Time) ([]Upload, error)
 
-	// CollectGarbage removes unreachable manifests and unused blob links
-	// created before the cutoff and lists the blobs no repository holds;
-	// with dryRun it changes nothing.
-	CollectGarbage(ctx context.Context, before time.Time, dryRun bool) (*GCPlan, error)
+	// CollectGarbage applies retention's tag deletions, removes unreachable
+	// manifests and unused blob links created before the cutoff and lists
+	// the blobs no repository holds; a dry run changes nothing.
+	CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error)
+	// TagInfos lists a repository's tags, newest push first, with their
+	// push and last pull times.
+	TagInfos(ctx context.Context, repo string) ([]TagInfo, error)
+	// RecordPulls records when manifests were pulled.
+	RecordPulls(ctx context.Context, pulls []Pull) error
 	// DeleteBlobRecords deletes the records of those of the blobs that are
 	// unheld and were created before the cutoff, and returns them.
 	DeleteBlobRecords(ctx context.Context, ds []reference.Digest, before time.Time) ([]reference.Digest, error)

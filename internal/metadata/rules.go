@@ -29,6 +29,11 @@ type Rules interface {
 	AddImmutableRule(ctx context.Context, r ImmutableRule) (int64, error)
 	ImmutableRules(ctx context.Context) ([]ImmutableRule, error)
 	DeleteImmutableRule(ctx context.Context, id int64) error
+	// AddRetentionPolicy stores a policy; one per repository pattern
+	// (ErrExists).
+	AddRetentionPolicy(ctx context.Context, p RetentionPolicy) (int64, error)
+	RetentionPolicies(ctx context.Context) ([]RetentionPolicy, error)
+	DeleteRetentionPolicy(ctx context.Context, id int64) error
 }
 
 // SetQuota implements Rules.

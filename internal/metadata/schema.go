@@ -134,6 +134,18 @@ var migrations = []string{
 	// Garbage collection asks, per repository link, whether any manifest
 	// of that repository uses the blob.
 	`CREATE INDEX manifest_blobs_repository_blob ON manifest_blobs(repository_id, blob_digest)`,
+	// Retention: when a manifest was last pulled (batched, see
+	// RecordPulls) and the policies, one per repository pattern.
+	`ALTER TABLE manifests ADD COLUMN last_pulled_at BIGINT NOT NULL DEFAULT 0;
+	CREATE TABLE retention_policies (
+		id {{ID}},
+		repositories TEXT NOT NULL UNIQUE,
+		keep_last INTEGER NOT NULL,
+		keep_tags TEXT NOT NULL,
+		untagged_after BIGINT NOT NULL,
+		unpulled_for BIGINT NOT NULL,
+		created_at BIGINT NOT NULL
+	)`,
 }
 
 func (d dialect) render(m string) string {

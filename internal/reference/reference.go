@@ -136,3 +136,20 @@ func truncate(s string) string {
 	}
 	return s
 }
+
+// ValidatePattern checks a repository pattern as rules use them: one
+// repository ("team/app") or everything under a prefix ("team/*").
+func ValidatePattern(pattern string) error {
+	if err := ValidateName(strings.TrimSuffix(pattern, "/*")); err != nil {
+		return fmt.Errorf("repositories %q: want team/* or team/app: %w", pattern, err)
+	}
+	return nil
+}
+
+// Covers reports whether a repository pattern covers repo.
+func Covers(pattern, repo string) bool {
+	if prefix, ok := strings.CutSuffix(pattern, "/*"); ok {
+		return strings.HasPrefix(repo, prefix+"/")
+	}
+	return pattern == repo
+}

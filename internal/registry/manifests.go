@@ -113,7 +113,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 	}
 	rec.Tags = tags
 	if !isAdmin(ctx) {
-		if rec.Protect, err = s.immutableTags(ctx, repo, tags); err != nil {
+		if rec.Protect, err = s.ImmutableTags(ctx, repo, tags); err != nil {
 			return nil, err
 		}
 	}

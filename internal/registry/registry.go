@@ -38,6 +38,7 @@ type Service struct {
 	// locks serialize storing and linking a blob against garbage
 	// collection deleting it.
 	locks *digestlock.Set
+	pulls pullLog
 }
 
 // New returns a Service.

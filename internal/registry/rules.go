@@ -18,17 +18,9 @@ func AsAdmin(ctx context.Context) context.Context { return context.WithValue(ctx
 
 func isAdmin(ctx context.Context) bool { v, _ := ctx.Value(adminKey{}).(bool); return v }
 
-// MatchRepositories reports whether a rule's repository pattern ("team/*"
-// for everything under team/, or one repository) covers repo.
-func MatchRepositories(pattern, repo string) bool {
-	if prefix, ok := strings.CutSuffix(pattern, "/*"); ok {
-		return strings.HasPrefix(repo, prefix+"/")
-	}
-	return pattern == repo
-}
-
-// immutableTags returns those of tags that a rule protects in repo.
-func (s *Service) immutableTags(ctx context.Context, repo string, tags []string) ([]string, error) {
+// ImmutableTags returns those of tags that an immutable-tag rule protects
+// in repo.
+func (s *Service) ImmutableTags(ctx context.Context, repo string, tags []string) ([]string, error) {
 	if len(tags) == 0 {
 		return nil, nil
 	}
@@ -39,7 +31,7 @@ func (s *Service) immutableTags(ctx context.Context, repo string, tags []string)
 	var out []string
 	for _, t := range tags {
 		for _, r := range rules {
-			if ok, _ := path.Match(r.Tags, t); ok && MatchRepositories(r.Repositories, repo) {
+			if ok, _ := path.Match(r.Tags, t); ok && reference.Covers(r.Repositories, repo) {
 				out = append(out, t)
 				break
 			}
@@ -64,7 +56,7 @@ func (s *Service) checkDelete(ctx context.Context, repo, ref string) error {
 			return internal(err, "tag lookup")
 		}
 	}
-	protected, err := s.immutableTags(ctx, repo, tags)
+	protected, err := s.ImmutableTags(ctx, repo, tags)
 	if err != nil {
 		return err
 	}

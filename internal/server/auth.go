@@ -14,6 +14,7 @@ import (
 	"github.com/berth-registry/berth/internal/adminapi"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/token"
 	"github.com/berth-registry/berth/internal/tokenapi"
 )
@@ -124,7 +125,7 @@ func (g *guard) Viewer(ctx context.Context, subject string) (func(string) bool, 
 
 // setupAuth creates the auth service (keys, audit log, first admin) and
 // registers the token and admin endpoints on mux.
-func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, bool) (any, error)) (*guard, func() error, error) {
+func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, gc.Options) (*gc.Report, error)) (*guard, func() error, error) {
 	trusted, err := config.ParseProxies(cfg.TrustedProxies)
 	if err != nil {
 		return nil, nil, err

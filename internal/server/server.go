@@ -23,6 +23,7 @@ import (
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/retention"
 )
 
 // Server is a running berth.
@@ -74,13 +75,14 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
 	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, lock: lock}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
-	runGC := func(ctx context.Context, dry bool) (any, error) { return s.gc.Run(ctx, dry) }
+	s.gc.UseRetention(retention.NewPlanner(meta, svc.ImmutableTags), svc.FlushPulls)
+	runGC := s.gc.RunWith
 	mux := http.NewServeMux()
 	var g api.Guard
 	if cfg.Auth != "token" {
 		// An open registry: anyone may collect garbage, as anyone may delete.
 		mux.HandleFunc("POST /api/v1/gc", func(w http.ResponseWriter, r *http.Request) {
-			report, err := runGC(r.Context(), r.URL.Query().Get("dry_run") == "true")
+			report, err := runGC(r.Context(), gc.Options{DryRun: r.URL.Query().Get("dry_run") == "true"})
 			if err != nil {
 				http.Error(w, `{"error":"garbage collection failed"}`, http.StatusInternalServerError)
 				log.Error("garbage collection failed", "err", err)
@@ -145,6 +147,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
 	go s.expireUploads(ctx)
+	go s.svc.FlushPullsEvery(ctx, pullFlushInterval)
 	if s.cfg.GCInterval > 0 {
 		go s.gc.Schedule(ctx, s.cfg.GCInterval)
 	}
@@ -169,6 +172,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()
 	err = s.http.Shutdown(sctx)
+	if ferr := s.svc.FlushPulls(sctx); ferr != nil {
+		s.log.Error("recording pulls failed", "err", ferr)
+	}
 	if cerr := s.Close(); cerr != nil {
 		err = errors.Join(err, cerr)
 	}
@@ -178,6 +184,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("stopped")
 	return nil
 }
+
+// pullFlushInterval is how often pulls noted in memory are written: one
+// transaction for all of them.
+const pullFlushInterval = 10 * time.Second
 
 func (s *Server) expireUploads(ctx context.Context) {
 	tick := time.NewTicker(time.Minute)

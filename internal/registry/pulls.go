@@ -1,0 +1,80 @@
+package registry
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+// pullLog gathers manifest pulls in memory; Flush writes them in one
+// transaction, so a pull costs no write of its own.
+type pullLog struct {
+	mu      sync.Mutex
+	pending map[pullKey]time.Time
+}
+
+type pullKey struct {
+	repo   string
+	digest reference.Digest
+}
+
+// RecordPull notes that a manifest was pulled now (retention's "not
+// pulled for" reads it once flushed).
+func (s *Service) RecordPull(repo string, d reference.Digest) {
+	s.pulls.mu.Lock()
+	if s.pulls.pending == nil {
+		s.pulls.pending = map[pullKey]time.Time{}
+	}
+	s.pulls.pending[pullKey{repo, d}] = time.Now()
+	s.pulls.mu.Unlock()
+}
+
+// FlushPulls writes the pulls noted since the last flush.
+func (s *Service) FlushPulls(ctx context.Context) error {
+	s.pulls.mu.Lock()
+	pending := s.pulls.pending
+	s.pulls.pending = nil
+	s.pulls.mu.Unlock()
+	if len(pending) == 0 {
+		return nil
+	}
+	batch := make([]metadata.Pull, 0, len(pending))
+	for k, at := range pending {
+		batch = append(batch, metadata.Pull{Repository: k.repo, Digest: k.digest, At: at})
+	}
+	if err := s.meta.RecordPulls(ctx, batch); err != nil {
+		// Put them back (unless newer pulls came meanwhile) for the next try.
+		s.pulls.mu.Lock()
+		if s.pulls.pending == nil {
+			s.pulls.pending = map[pullKey]time.Time{}
+		}
+		for k, at := range pending {
+			if cur, ok := s.pulls.pending[k]; !ok || cur.Before(at) {
+				s.pulls.pending[k] = at
+			}
+		}
+		s.pulls.mu.Unlock()
+		return internal(err, "record pulls")
+	}
+	return nil
+}
+
+// FlushPullsEvery flushes noted pulls every interval until ctx ends (the
+// caller flushes once more at shutdown, before closing the store).
+func (s *Service) FlushPullsEvery(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := s.FlushPulls(ctx); err != nil && ctx.Err() == nil {
+				s.log.Error("recording pulls failed", "err", err)
+			}
+		}
+	}
+}
