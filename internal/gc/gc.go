@@ -68,6 +68,9 @@ type Collector struct {
 	retention  *retention.Planner
 	flushPulls func(context.Context) error
 
+	// afterPlan, when set, runs between retention's decisions and the
+	// metadata sweep that applies them: tests force interleavings with it.
+	afterPlan func()
 	// beforeBlobs, when set, runs between the metadata sweep and the blob
 	// deletions: tests force interleavings with it.
 	beforeBlobs func()
@@ -122,6 +125,9 @@ func (c *Collector) RunWith(ctx context.Context, o Options) (*Report, error) {
 			return nil, fmt.Errorf("gc: %w", err)
 		}
 		req.DeleteTags, req.UntaggedSince = d.DeleteTags, d.UntaggedSince
+	}
+	if c.afterPlan != nil {
+		c.afterPlan()
 	}
 	plan, err := c.meta.CollectGarbage(ctx, req)
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/reference"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/retention"
 )
 
 type env struct {
@@ -307,4 +308,38 @@ func mustManifest(t *testing.T, e *env, repo, ref string) []byte {
 		t.Fatal(err)
 	}
 	return m.Payload
+}
+
+// TestRetentionSparesTagPushedAfterItsDecision: retention decides to delete
+// a tag, then a client pushes that tag again before the sweep applies the
+// decision; the fresh push must survive, while the other decision holds.
+func TestRetentionSparesTagPushedAfterItsDecision(t *testing.T) {
+	e := newEnv(t)
+	e.gc.UseRetention(retention.NewPlanner(e.meta, e.svc.ImmutableTags), e.svc.FlushPulls)
+	cfg, _ := e.blob("r", `{"os":"linux"}`)
+	e.manifest("r", "old-1", `,"annotations":{"n":"1"}`, cfg)
+	e.manifest("r", "old-2", `,"annotations":{"n":"2"}`, cfg)
+	e.manifest("r", "new", `,"annotations":{"n":"3"}`, cfg)
+	if _, err := e.meta.AddRetentionPolicy(e.ctx, metadata.RetentionPolicy{Repositories: "r", KeepLast: 1}); err != nil {
+		t.Fatal(err)
+	}
+	var repushed reference.Digest
+	e.gc.afterPlan = func() {
+		repushed = e.manifest("r", "old-1", `,"annotations":{"n":"4"}`, cfg)
+	}
+	e.later()
+	r, err := e.gc.Run(e.ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Tags) != 1 || r.Tags[0].Tag != "old-2" {
+		t.Fatalf("retention deleted %+v; want only old-2 (old-1 was pushed again after the decision)", r.Tags)
+	}
+	m, err := e.svc.GetManifest(e.ctx, "r", "old-1")
+	if err != nil || m.Digest != repushed {
+		t.Fatalf("old-1 after the run: %v %v, want the re-pushed %s", m, err, repushed)
+	}
+	if !e.pulls("r", "old-1") || !e.pulls("r", "new") {
+		t.Fatal("kept tags do not pull")
+	}
 }

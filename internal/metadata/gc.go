@@ -180,7 +180,9 @@ func (s *SQL) fillWindows(ctx context.Context, tx *sql.Tx, since map[string]time
 		}
 	}
 	for repo, t := range since {
-		if _, err := s.exec(ctx, tx, `INSERT INTO gc_windows (repository_id, since) SELECT id, ? FROM repositories WHERE name = ?`, t.UnixNano(), repo); err != nil {
+		// Not through the statement cache: the temporary table exists
+		// only on this transaction's connection.
+		if _, err := tx.ExecContext(ctx, s.q(`INSERT INTO gc_windows (repository_id, since) SELECT id, ? FROM repositories WHERE name = ?`), t.UnixNano(), repo); err != nil {
 			return fmt.Errorf("retention windows: %w", err)
 		}
 	}
