@@ -12,7 +12,8 @@ func gcCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "gc [--dry-run]",
 		Short: "Collect garbage on the server now, while it keeps serving",
-		Long: `Ask the berth server to collect garbage now: manifests no tag (or index, or
+		Long: `Ask the berth server to collect garbage now: first the tags retention
+policies delete (berth retention), then manifests no tag (or index, or
 subject of a referrer) keeps alive, blob links no manifest uses, and blobs
 no repository holds, each only once older than the server's gc_grace. Pushes
 and pulls go on meanwhile. --dry-run reports what would be removed and
@@ -37,10 +38,9 @@ changes nothing. Admins only.` + adminHelp,
 		if dryRun {
 			verb = "would free"
 		}
-		for _, m := range r.Manifests {
-			fmt.Fprintf(cmd.OutOrStdout(), "manifest %s@%s\n", m.Repository, m.Digest)
-		}
-		fmt.Fprintf(cmd.OutOrStdout(), "%s %d bytes: %d blobs, %d manifests, %d unused blob links\n", verb, r.Bytes, r.Blobs, len(r.Manifests), r.Unlinked)
+		printRetentionRun(cmd.OutOrStdout(), r.Tags, r.Manifests)
+		fmt.Fprintf(cmd.OutOrStdout(), "%s %d bytes: %d blobs, %d manifests, %d unused blob links, %d tags (retention)\n",
+			verb, r.Bytes, r.Blobs, len(r.Manifests), r.Unlinked, len(r.Tags))
 		return nil
 	}
 	cmd.Flags().BoolVar(&dryRun, "dry-run", false, "report what would be removed; change nothing")

@@ -221,15 +221,28 @@ func (c *Client) RotateKeys(ctx context.Context) (kid string, err error) {
 
 // GCReport is the answer of a garbage collection run.
 type GCReport struct {
-	DryRun    bool `json:"dry_run"`
-	Manifests []struct {
-		Repository string `json:"Repository"`
-		Digest     string `json:"Digest"`
-		Size       int64  `json:"Size"`
-	} `json:"manifests"`
-	Unlinked int   `json:"unlinked_blob_links"`
-	Blobs    int   `json:"blobs"`
-	Bytes    int64 `json:"bytes"`
+	DryRun    bool          `json:"dry_run"`
+	Tags      []TagDeletion `json:"tags"`
+	Manifests []GCManifest  `json:"manifests"`
+	Unlinked  int           `json:"unlinked_blob_links"`
+	Blobs     int           `json:"blobs"`
+	Bytes     int64         `json:"bytes"`
+}
+
+// TagDeletion is a tag a retention policy deletes.
+type TagDeletion struct {
+	Repository string `json:"repository"`
+	Tag        string `json:"tag"`
+	Digest     string `json:"digest"`
+	Reason     string `json:"reason"`
+	PolicyID   int64  `json:"policy_id"`
+}
+
+// GCManifest is a manifest garbage collection removes.
+type GCManifest struct {
+	Repository string `json:"repository"`
+	Digest     string `json:"digest"`
+	Size       int64  `json:"size"`
 }
 
 // CollectGarbage runs garbage collection on the server (dry: only report).
@@ -288,5 +301,50 @@ func (c *Client) ImmutableRules(ctx context.Context) ([]ImmutableRule, json.RawM
 // DeleteImmutableRule removes a rule.
 func (c *Client) DeleteImmutableRule(ctx context.Context, id int64) error {
 	_, err := c.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/immutable-rules/%d", id), nil, nil)
+	return err
+}
+
+// RetentionPolicy says what to keep in the repositories matching
+// Repositories; durations read as 30d, 72h or 90m, empty for off.
+type RetentionPolicy struct {
+	ID            int64    `json:"id,omitempty"`
+	Repositories  string   `json:"repositories"`
+	KeepLast      int      `json:"keep_last,omitempty"`
+	KeepTags      []string `json:"keep_tags,omitempty"`
+	UntaggedAfter string   `json:"untagged_after,omitempty"`
+	UnpulledFor   string   `json:"unpulled_for,omitempty"`
+}
+
+// RetentionDryRun is what a policy would delete if saved and applied now.
+type RetentionDryRun struct {
+	Policy    RetentionPolicy `json:"policy"`
+	Tags      []TagDeletion   `json:"tags"`
+	Manifests []GCManifest    `json:"manifests"`
+}
+
+// AddRetentionPolicy stores a policy and returns it with its id.
+func (c *Client) AddRetentionPolicy(ctx context.Context, p RetentionPolicy) (RetentionPolicy, error) {
+	var out RetentionPolicy
+	_, err := c.do(ctx, http.MethodPost, "/api/v1/retention-policies", p, &out)
+	return out, err
+}
+
+// TryRetentionPolicy shows what a policy would delete now, storing nothing.
+func (c *Client) TryRetentionPolicy(ctx context.Context, p RetentionPolicy) (RetentionDryRun, json.RawMessage, error) {
+	var out RetentionDryRun
+	raw, err := c.do(ctx, http.MethodPost, "/api/v1/retention-policies?dry_run=true", p, &out)
+	return out, raw, err
+}
+
+// RetentionPolicies lists the policies.
+func (c *Client) RetentionPolicies(ctx context.Context) ([]RetentionPolicy, json.RawMessage, error) {
+	var ps []RetentionPolicy
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/retention-policies", nil, &ps)
+	return ps, raw, err
+}
+
+// DeleteRetentionPolicy removes a policy.
+func (c *Client) DeleteRetentionPolicy(ctx context.Context, id int64) error {
+	_, err := c.do(ctx, http.MethodDelete, fmt.Sprintf("/api/v1/retention-policies/%d", id), nil, nil)
 	return err
 }

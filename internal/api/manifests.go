@@ -17,9 +17,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	hd.Set("Content-Type", m.MediaType)
 	hd.Set("Content-Length", strconv.Itoa(len(m.Payload)))
 	setDigest(hd, m.Digest)
-	if r.Method == http.MethodGet {
-		h.svc.RecordPull(rt.Name, m.Digest) // a GET answered 304 is a use too
-	}
+	// A use, for retention's "not pulled for": a HEAD too, since clients
+	// resolve a tag with HEAD and skip the GET when they have the content.
+	h.svc.RecordPull(rt.Name, m.Digest)
 	if match := r.Header.Get("If-None-Match"); match != "" && (match == `"`+string(m.Digest)+`"` || match == string(m.Digest)) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil

@@ -12,9 +12,9 @@ import (
 
 // GCManifest is a manifest garbage collection removes.
 type GCManifest struct {
-	Repository string
-	Digest     reference.Digest
-	Size       int64
+	Repository string           `json:"repository"`
+	Digest     reference.Digest `json:"digest"`
+	Size       int64            `json:"size"`
 }
 
 // GCBlob is a blob no repository holds any more.

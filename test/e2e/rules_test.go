@@ -3,6 +3,7 @@ package e2e
 import (
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestQuotaRefusalInDocker: a docker push over a namespace quota fails with
@@ -52,5 +53,62 @@ func TestQuotaRefusalInDocker(t *testing.T) {
 	}
 	if got := b.manifestStatus(t, "team/app", pushed); got != 200 {
 		t.Errorf("the original v1 manifest: status %d", got)
+	}
+}
+
+// TestRetentionWithDockerAndCLI: images pushed and pulled with Docker
+// Engine; retention policies tried, saved and applied with the berth CLI;
+// deleted tags no longer pull, kept ones do.
+func TestRetentionWithDockerAndCLI(t *testing.T) {
+	docker := needDocker(t)
+	needStaticBusybox(t)
+	b := startAuthBerth(t, "--gc-grace", "1s")
+	cli := &berthCLI{t: t, config: t.TempDir(), env: []string{"BERTH_REGISTRY=" + b.URL, "BERTH_USERNAME=admin", "BERTH_PASSWORD=" + b.AdminPassword}}
+	cli.must("", "namespace", "create", "team")
+	d := newDockerClient(t, docker, b.Addr)
+	d.mustLogin("admin", b.AdminPassword)
+	for _, tag := range []string{"v1", "dev-1", "dev-2", "dev-3", "ci-a", "ci-b"} {
+		repo := "team/app:"
+		if strings.HasPrefix(tag, "ci-") {
+			repo = "team/ci:"
+		}
+		ref := d.ref(repo + tag)
+		d.buildImage(ref, tag+" "+randomHex(t, 8))
+		d.push(ref)
+	}
+	// Try a policy first: it shows what it would delete and saves nothing.
+	out := cli.must("", "retention", "add", "team/app", "--keep-last", "1", "--keep-tags", "v*", "--dry-run")
+	if !strings.Contains(out, "tag team/app:dev-2 (beyond the newest 1 tags") || !strings.Contains(out, "tag team/app:dev-1 ") ||
+		strings.Contains(out, "dev-3") || strings.Contains(out, ":v1") || !strings.Contains(out, "would delete 2 tags") {
+		t.Fatalf("retention dry run:\n%s", out)
+	}
+	if out := cli.must("", "retention", "list"); out != "" {
+		t.Fatalf("a dry run saved a policy: %q", out)
+	}
+	cli.must("", "retention", "add", "team/app", "--keep-last", "1", "--keep-tags", "v*")
+	cli.must("", "retention", "add", "team/ci", "--unpulled-for", "4s")
+	if out := cli.must("", "retention", "list"); !strings.Contains(out, "team/app; keep newest 1 tags; always keep v*") || !strings.Contains(out, "team/ci; delete tags unpulled for 4s") {
+		t.Fatalf("retention list: %q", out)
+	}
+	// A bad policy: one line that says why.
+	if _, err := cli.run("", "retention", "add", "team/app", "--keep-tags", "v*"); err == nil {
+		t.Fatal("a policy that deletes nothing was accepted")
+	}
+	time.Sleep(4500 * time.Millisecond)
+	d.pull(d.ref("team/ci:ci-a")) // ci-a is in use, ci-b is not
+	out = cli.must("", "gc")
+	for _, want := range []string{"tag team/app:dev-1", "tag team/app:dev-2", "tag team/ci:ci-b (not pulled for 4s", ", 3 tags (retention)"} {
+		if !strings.Contains(out, want) {
+			t.Fatalf("berth gc output lacks %q:\n%s", want, out)
+		}
+	}
+	for _, gone := range []string{"team/app:dev-1", "team/app:dev-2", "team/ci:ci-b"} {
+		d.pullFails("deleted by retention", d.ref(gone), "not found|manifest unknown")
+	}
+	for _, kept := range []string{"team/app:v1", "team/app:dev-3", "team/ci:ci-a"} {
+		d.pull(d.ref(kept))
+	}
+	if out := cli.must("", "gc", "--dry-run"); !strings.Contains(out, "would free 0 bytes: 0 blobs, 0 manifests, 0 unused blob links, 0 tags (retention)") {
+		t.Fatalf("a second run still finds work:\n%s", out)
 	}
 }
