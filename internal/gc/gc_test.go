@@ -7,6 +7,7 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,7 +19,31 @@ import (
 	"github.com/berth-registry/berth/internal/reference"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/retention"
+	"github.com/berth-registry/berth/internal/testserver"
 )
+
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
+
+// onPostgres makes newEnv use a fresh PostgreSQL database instead of
+// SQLite; TestOnPostgres runs every test of this file with it.
+var onPostgres bool
+
+// TestOnPostgres runs the collector's tests, races included, with the
+// metadata in a real PostgreSQL server.
+func TestOnPostgres(t *testing.T) {
+	onPostgres = true
+	defer func() { onPostgres = false }()
+	for name, fn := range map[string]func(*testing.T){
+		"CollectAndDryRunAgree":                 TestCollectAndDryRunAgree,
+		"IndexAndReferrersKeepWhatTheyNeed":     TestIndexAndReferrersKeepWhatTheyNeed,
+		"ManifestPushRacingTheSweep":            TestManifestPushRacingTheSweep,
+		"MountRacingTheSweep":                   TestMountRacingTheSweep,
+		"UploadForAManifestNotPushedYet":        TestUploadForAManifestNotPushedYet,
+		"RetentionSparesTagPushedAfterDecision": TestRetentionSparesTagPushedAfterItsDecision,
+	} {
+		t.Run(name, fn)
+	}
+}
 
 type env struct {
 	t     *testing.T
@@ -38,7 +63,12 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	meta, err := metadata.OpenSQLite(context.Background(), filepath.Join(dir, "berth.db"))
+	var meta *metadata.SQL
+	if onPostgres {
+		meta, err = metadata.OpenPostgres(context.Background(), testserver.PostgresDSN(t), 10)
+	} else {
+		meta, err = metadata.OpenSQLite(context.Background(), filepath.Join(dir, "berth.db"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

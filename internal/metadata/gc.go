@@ -52,21 +52,33 @@ type GCPlan struct {
 
 var errDryRun = errors.New("dry run")
 
-// liveManifests marks, per repository, every manifest reachable from a tag
-// or created after the grace cutoff (or its repository's retention window
-// in gc_windows), through index children and referrers
-// (a live manifest keeps its referrers).
+// liveManifestsSQLite marks, per repository, every manifest reachable from
+// a tag or created after the grace cutoff (or its repository's retention
+// window in gc_windows), through index children and referrers (a live
+// manifest keeps its referrers).
 //
 // The two recursive steps each follow one index (manifests_subject and the
 // manifest_children key); one step with an OR of both scanned every
-// manifest of the repository per live manifest. SQLite allows several
-// recursive references; PostgreSQL will need its own form of this query.
-const liveManifests = `WITH RECURSIVE live(repository_id, digest) AS (
+// manifest of the repository per live manifest.
+const liveManifestsSQLite = `WITH RECURSIVE live(repository_id, digest) AS (
 		SELECT repository_id, digest FROM tags
 		UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
 		UNION SELECT m.repository_id, m.digest FROM gc_windows w JOIN manifests m ON m.repository_id = w.repository_id WHERE m.created_at >= w.since
 		UNION SELECT m.repository_id, m.digest FROM live l JOIN manifests m ON m.repository_id = l.repository_id AND m.subject = l.digest
 		UNION SELECT mc.repository_id, mc.child_digest FROM live l JOIN manifest_children mc ON mc.repository_id = l.repository_id AND mc.manifest_digest = l.digest
+	)`
+
+// liveManifestsPostgres is the same marking: PostgreSQL allows one
+// recursive reference, so the step joins the live set with the union of
+// both kinds of edges (each arm still an index lookup per live row).
+const liveManifestsPostgres = `WITH RECURSIVE live(repository_id, digest) AS (
+		SELECT repository_id, digest FROM tags
+		UNION SELECT repository_id, digest FROM manifests WHERE created_at >= ?
+		UNION SELECT m.repository_id, m.digest FROM gc_windows w JOIN manifests m ON m.repository_id = w.repository_id WHERE m.created_at >= w.since
+		UNION SELECT e.repository_id, e.child FROM live l CROSS JOIN LATERAL (
+			SELECT m.repository_id, m.digest AS child FROM manifests m WHERE m.repository_id = l.repository_id AND m.subject = l.digest
+			UNION ALL SELECT mc.repository_id, mc.child_digest FROM manifest_children mc WHERE mc.repository_id = l.repository_id AND mc.manifest_digest = l.digest
+		) e
 	)`
 
 // CollectGarbage removes, in one transaction, the manifests nothing live
@@ -78,7 +90,10 @@ func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error
 	plan := &GCPlan{}
 	cutoff := req.Before.UnixNano()
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		plan.Tags = plan.Tags[:0]
+		*plan = GCPlan{} // a retried transaction starts over
+		if err := s.lock(ctx, tx, s.dialect.sweepLock); err != nil {
+			return err
+		}
 		for _, d := range req.DeleteTags {
 			res, err := s.exec(ctx, tx, `DELETE FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)
 				AND name = ? AND digest = ? AND updated_at = ?`, d.Repository, d.Tag, string(d.Digest), d.Pushed.UnixNano())
@@ -92,7 +107,7 @@ func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error
 		if err := s.fillWindows(ctx, tx, req.UntaggedSince); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, s.q(liveManifests+`
+		rows, err := tx.QueryContext(ctx, s.q(s.dialect.liveManifests+`
 			SELECT m.repository_id, r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
 			WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest)
 			ORDER BY r.name, m.digest`), cutoff)

@@ -63,7 +63,7 @@ func (s *SQL) Quota(ctx context.Context, ns string) (int64, error) {
 
 // inNamespace selects the repository ids of a namespace: the repository
 // named ns and those under ns/ (no LIKE: names may hold '_').
-const inNamespace = `SELECT id FROM repositories WHERE name = ? OR substr(name, 1, length(?) + 1) = ? || '/'`
+const inNamespace = `SELECT id FROM repositories WHERE name = ? OR substr(name, 1, length(CAST(? AS TEXT)) + 1) = CAST(? AS TEXT) || '/'`
 
 // NamespaceUsage implements Rules.
 func (s *SQL) NamespaceUsage(ctx context.Context, ns, d string) (int64, bool, error) {

@@ -30,6 +30,17 @@ func (s *SQL) q(query string) string { return s.dialect.placeholders(query) }
 
 // migrate applies the schema migrations that have not run yet.
 func (s *SQL) migrate(ctx context.Context) error {
+	if s.dialect.migrationLock != "" {
+		conn, err := s.w.Conn(ctx)
+		if err != nil {
+			return fmt.Errorf("migrations: %w", err)
+		}
+		defer conn.Close()
+		if _, err := conn.ExecContext(ctx, s.dialect.migrationLock); err != nil {
+			return fmt.Errorf("migrations: lock: %w", err)
+		}
+		defer conn.ExecContext(context.WithoutCancel(ctx), s.dialect.migrationUnlock) //nolint:errcheck // closing the session unlocks too
+	}
 	if _, err := s.w.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY)`); err != nil {
 		return fmt.Errorf("create migrations table: %w", err)
 	}
@@ -143,6 +154,17 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) e
 	if s.group != nil {
 		return s.group.do(ctx, fn)
 	}
+	ctx = context.WithoutCancel(ctx) // as with group commit: no half-cancelled writes
+	for attempt := 1; ; attempt++ {
+		err := s.tx1(ctx, fn)
+		if err == nil || s.dialect.retryable == nil || !s.dialect.retryable(err) || attempt == 5 {
+			return err
+		}
+		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	}
+}
+
+func (s *SQL) tx1(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", err)
@@ -158,6 +180,18 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) e
 }
 
 func now() int64 { return time.Now().UnixNano() }
+
+// lock runs one of the dialect's locking statements at the start of tx;
+// an empty one (SQLite) does nothing.
+func (s *SQL) lock(ctx context.Context, tx *sql.Tx, stmt string) error {
+	if stmt == "" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, stmt); err != nil {
+		return fmt.Errorf("lock: %w", err)
+	}
+	return nil
+}
 
 // repoID returns the id of a repository, creating it when create is set.
 func (s *SQL) repoID(ctx context.Context, tx *sql.Tx, name string, create bool) (int64, error) {
@@ -216,6 +250,9 @@ func (s *SQL) BlobRepositories(ctx context.Context, d reference.Digest, limit in
 // LinkBlob implements Store.
 func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.lock(ctx, tx, s.dialect.referenceLock); err != nil {
+			return err
+		}
 		if uploadID != "" {
 			if _, err := s.exec(ctx, tx, `DELETE FROM uploads WHERE id = ?`, uploadID); err != nil {
 				return fmt.Errorf("end upload: %w", err)
@@ -299,6 +336,9 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		annotations = string(b)
 	}
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.lock(ctx, tx, s.dialect.referenceLock); err != nil {
+			return err
+		}
 		id, err := s.repoID(ctx, tx, m.Repository, true)
 		if err != nil {
 			return err
@@ -306,7 +346,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		for _, b := range m.Blobs {
 			var size int64
 			err := s.queryRow(ctx, tx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-				WHERE rb.repository_id = ? AND rb.digest = ?`, id, string(b.Digest)).Scan(&size)
+				WHERE rb.repository_id = ? AND rb.digest = ?`+s.dialect.shareLinks, id, string(b.Digest)).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
 				return &MissingReferenceError{Digest: b.Digest, What: "blob"}
 			}
@@ -319,7 +359,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		}
 		for _, c := range m.Children {
 			var size int64
-			err := s.queryRow(ctx, tx, `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`, id, string(c.Digest)).Scan(&size)
+			err := s.queryRow(ctx, tx, `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`+s.dialect.shareRow, id, string(c.Digest)).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
 				return &MissingReferenceError{Digest: c.Digest, What: "manifest"}
 			}
@@ -553,5 +593,8 @@ func (s *SQL) Close() error {
 	}
 	s.wst.close()
 	s.rst.close()
+	if s.r == s.w {
+		return s.w.Close()
+	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }

@@ -75,7 +75,12 @@ func readKey(path string) (*ecdsa.PrivateKey, error) {
 	if blk == nil {
 		return nil, fmt.Errorf("key %s: no PEM block", path)
 	}
-	parsed, err := x509.ParsePKCS8PrivateKey(blk.Bytes)
+	var parsed any
+	if blk.Type == "EC PRIVATE KEY" { // SEC 1, as openssl ecparam and Helm's genPrivateKey write it
+		parsed, err = x509.ParseECPrivateKey(blk.Bytes)
+	} else {
+		parsed, err = x509.ParsePKCS8PrivateKey(blk.Bytes)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("key %s: %w", path, err)
 	}
