@@ -134,7 +134,7 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 		status = http.StatusForbidden
 	case errors.Is(err, auth.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, auth.ErrExists):
+	case errors.Is(err, auth.ErrExists), errors.Is(err, gc.ErrBusy):
 		status = http.StatusConflict
 	case errors.Is(err, auth.ErrInvalid), errors.Is(err, errBadJSON):
 		status = http.StatusBadRequest

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -37,6 +38,17 @@ type Config struct {
 	IdentityTokens  bool
 	GCInterval      time.Duration
 	GCGrace         time.Duration
+	KeysDir         string
+	Storage         string
+	S3Bucket        string
+	S3Prefix        string
+	S3Region        string
+	S3Endpoint      string
+	S3PathStyle     bool
+	S3Redirect      bool
+	Metadata        string
+	PostgresDSN     string
+	PostgresConns   int
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -65,6 +77,17 @@ func dur(p func(*Config) *time.Duration) func(*Config, string) error {
 			return fmt.Errorf("want a positive duration such as 30s or 24h, got %q", v)
 		}
 		*p(c) = d
+		return nil
+	}
+}
+
+func boolean(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*p(c) = b
 		return nil
 	}
 }
@@ -115,6 +138,24 @@ var Options = []Option{
 	{"gc_interval", "24h", "how often garbage collection runs while berth serves (also on demand: berth gc)", dur(func(c *Config) *time.Duration { return &c.GCInterval })},
 	{"gc_grace", "1h", "content younger than this is never collected: blobs pushed for a manifest not pushed yet, manifests pushed before their index", dur(func(c *Config) *time.Duration { return &c.GCGrace })},
 	{"debug_addr", "", "address for Go profiling endpoints (/debug/pprof/); empty turns them off; keep it on loopback", str(func(c *Config) *string { return &c.DebugAddr })},
+	{"keys_dir", "", "directory of the token signing keys (*.pem, ECDSA P-256; the name sorting last signs); empty is <data_dir>/keys. Replicas must share it (e.g. one Kubernetes Secret)", str(func(c *Config) *string { return &c.KeysDir })},
+	{"storage", "filesystem", "where blobs live: \"filesystem\" (under data_dir) or \"s3\" (an S3-compatible bucket, for several replicas)", oneOf(func(c *Config) *string { return &c.Storage }, "filesystem", "s3")},
+	{"s3_bucket", "", "S3 bucket for blobs (storage s3)", str(func(c *Config) *string { return &c.S3Bucket })},
+	{"s3_prefix", "", "key prefix inside the bucket, e.g. berth/", str(func(c *Config) *string { return &c.S3Prefix })},
+	{"s3_region", "us-east-1", "S3 region", str(func(c *Config) *string { return &c.S3Region })},
+	{"s3_endpoint", "", "S3 endpoint URL for S3-compatible servers (empty: AWS); credentials come from the AWS SDK's usual chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, shared config, IAM roles)", str(func(c *Config) *string { return &c.S3Endpoint })},
+	{"s3_path_style", "false", "address the bucket in the path (endpoint/bucket/key) instead of the host name, as most S3-compatible servers want", boolean(func(c *Config) *bool { return &c.S3PathStyle })},
+	{"s3_redirect", "false", "answer blob GETs with a redirect to a presigned S3 URL instead of streaming through berth", boolean(func(c *Config) *bool { return &c.S3Redirect })},
+	{"metadata", "sqlite", "metadata database: \"sqlite\" (embedded, in data_dir) or \"postgres\" (shared by replicas)", oneOf(func(c *Config) *string { return &c.Metadata }, "sqlite", "postgres")},
+	{"postgres_dsn", "", "PostgreSQL connection string (metadata postgres), e.g. postgres://berth:PASSWORD@db:5432/berth?sslmode=require; a secret: prefer the environment", str(func(c *Config) *string { return &c.PostgresDSN })},
+	{"postgres_conns", "20", "largest number of PostgreSQL connections per replica for transactions (as many again are kept for digest locks)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive number, got %q", v)
+		}
+		c.PostgresConns = n
+		return nil
+	}},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }
 
@@ -180,6 +221,15 @@ func Load(fs *pflag.FlagSet, getenv func(string) string) (*Config, error) {
 	}
 	if _, err := ParseProxies(c.TrustedProxies); err != nil {
 		return nil, err
+	}
+	if c.Storage == "s3" && c.S3Bucket == "" {
+		return nil, fmt.Errorf("storage s3 needs s3_bucket")
+	}
+	if c.Metadata == "postgres" && c.PostgresDSN == "" {
+		return nil, fmt.Errorf("metadata postgres needs postgres_dsn (env BERTH_POSTGRES_DSN)")
+	}
+	if c.KeysDir == "" {
+		c.KeysDir = filepath.Join(c.DataDir, "keys")
 	}
 	return c, nil
 }

@@ -8,6 +8,7 @@ package gc
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -56,7 +57,7 @@ func (c *Collector) Totals() *Totals { return &c.totals }
 type Collector struct {
 	meta  metadata.Store
 	blobs blobstore.Store
-	locks *digestlock.Set
+	locks digestlock.Locker
 	grace time.Duration
 	log   *slog.Logger
 	now   func() time.Time
@@ -67,6 +68,9 @@ type Collector struct {
 
 	retention  *retention.Planner
 	flushPulls func(context.Context) error
+	// tryRun, when set, takes a lock that keeps collections of other
+	// processes (replicas) from running at the same time.
+	tryRun func(ctx context.Context) (unlock func(), ok bool, err error)
 
 	// afterPlan, when set, runs between retention's decisions and the
 	// metadata sweep that applies them: tests force interleavings with it.
@@ -77,7 +81,7 @@ type Collector struct {
 }
 
 // New returns a collector; locks must be the set the registry service uses.
-func New(meta metadata.Store, blobs blobstore.Store, locks *digestlock.Set, grace time.Duration, log *slog.Logger) *Collector {
+func New(meta metadata.Store, blobs blobstore.Store, locks digestlock.Locker, grace time.Duration, log *slog.Logger) *Collector {
 	return &Collector{meta: meta, blobs: blobs, locks: locks, grace: grace, log: log, now: time.Now}
 }
 
@@ -85,6 +89,15 @@ func New(meta metadata.Store, blobs blobstore.Store, locks *digestlock.Set, grac
 // flushPulls writes the pulls noted in memory, which the policies read.
 func (c *Collector) UseRetention(p *retention.Planner, flushPulls func(context.Context) error) {
 	c.retention, c.flushPulls = p, flushPulls
+}
+
+// ErrBusy is returned when another replica is collecting.
+var ErrBusy = errors.New("gc: another replica is collecting garbage now")
+
+// UseRunLock makes runs take a lock shared with other replicas first: a
+// run finding it taken returns ErrBusy.
+func (c *Collector) UseRunLock(tryRun func(ctx context.Context) (unlock func(), ok bool, err error)) {
+	c.tryRun = tryRun
 }
 
 // Options of one run.
@@ -110,6 +123,16 @@ func (c *Collector) RunWith(ctx context.Context, o Options) (*Report, error) {
 	}
 	c.runs.Lock()
 	defer c.runs.Unlock()
+	if c.tryRun != nil && !o.DryRun {
+		unlock, ok, err := c.tryRun(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("gc: %w", err)
+		}
+		if !ok {
+			return nil, ErrBusy
+		}
+		defer unlock()
+	}
 	dryRun := o.DryRun
 	start := c.now()
 	cutoff := start.Add(-c.grace)
@@ -180,7 +203,10 @@ func (c *Collector) deleteBlobs(ctx context.Context, batch []metadata.GCBlob, cu
 	for i, b := range batch {
 		keys[i], ds[i] = string(b.Digest), b.Digest
 	}
-	unlock := c.locks.LockAll(keys)
+	unlock, err := c.locks.LockAll(ctx, keys)
+	if err != nil {
+		return 0, 0, fmt.Errorf("gc: %w", err)
+	}
 	defer unlock()
 	deleted, err := c.meta.DeleteBlobRecords(ctx, ds, cutoff)
 	if err != nil {
@@ -209,7 +235,11 @@ func (c *Collector) Schedule(ctx context.Context, interval time.Duration) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			if _, err := c.Run(ctx, false); err != nil && ctx.Err() == nil {
+			_, err := c.Run(ctx, false)
+			switch {
+			case errors.Is(err, ErrBusy):
+				c.log.Info("garbage collection skipped: another replica is collecting")
+			case err != nil && ctx.Err() == nil:
 				c.log.Error("garbage collection failed", "err", err)
 			}
 		}

@@ -27,6 +27,9 @@ type Options struct {
 	MaxManifestSize int64
 	// UploadTTL is how long an upload may sit idle before it expires.
 	UploadTTL time.Duration
+	// Locks serialize storing and linking a blob against garbage
+	// collection deleting it; nil locks within this process only.
+	Locks digestlock.Locker
 }
 
 // Service implements the registry's operations on top of the two stores.
@@ -37,7 +40,7 @@ type Service struct {
 	log   *slog.Logger
 	// locks serialize storing and linking a blob against garbage
 	// collection deleting it.
-	locks *digestlock.Set
+	locks digestlock.Locker
 	pulls pullLog
 }
 
@@ -49,11 +52,14 @@ func New(meta metadata.Store, blobs blobstore.Store, opts Options, log *slog.Log
 	if opts.UploadTTL <= 0 {
 		opts.UploadTTL = 24 * time.Hour
 	}
-	return &Service{meta: meta, blobs: blobs, opts: opts, log: log, locks: &digestlock.Set{}}
+	if opts.Locks == nil {
+		opts.Locks = &digestlock.Set{}
+	}
+	return &Service{meta: meta, blobs: blobs, opts: opts, log: log, locks: opts.Locks}
 }
 
 // Locks returns the digest locks, which the garbage collector must share.
-func (s *Service) Locks() *digestlock.Set { return s.locks }
+func (s *Service) Locks() digestlock.Locker { return s.locks }
 
 // Ready reports whether the stores answer.
 func (s *Service) Ready(ctx context.Context) error {
@@ -145,7 +151,10 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 	if err := s.checkQuota(ctx, repo, d, size); err != nil {
 		return false, err
 	}
-	unlock := s.locks.Lock(string(d))
+	unlock, err := s.locks.Lock(ctx, string(d))
+	if err != nil {
+		return false, internal(err, "mount")
+	}
 	defer unlock()
 	if _, err := s.blobs.Stat(ctx, d); err != nil {
 		return false, nil // collected meanwhile: the client uploads it
@@ -279,7 +288,10 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		_ = s.CancelUpload(context.WithoutCancel(ctx), repo, id)
 		return 0, err
 	}
-	unlock := s.locks.Lock(string(d))
+	unlock, err := s.locks.Lock(ctx, string(d))
+	if err != nil {
+		return 0, internal(err, "upload commit")
+	}
 	defer unlock()
 	size, err = s.blobs.CommitUpload(ctx, id, d)
 	switch {

@@ -130,7 +130,11 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	if err != nil {
 		return nil, nil, err
 	}
-	keys, err := token.LoadKeys(filepath.Join(cfg.DataDir, "keys"))
+	keysDir := cfg.KeysDir
+	if keysDir == "" {
+		keysDir = filepath.Join(cfg.DataDir, "keys")
+	}
+	keys, err := token.LoadKeys(keysDir)
 	if err != nil {
 		return nil, nil, err
 	}

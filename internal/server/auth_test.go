@@ -9,12 +9,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/testserver"
 	"github.com/berth-registry/berth/internal/token"
 )
 
@@ -22,11 +24,42 @@ const adminPass = "admin-secret-1"
 
 // authServer starts berth with token auth, an admin user and alice, a
 // reader of namespace team.
+func TestMain(m *testing.M) { os.Exit(testserver.Main(m)) }
+
+// onPostgres makes authServer keep the metadata in a fresh PostgreSQL
+// database; TestOnPostgres runs the tests built on authServer with it.
+var onPostgres bool
+
+// TestOnPostgres runs the accounts, token, quota, immutable-tag and
+// retention tests with the metadata in a real PostgreSQL server: the same
+// behaviour as the embedded database.
+func TestOnPostgres(t *testing.T) {
+	onPostgres = true
+	defer func() { onPostgres = false }()
+	for name, fn := range map[string]func(*testing.T){
+		"ChallengeAndGrants":        TestChallengeAndGrants,
+		"TokenRejections":           TestTokenRejections,
+		"Robots":                    TestRobots,
+		"NameTricks":                TestNameTricks,
+		"RefreshTokens":             TestRefreshTokens,
+		"CatalogShowsOnlyPullable":  TestCatalogShowsOnlyPullable,
+		"QuotaRefusesBeforeKeeping": TestQuotaRefusesBeforeKeeping,
+		"ImmutableTags":             TestImmutableTags,
+		"RetentionPolicies":         TestRetentionPolicies,
+		"RetentionUnpulledUntagged": TestRetentionUnpulledAndUntagged,
+	} {
+		t.Run(name, fn)
+	}
+}
+
 func authServer(t *testing.T, opts ...func(*config.Config)) (*httptest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: "token", AdminPassword: adminPass, MaxManifestSize: 1 << 20,
 		UploadTTL: time.Hour, ShutdownTimeout: time.Second, BodyTimeout: time.Minute, TokenTTL: 5 * time.Minute}
+	if onPostgres {
+		cfg.Metadata, cfg.PostgresDSN, cfg.PostgresConns = "postgres", testserver.PostgresDSN(t), 10
+	}
 	for _, o := range opts {
 		o(cfg)
 	}

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/api"
-	"github.com/berth-registry/berth/internal/blobstore"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -33,7 +32,8 @@ type Server struct {
 	meta *metadata.SQL
 	svc  *registry.Service
 	http *http.Server
-	lock *os.File
+	// stores closes the backends.
+	stores *stores
 	// closeAudit closes the audit log (nil without auth).
 	closeAudit func() error
 	gc         *gc.Collector
@@ -55,27 +55,18 @@ func lockDataDir(dir string) (*os.File, error) {
 
 // New opens the stores under the data directory and builds the server.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
-	}
-	lock, err := lockDataDir(cfg.DataDir)
+	st, err := openStores(ctx, cfg)
 	if err != nil {
 		return nil, err
 	}
-	blobs, err := blobstore.NewFS(cfg.DataDir)
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	meta, err := metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
-	if err != nil {
-		lock.Close()
-		return nil, err
-	}
-	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL}, log)
-	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, lock: lock}
+	meta, blobs := st.meta, st.blobs
+	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks}, log)
+	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
 	s.gc.UseRetention(retention.NewPlanner(meta, svc.ImmutableTags), svc.FlushPulls)
+	if st.tryRun != nil {
+		s.gc.UseRunLock(st.tryRun)
+	}
 	runGC := s.gc.RunWith
 	mux := http.NewServeMux()
 	var g api.Guard
@@ -95,8 +86,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if cfg.Auth == "token" {
 		ag, closeAudit, err := setupAuth(ctx, cfg, meta, log, mux, runGC)
 		if err != nil {
-			meta.Close()
-			lock.Close()
+			st.close()
 			return nil, err
 		}
 		g, s.closeAudit = ag, closeAudit
@@ -117,11 +107,10 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // Close releases the stores; use it when the server was not started by Serve.
 func (s *Server) Close() error {
-	err := s.meta.Close()
+	err := s.stores.close()
 	if s.closeAudit != nil {
 		err = errors.Join(err, s.closeAudit())
 	}
-	s.lock.Close()
 	return err
 }
 

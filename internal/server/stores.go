@@ -1,0 +1,92 @@
+package server
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/digestlock"
+	"github.com/berth-registry/berth/internal/metadata"
+)
+
+// stores are the backends a configuration selects, and what closes them.
+type stores struct {
+	blobs blobstore.Store
+	meta  *metadata.SQL
+	locks digestlock.Locker
+	// tryRun keeps garbage collection to one replica at a time (nil: one
+	// process, the collector's own mutex is enough).
+	tryRun  func(ctx context.Context) (func(), bool, error)
+	closers []func() error
+}
+
+func (st *stores) close() error {
+	var err error
+	for i := len(st.closers) - 1; i >= 0; i-- {
+		err = errors.Join(err, st.closers[i]())
+	}
+	return err
+}
+
+// openStores opens the blob store and metadata database the configuration
+// names: the data directory's files and SQLite (locked to this process), or
+// S3 and PostgreSQL shared by replicas.
+func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) {
+	st := &stores{}
+	defer func() {
+		if err != nil {
+			_ = st.close()
+		}
+	}()
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	switch cfg.Metadata {
+	case "postgres":
+		meta, err := metadata.OpenPostgres(ctx, cfg.PostgresDSN, cfg.PostgresConns)
+		if err != nil {
+			return nil, err
+		}
+		st.meta = meta
+		st.closers = append(st.closers, meta.Close)
+		// Digest locks hold a connection each, from a pool of their own.
+		lockDB, err := sql.Open("pgx", cfg.PostgresDSN)
+		if err != nil {
+			return nil, fmt.Errorf("open PostgreSQL for locks: %w", err)
+		}
+		lockDB.SetMaxOpenConns(cfg.PostgresConns)
+		st.closers = append(st.closers, lockDB.Close)
+		pg := digestlock.NewPostgres(lockDB)
+		st.locks = pg
+		st.tryRun = func(ctx context.Context) (func(), bool, error) { return pg.TryLock(ctx, "gc") }
+	default:
+		lock, err := lockDataDir(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		st.closers = append(st.closers, lock.Close)
+		meta, err := metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+		if err != nil {
+			return nil, err
+		}
+		st.meta = meta
+		st.closers = append(st.closers, meta.Close)
+		st.locks = &digestlock.Set{}
+	}
+	switch cfg.Storage {
+	case "s3":
+		return nil, fmt.Errorf("storage s3: not available in this build yet")
+	default:
+		fs, err := blobstore.NewFS(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		st.blobs = fs
+	}
+	return st, nil
+}
