@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), quotaCmd(), immutableCmd(), retentionCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), quotaCmd(), immutableCmd(), retentionCmd())
 	if err := root.Execute(); err != nil {
 		if err != errPullWouldFail {
 			fmt.Fprintln(os.Stderr, "berth:", err)

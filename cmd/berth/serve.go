@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -36,6 +37,32 @@ settings at all berth listens on :5000 and keeps everything under ./data.`,
 				return err
 			}
 			return srv.Serve(ctx)
+		},
+	}
+	config.RegisterFlags(cmd.Flags())
+	return cmd
+}
+
+func migrateCmd() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the metadata database's schema migrations and exit",
+		Long: `Apply the schema migrations the metadata database lacks, then exit. berth
+serve does the same at start (replicas starting together migrate once); run
+this before rolling out a new version to migrate in one step. It reads the
+same settings as berth serve (metadata, postgres_dsn or data_dir).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := config.Load(cmd.Flags(), os.Getenv)
+			if err != nil {
+				return err
+			}
+			v, err := server.Migrate(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s metadata schema at version %d\n", cfg.Metadata, v)
+			return nil
 		},
 	}
 	config.RegisterFlags(cmd.Flags())

@@ -598,3 +598,12 @@ func (s *SQL) Close() error {
 	}
 	return errors.Join(s.r.Close(), s.w.Close())
 }
+
+// SchemaVersion returns the number of the last migration applied.
+func (s *SQL) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.queryRow(ctx, nil, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("schema version: %w", err)
+	}
+	return v, nil
+}

@@ -90,3 +90,29 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 	}
 	return st, nil
 }
+
+// Migrate applies the metadata schema migrations the configured database
+// lacks and returns the schema version; berth serve does the same at start.
+func Migrate(ctx context.Context, cfg *config.Config) (int, error) {
+	var meta *metadata.SQL
+	var err error
+	switch cfg.Metadata {
+	case "postgres":
+		meta, err = metadata.OpenPostgres(ctx, cfg.PostgresDSN, 2)
+	default:
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return 0, fmt.Errorf("create data directory: %w", err)
+		}
+		lock, lerr := lockDataDir(cfg.DataDir)
+		if lerr != nil {
+			return 0, lerr
+		}
+		defer lock.Close()
+		meta, err = metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer meta.Close()
+	return meta.SchemaVersion(ctx)
+}

@@ -6,15 +6,12 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -26,104 +23,20 @@ import (
 
 // authBerth is a berth serving with token auth.
 type authBerth struct {
-	*server
+	*proc
 	// AdminPassword is the password of the admin user created on first
 	// start (from BERTH_ADMIN_PASSWORD).
 	AdminPassword string
-
-	cmd    *exec.Cmd
-	exited chan error
 }
 
 // startAuthBerth starts a fresh berth with token auth on a free loopback
 // port, an empty data directory and BERTH_ADMIN_PASSWORD set to a random
-// password, plus any extra serve flags. It waits for /healthz and registers
-// a cleanup that stops berth with SIGTERM and prints the end of its log
-// when the test failed.
+// password, plus any extra serve flags; it stops with SIGTERM at cleanup.
 func startAuthBerth(t *testing.T, extraArgs ...string) *authBerth {
 	t.Helper()
-	skipIfShort(t)
-	if berthBuildErr != nil {
-		t.Fatalf("berth binary is not available: %v", berthBuildErr)
-	}
-	root := t.TempDir()
 	pass := "admin-" + randomHex(t, 12)
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		// A fresh data directory per attempt: the admin user is created
-		// on the first start only.
-		dataDir := filepath.Join(root, fmt.Sprintf("data%d", attempt))
-		logPath := filepath.Join(root, fmt.Sprintf("berth%d.log", attempt))
-		b, err := tryStartAuthBerth(t, dataDir, logPath, pass, extraArgs)
-		if err == nil {
-			return b
-		}
-		lastErr = err
-		if !strings.Contains(err.Error(), "address already in use") {
-			break
-		}
-	}
-	t.Fatalf("starting berth with auth: %v", lastErr)
-	return nil
-}
-
-func tryStartAuthBerth(t *testing.T, dataDir, logPath, adminPassword string, extraArgs []string) (*authBerth, error) {
-	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	if err := os.MkdirAll(dataDir, 0o755); err != nil {
-		return nil, err
-	}
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		return nil, err
-	}
-	args := append([]string{"serve", "--addr", addr, "--data-dir", dataDir}, extraArgs...)
-	cmd := exec.Command(berthBin, args...)
-	cmd.Env = append(envWithout(os.Environ(), "BERTH_"), "BERTH_ADMIN_PASSWORD="+adminPassword)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	b := &authBerth{
-		server:        &server{Addr: addr, URL: "http://" + addr, DataDir: dataDir, LogPath: logPath},
-		AdminPassword: adminPassword,
-		cmd:           cmd,
-		exited:        make(chan error, 1),
-	}
-	go func() { b.exited <- cmd.Wait(); logFile.Close() }()
-	if err := waitHealthy(b.server, b.exited); err != nil {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-b.exited
-		}
-		return nil, fmt.Errorf("%v; berth log:\n%s", err, tailFile(logPath, 40))
-	}
-	t.Logf("berth (auth on, %s) listening on %s (data %s, log %s)", strings.Join(append([]string{"token"}, extraArgs...), " "), addr, dataDir, logPath)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of the berth log (%s):\n%s", logPath, tailFile(logPath, 80))
-			if audit := filepath.Join(dataDir, "audit.log"); fileExists(audit) {
-				t.Logf("last lines of the audit log (%s):\n%s", audit, tailFile(audit, 40))
-			}
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-b.exited:
-			if err != nil {
-				t.Errorf("berth did not exit cleanly after SIGTERM: %v; log:\n%s", err, tailFile(logPath, 20))
-			}
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-b.exited
-			t.Errorf("berth did not stop within %s after SIGTERM; killed it", stopTimeout)
-		}
-	})
-	return b, nil
+	p := start(t, launch{Args: extraArgs, Env: []string{"BERTH_ADMIN_PASSWORD=" + pass}})
+	return &authBerth{proc: p, AdminPassword: pass}
 }
 
 // envWithout returns env without the variables whose names start with

@@ -9,54 +9,20 @@ import (
 	"io"
 	"io/fs"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 )
 
-// rawBerth is a berth process the test controls directly, so that it can be
-// killed with SIGKILL and started again on the same data directory.
-type rawBerth struct {
-	cmd    *exec.Cmd
-	exited chan error
-	srv    *server
-}
-
-func startRawBerth(t *testing.T, dataDir, logPath string) *rawBerth {
+// startRawBerth starts berth on dataDir for a test that kills it with
+// SIGKILL and starts it again on the same data.
+func startRawBerth(t *testing.T, dataDir, logPath string) *proc {
 	t.Helper()
-	skipIfShort(t)
-	if berthBuildErr != nil {
-		t.Fatalf("berth binary is not available: %v", berthBuildErr)
-	}
-	port, err := freePort()
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(berthBin, "serve", "--addr", addr, "--data-dir", dataDir, "--auth=none", "--log-level=warn")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	b := &rawBerth{cmd: cmd, exited: make(chan error, 1), srv: &server{Addr: addr, URL: "http://" + addr, DataDir: dataDir, LogPath: logPath}}
-	go func() { b.exited <- cmd.Wait(); logFile.Close() }()
-	if err := waitHealthy(b.srv, b.exited); err != nil {
-		_ = cmd.Process.Kill()
-		t.Fatalf("%v\n%s", err, tailFile(logPath, 30))
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
-	return b
+	return start(t, launch{Args: []string{"--auth=none", "--log-level=warn"}, DataDir: dataDir, LogPath: logPath, Kill: true})
 }
 
 // pushed is content the registry acknowledged with 201.
@@ -162,7 +128,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
 			for i := 0; ctx.Err() == nil; i++ {
 				p := pushed{repo: fmt.Sprintf("durability/w%d", w), tag: fmt.Sprintf("t%d", i), seed: rng.Uint64(), size: 1 + rng.IntN(3<<20)}
-				blobOK, manOK := pushOne(ctx, client, b.srv.URL, &p)
+				blobOK, manOK := pushOne(ctx, client, b.server.URL, &p)
 				mu.Lock()
 				attempted = append(attempted, p)
 				if blobOK {
@@ -189,7 +155,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	if err := b.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	<-b.exited
+	<-b.done
 	cancel()
 	wg.Wait()
 	t.Logf("killed berth after %d acknowledged blobs and %d acknowledged manifests (%d pushes attempted)", len(blobsAcked), len(manifestsAcked), len(attempted))
@@ -200,7 +166,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 	// Restart on the same data and check.
 	b2 := startRawBerth(t, dataDir, logPath)
 	get := func(path string) (int, []byte) {
-		res, err := http.Get(b2.srv.URL + path)
+		res, err := http.Get(b2.server.URL + path)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -253,7 +219,7 @@ func TestDurabilityAfterSIGKILL(t *testing.T) {
 
 	// The restarted registry still takes pushes.
 	p := pushed{repo: "durability/after", tag: "ok", seed: 42, size: 1000}
-	if blobOK, manOK := pushOne(context.Background(), http.DefaultClient, b2.srv.URL, &p); !blobOK || !manOK {
+	if blobOK, manOK := pushOne(context.Background(), http.DefaultClient, b2.server.URL, &p); !blobOK || !manOK {
 		t.Fatal("push after restart failed")
 	}
 }

@@ -10,11 +10,9 @@ import (
 	"io/fs"
 	"maps"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -22,7 +20,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -247,60 +244,7 @@ func TestGCGraceCoversRepushes(t *testing.T) {
 // port and a fresh data directory, and stops it with SIGTERM at cleanup.
 func gcsStartBerth(t *testing.T, extra ...string) *server {
 	t.Helper()
-	skipIfShort(t)
-	if berthBuildErr != nil {
-		t.Fatalf("berth binary is not available: %v", berthBuildErr)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
-		if err != nil {
-			t.Fatal(err)
-		}
-		root := t.TempDir()
-		s := &server{Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(port)), DataDir: filepath.Join(root, "data"), LogPath: filepath.Join(root, "berth.log")}
-		s.URL = "http://" + s.Addr
-		logFile, err := os.Create(s.LogPath)
-		if err != nil {
-			t.Fatal(err)
-		}
-		args := append([]string{"serve", "--addr", s.Addr, "--data-dir", s.DataDir, "--auth=none", "--log-level=warn"}, extra...)
-		cmd := exec.Command(berthBin, args...)
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			logFile.Close()
-			t.Fatal(err)
-		}
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait(); logFile.Close() }()
-		if err := waitHealthy(s, exited); err != nil {
-			_ = cmd.Process.Kill()
-			<-exited
-			tail := tailFile(s.LogPath, 40)
-			lastErr = fmt.Errorf("%v; berth log:\n%s", err, tail)
-			if strings.Contains(tail, "address already in use") {
-				continue
-			}
-			break
-		}
-		t.Logf("berth %s listening on %s (data %s)", strings.Join(extra, " "), s.Addr, s.DataDir)
-		t.Cleanup(func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case err := <-exited:
-				if err != nil {
-					t.Errorf("berth did not exit cleanly after SIGTERM: %v; log:\n%s", err, tailFile(s.LogPath, 20))
-				}
-			case <-time.After(stopTimeout):
-				_ = cmd.Process.Kill()
-				<-exited
-				t.Errorf("berth did not stop within %s after SIGTERM; killed it", stopTimeout)
-			}
-		})
-		return s
-	}
-	t.Fatalf("starting berth: %v", lastErr)
-	return nil
+	return start(t, launch{Args: append([]string{"--auth=none", "--log-level=warn"}, extra...)}).server
 }
 
 // gcsAPI sends registry and admin API requests; it never fails the test.

@@ -7,7 +7,6 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -16,9 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -157,125 +154,11 @@ type server struct {
 	LogPath string
 }
 
-// startBerth starts a fresh berth on a free loopback port with an empty data
-// directory, waits for /healthz, and registers a cleanup that stops it with
-// SIGTERM (and reports a failed graceful shutdown as a test error).
+// startBerth starts a fresh open berth (--auth=none) on a free loopback
+// port with an empty data directory; it stops with SIGTERM at cleanup.
 func startBerth(t *testing.T) *server {
 	t.Helper()
-	skipIfShort(t)
-	if berthBuildErr != nil {
-		t.Fatalf("berth binary is not available: %v", berthBuildErr)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		s, err := tryStartBerth(t)
-		if err == nil {
-			return s
-		}
-		lastErr = err
-		if !errors.Is(err, errPortInUse) {
-			break
-		}
-	}
-	t.Fatalf("starting berth: %v", lastErr)
-	return nil
-}
-
-// errPortInUse marks a start that lost the race for its port.
-var errPortInUse = errors.New("address already in use")
-
-func tryStartBerth(t *testing.T) (*server, error) {
-	t.Helper()
-	port, err := freePort()
-	if err != nil {
-		return nil, err
-	}
-	root := t.TempDir()
-	s := &server{
-		Addr:    net.JoinHostPort("127.0.0.1", strconv.Itoa(port)),
-		DataDir: filepath.Join(root, "data"),
-		LogPath: filepath.Join(root, "berth.log"),
-	}
-	s.URL = "http://" + s.Addr
-	if err := os.MkdirAll(s.DataDir, 0o755); err != nil {
-		return nil, err
-	}
-	logFile, err := os.Create(s.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(berthBin, "serve", "--addr", s.Addr, "--data-dir", s.DataDir, "--auth=none")
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	exited := make(chan error, 1)
-	go func() {
-		exited <- cmd.Wait()
-		logFile.Close()
-	}()
-
-	if err := waitHealthy(s, exited); err != nil {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logTail := tailFile(s.LogPath, 40)
-		if strings.Contains(logTail, "address already in use") {
-			return nil, fmt.Errorf("%w: %v", errPortInUse, err)
-		}
-		return nil, fmt.Errorf("%v; berth log:\n%s", err, logTail)
-	}
-	t.Logf("berth listening on %s (data %s)", s.Addr, s.DataDir)
-
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of the berth log (%s):\n%s", s.LogPath, tailFile(s.LogPath, 60))
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("berth did not exit cleanly after SIGTERM: %v; log:\n%s", err, tailFile(s.LogPath, 20))
-			}
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("berth did not stop within %s after SIGTERM; killed it", stopTimeout)
-		}
-	})
-	return s, nil
-}
-
-// waitHealthy polls GET /healthz until it answers 200, the process exits,
-// or startTimeout passes.
-func waitHealthy(s *server, exited <-chan error) error {
-	client := &http.Client{Timeout: 2 * time.Second}
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("berth exited before becoming healthy: %v", err)
-		default:
-		}
-		resp, err := client.Get(s.URL + "/healthz")
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		if time.Now().After(deadline) {
-			if err == nil {
-				err = fmt.Errorf("last status %s", resp.Status)
-			}
-			return fmt.Errorf("berth not healthy after %s: %v", startTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	return start(t, launch{Args: []string{"--auth=none"}}).server
 }
 
 // freePort asks the kernel for a free loopback TCP port.

@@ -379,10 +379,10 @@ func TestKubernetesSmoke(t *testing.T) {
 	img := newBusyboxImage(t)
 	dir := t.TempDir()
 	b := startRawBerth(t, filepath.Join(dir, "data"), filepath.Join(dir, "berth.log"))
-	pushImageWithToken(t, b.srv.URL, "", "smoke/busybox", "v1", img)
-	c.AddPlainHTTPRegistry(t, b.srv.Addr)
+	pushImageWithToken(t, b.URL, "", "smoke/busybox", "v1", img)
+	c.AddPlainHTTPRegistry(t, b.Addr)
 
-	image := b.srv.Addr + "/smoke/busybox:v1"
+	image := b.Addr + "/smoke/busybox:v1"
 	pod, _ := json.Marshal(map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Pod",

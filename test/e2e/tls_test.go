@@ -5,17 +5,14 @@ import (
 	"crypto/x509"
 	"encoding/pem"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -99,119 +96,10 @@ func clientTrusting(t *testing.T, certPath string) *http.Client {
 // like startBerth does for plain HTTP.
 func startTLSBerth(t *testing.T, ip, certPath, keyPath string) *tlsBerth {
 	t.Helper()
-	skipIfShort(t)
-	if berthBuildErr != nil {
-		t.Fatalf("berth binary is not available: %v", berthBuildErr)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		b, err := tryStartTLSBerth(t, ip, certPath, keyPath)
-		if err == nil {
-			return b
-		}
-		lastErr = err
-		if !errors.Is(err, errPortInUse) {
-			break
-		}
-	}
-	t.Fatalf("starting berth with TLS: %v", lastErr)
-	return nil
-}
-
-func tryStartTLSBerth(t *testing.T, ip, certPath, keyPath string) (*tlsBerth, error) {
-	t.Helper()
-	l, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
-	if err != nil {
-		return nil, err
-	}
-	port := strconv.Itoa(l.Addr().(*net.TCPAddr).Port)
-	l.Close()
-	root := t.TempDir()
-	b := &tlsBerth{
-		server: &server{
-			Addr:    net.JoinHostPort(ip, port),
-			DataDir: filepath.Join(root, "data"),
-			LogPath: filepath.Join(root, "berth.log"),
-		},
-		Port:     port,
-		CertPath: certPath,
-		Client:   clientTrusting(t, certPath),
-	}
-	b.URL = "https://" + b.Addr
-	logFile, err := os.Create(b.LogPath)
-	if err != nil {
-		return nil, err
-	}
-	cmd := exec.Command(berthBin, "serve", "--addr", b.Addr, "--data-dir", b.DataDir, "--auth=none",
-		"--tls-cert", certPath, "--tls-key", keyPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		logFile.Close()
-		return nil, err
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
-
-	if err := waitHealthyTLS(b, exited); err != nil {
-		if cmd.ProcessState == nil {
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		logTail := tailFile(b.LogPath, 40)
-		switch {
-		case strings.Contains(logTail, "address already in use"):
-			return nil, fmt.Errorf("%w: %v", errPortInUse, err)
-		case strings.Contains(logTail, "unknown flag: --tls"):
-			return nil, fmt.Errorf("berth serve does not support --tls-cert/--tls-key yet: %v; log:\n%s", err, logTail)
-		}
-		return nil, fmt.Errorf("%v; berth log:\n%s", err, logTail)
-	}
-	t.Logf("berth serving HTTPS on %s (data %s)", b.Addr, b.DataDir)
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of the berth log (%s):\n%s", b.LogPath, tailFile(b.LogPath, 60))
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case err := <-exited:
-			if err != nil {
-				t.Errorf("berth did not exit cleanly after SIGTERM: %v; log:\n%s", err, tailFile(b.LogPath, 20))
-			}
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-			t.Errorf("berth did not stop within %s after SIGTERM; killed it", stopTimeout)
-		}
-	})
-	return b, nil
-}
-
-// waitHealthyTLS is waitHealthy over HTTPS with b's trusting client.
-func waitHealthyTLS(b *tlsBerth, exited <-chan error) error {
-	deadline := time.Now().Add(startTimeout)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("berth exited before becoming healthy: %v", err)
-		default:
-		}
-		resp, err := b.Client.Get(b.URL + "/healthz")
-		if err != nil && strings.Contains(err.Error(), "server gave HTTP response to HTTPS client") {
-			return fmt.Errorf("berth serves plain HTTP despite --tls-cert: %v", err)
-		}
-		if err == nil {
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			err = fmt.Errorf("last status %s", resp.Status)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("berth not healthy over HTTPS after %s: %v", startTimeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	client := clientTrusting(t, certPath)
+	p := start(t, launch{IP: ip, TLS: true, Client: client, Args: []string{"--auth=none", "--tls-cert", certPath, "--tls-key", keyPath}})
+	_, port, _ := net.SplitHostPort(p.Addr)
+	return &tlsBerth{server: p.server, Port: port, CertPath: certPath, Client: client}
 }
 
 // manifestDigestTLS GETs a manifest over HTTPS and returns its digest.
