@@ -5,8 +5,11 @@
 #     busybox-static (a static /bin/busybox to put into FROM scratch images),
 #     skopeo, docker-registry (CNCF Distribution 2.8, the peer used by the
 #     benchmarks; its system service is left stopped: we start it ourselves),
-#     and containerd (the auth e2e tests run their own containerd instance,
-#     with its own root, state and socket, next to Docker's).
+#     containerd (the auth e2e tests run their own containerd instance,
+#     with its own root, state and socket, next to Docker's), and
+#     postgresql (tests start their own servers with initdb and pg_ctl as
+#     the postgres user on loopback ports; the package's own cluster is
+#     stopped and kept from starting at boot).
 #   - Go tools built from the Go module proxy, each cached by version in
 #     $BERTH_TOOLS_DIR (default ~/.cache/berth-tools, outside the clone) and
 #     symlinked into $BERTH_TOOLS_DIR/bin:
@@ -15,6 +18,9 @@
 #       conformance  the OCI distribution-spec conformance suite
 #       crictl       sigs.k8s.io/cri-tools/cmd/crictl (CRI client: pulls
 #                    through containerd's CRI plugin as the kubelet does)
+#       versitygw    github.com/versity/versitygw/cmd/versitygw (an S3
+#                    server over a POSIX directory, for the S3 blob store
+#                    tests; needs a file system with extended attributes)
 #
 # Idempotent and fast on a rerun (seconds): apt-get runs only when a package
 # is missing, and a Go tool is built only when its version is not cached.
@@ -25,8 +31,9 @@ ORAS_VERSION="v1.3.6"
 CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
 CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
 CRICTL_VERSION="v1.37.0"
+VERSITYGW_VERSION="v1.8.0"
 
-APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd)
+APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql)
 
 TOOLS_DIR="${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
@@ -131,6 +138,7 @@ build_go_install() {
 build_crane() { build_go_install "$1" "$2" github.com/google/go-containerregistry/cmd/crane; }
 build_oras() { build_go_install "$1" "$2" oras.land/oras/cmd/oras; }
 build_crictl() { build_go_install "$1" "$2" sigs.k8s.io/cri-tools/cmd/crictl; }
+build_versitygw() { build_go_install "$1" "$2" github.com/versity/versitygw/cmd/versitygw; }
 
 # build_conformance builds the conformance suite, a main package at the root
 # of its module, inside a throwaway module that requires it. The version is
@@ -149,15 +157,36 @@ build_conformance() {
 	)
 }
 
+# stop_postgresql_service stops the cluster the Debian package creates and
+# starts: tests run their own PostgreSQL servers.
+stop_postgresql_service() {
+	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+		if systemctl is-enabled --quiet postgresql 2>/dev/null || systemctl is-active --quiet postgresql 2>/dev/null; then
+			log "stopping and disabling the postgresql systemd service"
+			systemctl disable --now postgresql >/dev/null 2>&1 || true
+		fi
+	elif command -v pg_lsclusters >/dev/null 2>&1; then
+		local ver name
+		while read -r ver name _ status _; do
+			if [ "$status" = "online" ]; then
+				log "stopping the packaged PostgreSQL cluster $ver/$name"
+				pg_ctlcluster "$ver" "$name" stop || true
+			fi
+		done < <(pg_lsclusters -h 2>/dev/null)
+	fi
+}
+
 main() {
 	local start=$SECONDS
 	install_apt_packages
 	stop_registry_service
+	stop_postgresql_service
 	mkdir -p "$BIN_DIR"
 	go_tool crane "$CRANE_VERSION" build_crane
 	go_tool oras "$ORAS_VERSION" build_oras
 	go_tool conformance "$CONFORMANCE_VERSION" build_conformance
 	go_tool crictl "$CRICTL_VERSION" build_crictl
+	go_tool versitygw "$VERSITYGW_VERSION" build_versitygw
 	bash "$(dirname "${BASH_SOURCE[0]}")/k8s/build.sh" # etcd, kube-apiserver, kubelet, kubectl, pause image
 	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"
 }

@@ -2,10 +2,10 @@ package api
 
 import (
 	"net/http"
-
-	"github.com/berth-registry/berth/internal/reference"
 	"strconv"
 	"time"
+
+	"github.com/berth-registry/berth/internal/reference"
 )
 
 // setDigest sets the headers that name content by digest.
@@ -29,6 +29,13 @@ func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) err
 }
 
 func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if u, ok, err := h.svc.BlobURL(r.Context(), rt.Name, rt.Digest); err != nil {
+		return err
+	} else if ok {
+		setDigest(w.Header(), rt.Digest)
+		http.Redirect(w, r, u, http.StatusTemporaryRedirect)
+		return nil
+	}
 	c, _, err := h.svc.OpenBlob(r.Context(), rt.Name, rt.Digest)
 	if err != nil {
 		return err

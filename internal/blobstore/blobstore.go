@@ -72,3 +72,13 @@ type Store interface {
 	// StaleUploads lists the uploads not written to since before.
 	StaleUploads(ctx context.Context, before time.Time) ([]string, error)
 }
+
+// Redirector is implemented by stores whose blobs clients can download
+// directly, such as S3 with presigned URLs. When configured to (it is off
+// by default), the API may answer a blob GET with a redirect to RedirectURL
+// instead of serving the content itself.
+type Redirector interface {
+	// RedirectURL returns a URL from which a plain GET, without
+	// credentials, fetches the committed blob d for a limited time.
+	RedirectURL(ctx context.Context, d reference.Digest) (string, error)
+}

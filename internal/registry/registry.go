@@ -27,6 +27,9 @@ type Options struct {
 	MaxManifestSize int64
 	// UploadTTL is how long an upload may sit idle before it expires.
 	UploadTTL time.Duration
+	// Redirect answers blob GETs with a redirect to the store's URL for
+	// the blob when the store can make one (presigned S3 URLs).
+	Redirect bool
 	// Locks serialize storing and linking a blob against garbage
 	// collection deleting it; nil locks within this process only.
 	Locks digestlock.Locker
@@ -112,6 +115,24 @@ func (s *Service) OpenBlob(ctx context.Context, repo string, d reference.Digest)
 		return nil, 0, internal(err, "blob open")
 	}
 	return c, size, nil
+}
+
+// BlobURL returns a URL the client may download a blob of repo from
+// directly (a presigned S3 URL), when redirects are on and the store can
+// make one; ok is false otherwise and the API serves the content itself.
+func (s *Service) BlobURL(ctx context.Context, repo string, d reference.Digest) (u string, ok bool, err error) {
+	rd, can := s.blobs.(blobstore.Redirector)
+	if !s.opts.Redirect || !can {
+		return "", false, nil
+	}
+	if _, err := s.StatBlob(ctx, repo, d); err != nil {
+		return "", false, err
+	}
+	u, err = rd.RedirectURL(ctx, d)
+	if err != nil {
+		return "", false, internal(err, "blob redirect")
+	}
+	return u, true, nil
 }
 
 // DeleteBlob removes a blob from a repository. The content stays until

@@ -60,7 +60,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	meta, blobs := st.meta, st.blobs
-	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks}, log)
+	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks, Redirect: cfg.S3Redirect}, log)
 	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
 	s.gc.UseRetention(retention.NewPlanner(meta, svc.ImmutableTags), svc.FlushPulls)

@@ -80,7 +80,12 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 	}
 	switch cfg.Storage {
 	case "s3":
-		return nil, fmt.Errorf("storage s3: not available in this build yet")
+		s3, err := blobstore.NewS3(ctx, blobstore.S3Options{Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, Region: cfg.S3Region,
+			Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle})
+		if err != nil {
+			return nil, err
+		}
+		st.blobs = s3
 	default:
 		fs, err := blobstore.NewFS(cfg.DataDir)
 		if err != nil {

@@ -213,7 +213,7 @@ const withAuth = true
 
 func runConformance(t *testing.T, overrides []string, auth ...bool) {
 	skipIfShort(t)
-	bin := needTool(t, "conformance")
+	needTool(t, "conformance")
 	var s *server
 	if len(auth) > 0 && auth[0] {
 		b := startAuthBerth(t)
@@ -222,6 +222,13 @@ func runConformance(t *testing.T, overrides []string, auth ...bool) {
 	} else {
 		s = startBerth(t)
 	}
+	runConformanceAgainst(t, s, overrides)
+}
+
+// runConformanceAgainst runs the suite against a running berth and fails
+// the test on any failed conformance test.
+func runConformanceAgainst(t *testing.T, s *server, overrides []string) {
+	bin := needTool(t, "conformance")
 
 	resultsDir := os.Getenv("BERTH_CONFORMANCE_RESULTS_DIR")
 	if resultsDir == "" {

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testserver"
 )
 
 const (
@@ -51,6 +53,7 @@ func runMain(m *testing.M) int {
 	if testing.Short() {
 		return m.Run()
 	}
+	run := func() int { return testserver.Main(m) } // stops the PostgreSQL server tests started
 	if bin := os.Getenv("BERTH_BIN"); bin != "" {
 		abs, err := filepath.Abs(bin)
 		if err == nil {
@@ -60,7 +63,7 @@ func runMain(m *testing.M) int {
 			berthBuildErr = fmt.Errorf("BERTH_BIN=%s: %w", bin, err)
 		}
 		berthBin = abs
-		return m.Run()
+		return run()
 	}
 	dir, err := os.MkdirTemp("", "berth-e2e-bin-")
 	if err != nil {
@@ -77,7 +80,7 @@ func runMain(m *testing.M) int {
 	} else {
 		fmt.Fprintf(os.Stderr, "e2e: built berth in %s\n", time.Since(start).Round(time.Millisecond))
 	}
-	return m.Run()
+	return run()
 }
 
 // skipIfShort skips end-to-end tests under `go test -short`.
