@@ -40,6 +40,7 @@ func (e *RateLimitedError) Error() string {
 type Store interface {
 	metadata.Accounts
 	metadata.Rules
+	FailureLog
 }
 
 // Options configure the auth service.
@@ -60,6 +61,9 @@ type Options struct {
 	// IdentityTokens lets clients that ask (offline_token=true, or
 	// access_type=offline) have a refresh token.
 	IdentityTokens bool
+	// SharedLimits counts failed logins in the store, which replicas
+	// share, instead of in this process.
+	SharedLimits bool
 }
 
 // Service authenticates principals, decides what they may do and issues
@@ -96,9 +100,14 @@ func New(acc Store, keys *token.Keys, opts Options, audit *slog.Logger) *Service
 	if opts.FailureWindow <= 0 {
 		opts.FailureWindow = time.Minute
 	}
-	return &Service{acc: acc, keys: keys, opts: opts,
+	s := &Service{acc: acc, keys: keys, opts: opts,
 		accounts: NewLimiter(opts.MaxFailures, opts.FailureWindow), clients: NewLimiter(opts.MaxClientFailures, opts.FailureWindow),
 		audit: audit, now: time.Now, cache: map[string]*token.Claims{}}
+	if opts.SharedLimits {
+		s.accounts = NewSharedLimiter(opts.MaxFailures, opts.FailureWindow, acc, "account:")
+		s.clients = NewSharedLimiter(opts.MaxClientFailures, opts.FailureWindow, acc, "client:")
+	}
+	return s
 }
 
 // Keys returns the token signing keys.
@@ -174,7 +183,7 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 		lim *Limiter
 		key string
 	}{{s.accounts, name}, {s.clients, client}} {
-		if wait, blocked := l.lim.Blocked(l.key); blocked {
+		if wait, blocked := l.lim.Blocked(ctx, l.key); blocked {
 			s.audit.Warn("login refused", "user", name, "client", client, "reason", "rate limited")
 			return nil, &RateLimitedError{RetryAfter: wait}
 		}
@@ -184,13 +193,13 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 		// Only guesses count: a revoked or expired robot whose secret was
 		// right is refused, but is no attack to slow down.
 		if err == ErrBadCredentials {
-			s.accounts.Fail(name)
-			s.clients.Fail(client)
+			s.accounts.Fail(ctx, name)
+			s.clients.Fail(ctx, client)
 		}
 		s.audit.Warn("login failed", "user", name, "client", client, "reason", err.Error())
 		return nil, err
 	}
-	s.accounts.Reset(name)
+	s.accounts.Reset(ctx, name)
 	s.audit.Info("login", "user", name, "client", client)
 	return p, nil
 }
@@ -399,12 +408,12 @@ func (s *Service) IssuePullCredential(ctx context.Context, p *Principal, ttl tim
 
 // Refresh exchanges a refresh token for the principal it was issued to.
 func (s *Service) Refresh(ctx context.Context, refresh, client string) (*Principal, error) {
-	if wait, blocked := s.clients.Blocked(client); blocked {
+	if wait, blocked := s.clients.Blocked(ctx, client); blocked {
 		return nil, &RateLimitedError{RetryAfter: wait}
 	}
 	subject, expires, err := s.acc.RefreshToken(ctx, secretHash(refresh))
 	if errors.Is(err, metadata.ErrNotFound) || err == nil && !s.now().Before(expires) {
-		s.clients.Fail(client)
+		s.clients.Fail(ctx, client)
 		s.audit.Warn("refresh failed", "client", client, "reason", "unknown or expired refresh token")
 		return nil, ErrBadCredentials
 	}

@@ -355,3 +355,36 @@ func (s *SQL) RefreshToken(ctx context.Context, hash string) (string, time.Time,
 	}
 	return subject, fromNano(expires), nil
 }
+
+// AddLoginFailure records a failed login and forgets failures older than
+// before.
+func (s *SQL) AddLoginFailure(ctx context.Context, key string, at, before time.Time) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE at < ?`, before.UnixNano()); err != nil {
+			return fmt.Errorf("prune login failures: %w", err)
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO login_failures (failure_key, at) VALUES (?, ?)`, key, at.UnixNano()); err != nil {
+			return fmt.Errorf("record login failure: %w", err)
+		}
+		return nil
+	})
+}
+
+// LoginFailures counts a key's failed logins since a time.
+func (s *SQL) LoginFailures(ctx context.Context, key string, since time.Time) (int, time.Time, error) {
+	var n int
+	var oldest sql.NullInt64
+	err := s.queryRow(ctx, nil, `SELECT COUNT(*), MIN(at) FROM login_failures WHERE failure_key = ? AND at >= ?`, key, since.UnixNano()).Scan(&n, &oldest)
+	if err != nil {
+		return 0, time.Time{}, fmt.Errorf("count login failures: %w", err)
+	}
+	return n, fromNano(oldest.Int64), nil
+}
+
+// ClearLoginFailures forgets a key's failed logins.
+func (s *SQL) ClearLoginFailures(ctx context.Context, key string) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE failure_key = ?`, key)
+		return err
+	})
+}

@@ -206,6 +206,13 @@ var migrations = []string{
 		unpulled_for BIGINT NOT NULL,
 		created_at BIGINT NOT NULL
 	)`,
+	// Failed logins, counted here when replicas share the database.
+	`CREATE TABLE login_failures (
+		failure_key TEXT NOT NULL,
+		at BIGINT NOT NULL
+	);
+	CREATE INDEX login_failures_key ON login_failures(failure_key, at);
+	CREATE INDEX login_failures_at ON login_failures(at)`,
 }
 
 func (d dialect) render(m string) string {

@@ -143,7 +143,8 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 		return nil, nil, fmt.Errorf("open audit log: %w", err)
 	}
 	audit := slog.New(slog.NewJSONHandler(auditFile, nil)).With("log", "audit")
-	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens}, audit)
+	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens,
+		SharedLimits: cfg.Metadata == "postgres"}, audit)
 	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
 		auditFile.Close()

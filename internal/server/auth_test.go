@@ -37,16 +37,17 @@ func TestOnPostgres(t *testing.T) {
 	onPostgres = true
 	defer func() { onPostgres = false }()
 	for name, fn := range map[string]func(*testing.T){
-		"ChallengeAndGrants":        TestChallengeAndGrants,
-		"TokenRejections":           TestTokenRejections,
-		"Robots":                    TestRobots,
-		"NameTricks":                TestNameTricks,
-		"RefreshTokens":             TestRefreshTokens,
-		"CatalogShowsOnlyPullable":  TestCatalogShowsOnlyPullable,
-		"QuotaRefusesBeforeKeeping": TestQuotaRefusesBeforeKeeping,
-		"ImmutableTags":             TestImmutableTags,
-		"RetentionPolicies":         TestRetentionPolicies,
-		"RetentionUnpulledUntagged": TestRetentionUnpulledAndUntagged,
+		"ChallengeAndGrants":         TestChallengeAndGrants,
+		"TokenRejections":            TestTokenRejections,
+		"Robots":                     TestRobots,
+		"NameTricks":                 TestNameTricks,
+		"RefreshTokens":              TestRefreshTokens,
+		"CatalogShowsOnlyPullable":   TestCatalogShowsOnlyPullable,
+		"FailedLoginsAreRateLimited": TestFailedLoginsAreRateLimited,
+		"QuotaRefusesBeforeKeeping":  TestQuotaRefusesBeforeKeeping,
+		"ImmutableTags":              TestImmutableTags,
+		"RetentionPolicies":          TestRetentionPolicies,
+		"RetentionUnpulledUntagged":  TestRetentionUnpulledAndUntagged,
 	} {
 		t.Run(name, fn)
 	}

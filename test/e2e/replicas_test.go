@@ -298,6 +298,22 @@ func TestReplicas(t *testing.T) {
 		t.Logf("8 pushers, %d failed pushes; %d tags consistent on both replicas", failures.Load(), checked)
 	})
 
+	t.Run("login-limits-span-replicas", func(t *testing.T) {
+		// 5 failures per account per minute, counted in PostgreSQL: three
+		// on A and two on B block the account on both.
+		pass := rs.a.addUser(t, "carol", false)
+		for i, b := range []*authBerth{rs.a, rs.a, rs.a, rs.b, rs.b} {
+			if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("carol", "wrong")); r.Status != http.StatusUnauthorized {
+				t.Fatalf("failure %d: %s, want 401", i+1, r)
+			}
+		}
+		for _, b := range []*authBerth{rs.a, rs.b} {
+			if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("carol", pass)); r.Status != http.StatusTooManyRequests {
+				t.Fatalf("right password after 5 failures spread over both replicas: %s, want 429", r)
+			}
+		}
+	})
+
 	t.Run("gc-on-A-while-B-takes-pushes", func(t *testing.T) {
 		admin := &gcsAPI{base: rs.a.URL, client: &http.Client{Timeout: 2 * time.Minute}}
 		basic := "Basic " + basicAuth("admin", rs.pass)
