@@ -18,6 +18,7 @@
 #       conformance  the OCI distribution-spec conformance suite
 #       crictl       sigs.k8s.io/cri-tools/cmd/crictl (CRI client: pulls
 #                    through containerd's CRI plugin as the kubelet does)
+#       helm         helm.sh/helm/v3 (scripts/helm.sh), for the chart test
 #       versitygw    github.com/versity/versitygw/cmd/versitygw (an S3
 #                    server over a POSIX directory, for the S3 blob store
 #                    tests; needs a file system with extended attributes)
@@ -187,6 +188,7 @@ main() {
 	go_tool conformance "$CONFORMANCE_VERSION" build_conformance
 	go_tool crictl "$CRICTL_VERSION" build_crictl
 	go_tool versitygw "$VERSITYGW_VERSION" build_versitygw
+	bash "$(dirname "${BASH_SOURCE[0]}")/helm.sh" >/dev/null # helm v3.22.0 for the Helm chart test (prints its path; progress on stderr)
 	bash "$(dirname "${BASH_SOURCE[0]}")/k8s/build.sh" # etcd, kube-apiserver, kubelet, kubectl, pause image
 	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"
 }
