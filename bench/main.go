@@ -1,11 +1,27 @@
 // Command bench compares berth with CNCF Distribution 2.8 (Debian's
 // docker-registry) on the same machine and in the same run.
 //
-// It builds berth, starts both registries side by side on loopback ports
+// It builds berth, starts the registries side by side on loopback ports
 // with fresh data directories under one parent directory, runs each
-// workload against berth and then against distribution, checks that both
-// answer every request correctly, and prints a Markdown table ready for
-// docs/benchmarks.md.
+// workload against one server after the other, checks that all answer
+// every request correctly, and prints a Markdown table ready for
+// docs/benchmarks.md, with one column per server.
+//
+// -servers chooses the servers, in the order they run, among four kinds:
+//
+//	berth            embedded mode: blobs on the filesystem, metadata in SQLite
+//	distribution     docker-registry with the filesystem storage driver
+//	berth-s3         berth in S3+PostgreSQL mode (--storage s3 --metadata postgres)
+//	distribution-s3  docker-registry with the s3 storage driver, redirects off
+//
+// The default is berth,distribution. The S3 kinds share one versitygw S3
+// server (v1.8.0, from PATH or ~/.cache/berth-tools/bin: bash
+// scripts/test-deps.sh) that the benchmark starts on loopback, with a
+// bucket each; berth-s3 gets a fresh database on a PostgreSQL server the
+// benchmark starts too (Debian's postgresql package, run as the postgres
+// user, so as root). Both are started through internal/testserver and
+// stopped at exit. For the S3 kinds the report adds the CPU time of those
+// backend servers during each workload.
 //
 // Usage (from the repository root):
 //
@@ -13,11 +29,13 @@
 //	go run ./bench                                   # full run
 //	go run ./bench -blob-size 64MiB -requests 5000   # quick run
 //	go run ./bench -only manifest,head -out /tmp/table.md
+//	go run ./bench -servers berth,distribution,berth-s3,distribution-s3
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
 // catalog, gc. The gc workload (online garbage collection) runs against a
-// berth of its own and not against distribution, whose garbage collection
-// is offline:
+// berth of its own in embedded mode, only when berth is among the servers,
+// and not against distribution, whose garbage collection is offline (nor
+// against berth-s3: its collection is tested by test/e2e, not timed here):
 //
 //	go run ./bench -only gc -servers berth
 //	go run ./bench -only gc -servers berth -gc-manifests 2000 -gc-blobs 10000
@@ -64,6 +82,9 @@ type config struct {
 	timeout     time.Duration
 	keep        bool
 }
+
+// serverKinds are the names -servers accepts, in the order of the help.
+var serverKinds = []string{"berth", "distribution", "berth-s3", "distribution-s3"}
 
 // workload is one benchmark, run against each server in turn.
 type workload struct {
@@ -115,6 +136,10 @@ type target struct {
 	cpu          map[string]float64
 	errs         map[string]error
 	catalogTotal int
+	// backend returns the CPU time used so far by the servers behind this
+	// one (versitygw, PostgreSQL); nil for the filesystem kinds.
+	backend    func() float64
+	backendCPU map[string]float64 // per workload
 }
 
 // set records a measured value.
@@ -151,9 +176,10 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
 	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
-	servers := flag.String("servers", "berth,distribution", "servers to run: berth, distribution or both")
+	servers := flag.String("servers", "berth,distribution", "comma-separated servers to run, in this order: "+strings.Join(serverKinds, ", ")+
+		" (the -s3 kinds use a versitygw and, for berth-s3, a PostgreSQL that the benchmark starts)")
 	flag.StringVar(&cfg.out, "out", "", "also write the Markdown report to this file")
-	flag.StringVar(&cfg.tmpDir, "tmp-dir", "/var/tmp", "parent of the temporary build and data directories (one disk for both servers)")
+	flag.StringVar(&cfg.tmpDir, "tmp-dir", "/var/tmp", "parent of the temporary build and data directories (one disk for all servers)")
 	flag.StringVar(&cfg.distBin, "distribution", "/usr/bin/docker-registry", "docker-registry binary (apt-get install docker-registry)")
 	flag.StringVar(&cfg.berthBin, "berth", "", "prebuilt berth binary (default: go build ./cmd/berth)")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "time limit of one workload on one server")
@@ -169,8 +195,11 @@ func parseFlags() (*config, error) {
 		cfg.only = append(cfg.only, name)
 	}
 	for _, name := range splitList(*servers) {
-		if name != "berth" && name != "distribution" {
-			return nil, fmt.Errorf("-servers: unknown server %q", name)
+		if !slices.Contains(serverKinds, name) {
+			return nil, fmt.Errorf("-servers: unknown server %q (have %s)", name, strings.Join(serverKinds, ", "))
+		}
+		if slices.Contains(cfg.servers, name) {
+			return nil, fmt.Errorf("-servers: %q given twice", name)
 		}
 		cfg.servers = append(cfg.servers, name)
 	}
@@ -239,42 +268,9 @@ func runBench(ctx context.Context, cfg *config) error {
 	}
 	warnForeignRegistries()
 
-	var targets []*target
-	var berthBin string
-	for _, name := range cfg.servers {
-		var s *server
-		switch name {
-		case "berth":
-			bin := cfg.berthBin
-			if bin == "" {
-				root, err := moduleRoot()
-				if err != nil {
-					return err
-				}
-				logf("building berth in %s", root)
-				if bin, err = buildBerth(root, tmp); err != nil {
-					return err
-				}
-			}
-			info.berth = toolVersion(bin, "version")
-			berthBin = bin
-			s, err = startBerth(bin, filepath.Join(tmp, "berth-data"), filepath.Join(tmp, "berth.log"), cfg.conc)
-		case "distribution":
-			if _, err := os.Stat(cfg.distBin); err != nil {
-				return fmt.Errorf("%v (install it with: apt-get install -y docker-registry)", err)
-			}
-			root := filepath.Join(tmp, "distribution-data")
-			if err := os.MkdirAll(root, 0o755); err != nil {
-				return err
-			}
-			s, err = startDistribution(cfg.distBin, tmp, root, filepath.Join(tmp, "distribution.log"), cfg.conc)
-		}
-		if err != nil {
-			return err
-		}
-		logf("%s listening on %s (pid %d)", name, s.base, s.cmd.Process.Pid)
-		targets = append(targets, &target{server: s, values: map[string]float64{}, notes: map[string][]string{},
-			cpu: map[string]float64{}, errs: map[string]error{}})
+	targets, berthBin, err := startServers(cfg, info, tmp)
+	if err != nil {
+		return err
 	}
 
 	b := &bench{cfg: cfg, berthBin: berthBin, tmp: tmp, hot: newImage("bench/hot", "latest", 1, 1), images: newImages(cfg.images)}
@@ -292,6 +288,10 @@ func runBench(ctx context.Context, cfg *config) error {
 				continue
 			}
 			before := t.sample().cpuSec
+			var backendBefore float64
+			if t.backend != nil {
+				backendBefore = t.backend()
+			}
 			wctx, cancel := context.WithTimeout(ctx, cfg.timeout)
 			start := time.Now()
 			err := w.run(b, wctx, t)
@@ -303,6 +303,11 @@ func runBench(ctx context.Context, cfg *config) error {
 			if _, own := t.cpu[w.name]; !own { // a workload with a server of its own sets it
 				t.cpu[w.name] = st.cpuSec - before
 			}
+			backendNote := ""
+			if t.backend != nil {
+				t.backendCPU[w.name] = t.backend() - backendBefore
+				backendNote = fmt.Sprintf(" + backends %.1fs", t.backendCPU[w.name])
+			}
 			if err != nil {
 				failed = true
 				t.errs[w.name] = err
@@ -312,8 +317,8 @@ func runBench(ctx context.Context, cfg *config) error {
 				}
 				continue
 			}
-			logf("%-12s %-8s done in %5.1fs  server cpu %5.1fs  rss %4d MiB  peak %4d MiB  %s",
-				t.name, w.name, time.Since(start).Seconds(), t.cpu[w.name], st.rssKiB>>10, st.hwmKiB>>10, t.summary(w.name))
+			logf("%-15s %-8s done in %5.1fs  server cpu %5.1fs%s  rss %4d MiB  peak %4d MiB  %s",
+				t.name, w.name, time.Since(start).Seconds(), t.cpu[w.name], backendNote, st.rssKiB>>10, st.hwmKiB>>10, t.summary(w.name))
 		}
 	}
 	if err := crossCheck(targets); err != nil {
@@ -324,6 +329,16 @@ func runBench(ctx context.Context, cfg *config) error {
 		t.stop()
 		t.set("hwm", float64(t.stats.hwmKiB)/1024)
 		t.set("cpu", t.stats.cpuSec)
+		if t.backend != nil {
+			var sum float64
+			for _, v := range t.backendCPU {
+				sum += v
+			}
+			t.set("backend-cpu", sum)
+			t.set("total-cpu", t.stats.cpuSec+sum)
+		} else {
+			t.set("total-cpu", t.stats.cpuSec)
+		}
 	}
 	report := renderReport(cfg, info, targets) + renderGC(cfg, targets)
 	fmt.Print(report)
@@ -339,16 +354,120 @@ func runBench(ctx context.Context, cfg *config) error {
 	return nil
 }
 
-// crossCheck compares what both servers reported where they must agree.
+// crossCheck compares what the servers reported where they must agree.
 func crossCheck(ts []*target) error {
-	if len(ts) != 2 || ts[0].catalogTotal == 0 || ts[1].catalogTotal == 0 || len(ts[0].errs)+len(ts[1].errs) > 0 {
-		return nil
-	}
-	if ts[0].catalogTotal != ts[1].catalogTotal {
-		return fmt.Errorf("catalogs differ: %s lists %d repositories, %s lists %d",
-			ts[0].name, ts[0].catalogTotal, ts[1].name, ts[1].catalogTotal)
+	var first *target
+	for _, t := range ts {
+		if t.catalogTotal == 0 || len(t.errs) > 0 {
+			continue
+		}
+		if first == nil {
+			first = t
+		} else if t.catalogTotal != first.catalogTotal {
+			return fmt.Errorf("catalogs differ: %s lists %d repositories, %s lists %d",
+				first.name, first.catalogTotal, t.name, t.catalogTotal)
+		}
 	}
 	return nil
+}
+
+// startServers starts the servers of cfg.servers in order, with the
+// backends the S3 kinds need, and returns them with the berth binary
+// (built once, or -berth) if one of them is a berth.
+func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, error) {
+	var targets []*target
+	var berthBin string
+	be := &backends{dir: tmp}
+	berth := func() (string, error) {
+		if berthBin != "" {
+			return berthBin, nil
+		}
+		bin := cfg.berthBin
+		if bin == "" {
+			root, err := moduleRoot()
+			if err != nil {
+				return "", err
+			}
+			logf("building berth in %s", root)
+			if bin, err = buildBerth(root, tmp); err != nil {
+				return "", err
+			}
+		}
+		info.berth = toolVersion(bin, "version")
+		berthBin = bin
+		return bin, nil
+	}
+	distribution := func() error {
+		if _, err := os.Stat(cfg.distBin); err != nil {
+			return fmt.Errorf("%v (install it with: apt-get install -y docker-registry)", err)
+		}
+		return nil
+	}
+	for _, name := range cfg.servers {
+		var s *server
+		var backend func() float64
+		switch name {
+		case "berth":
+			bin, err := berth()
+			if err != nil {
+				return nil, "", err
+			}
+			if s, err = startBerth(bin, filepath.Join(tmp, "berth-data"), filepath.Join(tmp, "berth.log"), cfg.conc); err != nil {
+				return nil, "", err
+			}
+		case "distribution":
+			if err := distribution(); err != nil {
+				return nil, "", err
+			}
+			root := filepath.Join(tmp, "distribution-data")
+			if err := os.MkdirAll(root, 0o755); err != nil {
+				return nil, "", err
+			}
+			var err error
+			if s, err = startDistribution(cfg.distBin, tmp, root, filepath.Join(tmp, "distribution.log"), cfg.conc); err != nil {
+				return nil, "", err
+			}
+		case "berth-s3":
+			bin, err := berth()
+			if err != nil {
+				return nil, "", err
+			}
+			s3, err := be.S3("berth-bench")
+			if err != nil {
+				return nil, "", err
+			}
+			dsn, err := be.PostgresDSN()
+			if err != nil {
+				return nil, "", err
+			}
+			if s, err = startBerthS3(bin, filepath.Join(tmp, "berth-s3"), s3, "berth-bench", dsn, filepath.Join(tmp, "berth-s3.log"), cfg.conc); err != nil {
+				return nil, "", err
+			}
+			backend = func() float64 { return be.s3CPU() + be.pgCPU() }
+		case "distribution-s3":
+			if err := distribution(); err != nil {
+				return nil, "", err
+			}
+			s3, err := be.S3("distribution-bench")
+			if err != nil {
+				return nil, "", err
+			}
+			if s, err = startDistributionS3(cfg.distBin, tmp, s3, "distribution-bench", filepath.Join(tmp, "distribution-s3.log"), cfg.conc); err != nil {
+				return nil, "", err
+			}
+			backend = be.s3CPU
+		}
+		logf("%s listening on %s (pid %d)", name, s.base, s.cmd.Process.Pid)
+		targets = append(targets, &target{server: s, values: map[string]float64{}, notes: map[string][]string{},
+			cpu: map[string]float64{}, errs: map[string]error{}, backend: backend, backendCPU: map[string]float64{}})
+	}
+	if be.s3 != nil {
+		info.versitygw = be.s3.Version
+	}
+	if be.pg != nil {
+		info.postgres = be.pg.Version
+	}
+	return targets, berthBin, nil
 }
 
 // warnForeignRegistries warns about other registry processes (such as

@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"slices"
 	"strings"
 	"time"
 )
@@ -12,6 +13,7 @@ import (
 // sysInfo describes the machine and the software compared.
 type sysInfo struct {
 	date, uname, cpu, load, goVersion, berth, distribution, berthCommit string
+	versitygw, postgres                                                 string // of the S3 kinds' backends, "" if not run
 	cores                                                               int
 }
 
@@ -40,7 +42,7 @@ func collectInfo(cfg *config) *sysInfo {
 		in.berthCommit = cfg.berthBin
 	}
 	for _, s := range cfg.servers {
-		if s == "distribution" {
+		if s == "distribution" || s == "distribution-s3" {
 			in.distribution = toolVersion(cfg.distBin, "--version")
 		}
 	}
@@ -75,7 +77,34 @@ func metrics(c *config) []metric {
 		{"catalog-setup", "catalog", fmt.Sprintf("Setup: create %d repositories (2 mounts + manifest PUT), %d clients (repos/s)", c.repos-1, setupConc), true, 0},
 		{"hwm", "", "Peak server memory, whole run (VmHWM, MiB)", false, 1},
 		{"cpu", "", "Server CPU time, whole run (s)", false, 1},
+		{"backend-cpu", "", "Backend CPU time during the workloads (versitygw + PostgreSQL, s)", false, 1},
+		{"total-cpu", "", "Server + backend CPU time (s)", false, 1},
 	}
+}
+
+// backendRows reports whether the rows of backend CPU apply: whether an
+// S3 kind ran.
+func backendRows(ts []*target) bool {
+	return slices.ContainsFunc(ts, func(t *target) bool { return t.backend != nil })
+}
+
+// pair is a berth kind and the distribution kind it is compared with.
+type pair struct{ berth, dist *target }
+
+// pairs returns the comparisons of the run: berth with distribution and
+// berth-s3 with distribution-s3, where both ran.
+func pairs(ts []*target) []pair {
+	byName := map[string]*target{}
+	for _, t := range ts {
+		byName[t.name] = t
+	}
+	var ps []pair
+	for _, k := range [][2]string{{"berth", "distribution"}, {"berth-s3", "distribution-s3"}} {
+		if b, d := byName[k[0]], byName[k[1]]; b != nil && d != nil {
+			ps = append(ps, pair{b, d})
+		}
+	}
+	return ps
 }
 
 // summary renders the values a workload produced, for progress lines.
@@ -123,42 +152,71 @@ func ratio(b, d *target, m metric) string {
 	return "–"
 }
 
-// renderReport builds the Markdown report.
+// renderReport builds the Markdown report: one column per server, then
+// one column of ratios per pair of a berth kind and its distribution kind.
 func renderReport(cfg *config, in *sysInfo, ts []*target) string {
-	var berth, dist *target
-	for _, t := range ts {
-		if t.name == "berth" {
-			berth = t
-		} else {
-			dist = t
-		}
-	}
+	ps := pairs(ts)
 	var w strings.Builder
 	fmt.Fprintf(&w, "### berth vs CNCF Distribution (%s)\n\n", in.date)
 	fmt.Fprintf(&w, "- Machine: `%s`, %s, %d cores; load average at start %s\n", in.uname, in.cpu, in.cores, in.load)
 	fmt.Fprintf(&w, "- Go: %s; berth: %s (%s); distribution: %s\n", in.goVersion, in.berthCommit, in.berth, in.distribution)
+	if in.versitygw != "" || in.postgres != "" {
+		fmt.Fprintf(&w, "- Backends of the S3 kinds: versitygw %s; PostgreSQL %s\n", orNotRun(in.versitygw), orNotRun(in.postgres))
+	}
 	fmt.Fprintf(&w, "- Command: `go run ./bench %s`\n\n", strings.Join(os.Args[1:], " "))
-	fmt.Fprintf(&w, "| Metric | berth | distribution | berth advantage (×, >1 = berth better) |\n")
-	fmt.Fprintf(&w, "| --- | ---: | ---: | ---: |\n")
+	w.WriteString("| Metric |")
+	for _, t := range ts {
+		fmt.Fprintf(&w, " %s |", t.name)
+	}
+	for _, p := range ps {
+		if len(ps) == 1 && p.berth.name == "berth" {
+			w.WriteString(" berth advantage (×, >1 = berth better) |")
+		} else {
+			fmt.Fprintf(&w, " %s ÷ %s (×, >1 = %s better) |", p.berth.name, p.dist.name, p.berth.name)
+		}
+	}
+	fmt.Fprintf(&w, "\n| --- |%s\n", strings.Repeat(" ---: |", len(ts)+len(ps)))
 	for _, m := range metrics(cfg) {
 		if m.workload != "" && !cfg.selected(m.workload) {
 			continue
 		}
-		fmt.Fprintf(&w, "| %s | %s | %s | %s |\n", m.label, cell(berth, m), cell(dist, m), ratio(berth, dist, m))
+		if (m.key == "backend-cpu" || m.key == "total-cpu") && !backendRows(ts) {
+			continue
+		}
+		fmt.Fprintf(&w, "| %s |", m.label)
+		for _, t := range ts {
+			fmt.Fprintf(&w, " %s |", cell(t, m))
+		}
+		for _, p := range ps {
+			fmt.Fprintf(&w, " %s |", ratio(p.berth, p.dist, m))
+		}
+		w.WriteString("\n")
 	}
-	fmt.Fprintf(&w, "\nServer CPU time per workload, setup included (s, lower is better):\n\n")
-	fmt.Fprintf(&w, "| Workload | berth | distribution |\n| --- | ---: | ---: |\n")
+	fmt.Fprintf(&w, "\nServer CPU time per workload, setup included (s, lower is better)")
+	if backendRows(ts) {
+		w.WriteString("; for the S3 kinds, server + backends (versitygw, and PostgreSQL for berth-s3)")
+	}
+	w.WriteString(":\n\n| Workload |")
+	for _, t := range ts {
+		fmt.Fprintf(&w, " %s |", t.name)
+	}
+	fmt.Fprintf(&w, "\n| --- |%s\n", strings.Repeat(" ---: |", len(ts)))
 	for _, wl := range workloads {
 		if !cfg.selected(wl.name) {
 			continue
 		}
-		c := func(t *target) string {
+		fmt.Fprintf(&w, "| %s |", wl.name)
+		for _, t := range ts {
+			c := "–"
 			if v, ok := t.cpuOf(wl.name); ok {
-				return fmt.Sprintf("%.1f", v)
+				c = fmt.Sprintf("%.1f", v)
+				if b, ok := t.backendCPU[wl.name]; ok {
+					c += fmt.Sprintf(" + %.1f", b)
+				}
 			}
-			return "–"
+			fmt.Fprintf(&w, " %s |", c)
 		}
-		fmt.Fprintf(&w, "| %s | %s | %s |\n", wl.name, c(berth), c(dist))
+		w.WriteString("\n")
 	}
 	w.WriteString("\nNotes:\n\n")
 	for _, t := range ts {
@@ -179,7 +237,22 @@ func renderReport(cfg *config, in *sysInfo, ts []*target) string {
 	w.WriteString("- Pulls read what was just written, so they are served from the page cache.\n")
 	w.WriteString("- distribution runs with Debian's default in-memory blob descriptor cache and its access log disabled " +
 		"(berth logs no requests at --log-level=warn).\n")
+	if backendRows(ts) {
+		w.WriteString("- The S3 kinds share one versitygw (posix backend, on the same disk) on loopback, with a bucket each; " +
+			"berth-s3 keeps its metadata in a PostgreSQL database on the same machine (default --postgres-conns); " +
+			"distribution-s3 uses the s3 storage driver with redirects disabled, so blobs stream through both registries. " +
+			"Backend CPU is versitygw's (and PostgreSQL's for berth-s3) while that server's workloads ran; " +
+			"their memory is not in the peak memory row.\n")
+	}
 	return w.String()
+}
+
+// orNotRun returns s, or "not run" if it is empty.
+func orNotRun(s string) string {
+	if s == "" {
+		return "not run"
+	}
+	return s
 }
 
 // cpuOf returns the server CPU time of a workload, if it ran.

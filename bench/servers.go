@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -10,11 +9,14 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testserver"
 )
 
 // cleanups is the stack of actions run at exit, on every path: normal
@@ -47,7 +49,7 @@ func runCleanups() {
 
 // server is one registry process under test.
 type server struct {
-	name    string // "berth" or "distribution"
+	name    string // a server kind of -servers: berth, distribution, berth-s3, distribution-s3
 	base    string // http://127.0.0.1:PORT
 	health  string // path that answers 200 once the server is up
 	logPath string
@@ -119,6 +121,41 @@ http:
   addr: 127.0.0.1:%d
 `
 
+// distributionS3Config is the docker-registry configuration of
+// distribution-s3: distributionConfig with the s3 storage driver on a
+// bucket of the run's versitygw instead of the filesystem, and redirects
+// off, so that blob GETs stream through the registry as berth-s3's do (and
+// as the benchmark's client, which follows no redirects, needs).
+//
+// distribution 2.8 has no forcepathstyle parameter (it came in v3): a
+// regionendpoint turns path-style addressing on. The key is written for
+// the reader and for v3, and 2.8 ignores it. chunksize (the multipart
+// part size) keeps its default, 10 MiB.
+const distributionS3Config = `version: 0.1
+log:
+  level: warn
+  accesslog:
+    disabled: true
+storage:
+  cache:
+    blobdescriptor: inmemory
+  s3:
+    accesskey: %s
+    secretkey: %s
+    region: %s
+    regionendpoint: %s
+    forcepathstyle: true
+    bucket: %s
+    secure: false
+    v4auth: true
+  redirect:
+    disable: true
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:%d
+`
+
 // startBerth runs "berth serve" on a free port with dataDir.
 func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
 	port, err := freePort()
@@ -127,7 +164,31 @@ func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
 	}
 	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--data-dir", dataDir, "--auth=none", "--log-level=warn"}
-	return start("berth", bin, args, port, "/healthz", logPath, conns)
+	return start("berth", bin, args, nil, port, "/healthz", logPath, conns)
+}
+
+// startBerthS3 runs "berth serve" in S3+PostgreSQL mode on a free port:
+// blobs in bucket of the S3 server s3, metadata in the PostgreSQL database
+// dsn, signing keys in dir/keys and the rest of its data directory in
+// dir/data. Everything else is startBerth's.
+func startBerthS3(bin, dir string, s3 *testserver.S3Server, bucket, dsn, logPath string, conns int) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	keys := filepath.Join(dir, "keys")
+	if err := os.MkdirAll(keys, 0o700); err != nil {
+		return nil, err
+	}
+	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--data-dir", filepath.Join(dir, "data"), "--auth=none", "--log-level=warn",
+		"--storage", "s3", "--s3-bucket", bucket, "--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region,
+		"--s3-path-style=true", "--metadata", "postgres", "--keys-dir", keys}
+	// Secrets through the environment, as berth serve --help advises; a
+	// developer's AWS_* settings (profile, session token) must not reach it.
+	env := append(environWithout("AWS_"), "BERTH_POSTGRES_DSN="+dsn,
+		"AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey)
+	return start("berth-s3", bin, args, env, port, "/healthz", logPath, conns)
 }
 
 // startDistribution writes a config into dir and runs docker-registry on a
@@ -141,17 +202,46 @@ func startDistribution(bin, dir, rootDir, logPath string, conns int) (*server, e
 	if err := os.WriteFile(cfg, fmt.Appendf(nil, distributionConfig, rootDir, port), 0o644); err != nil {
 		return nil, err
 	}
-	return start("distribution", bin, []string{"serve", cfg}, port, "/v2/", logPath, conns)
+	return start("distribution", bin, []string{"serve", cfg}, nil, port, "/v2/", logPath, conns)
 }
 
-// start launches a server process, registers its shutdown at exit and
-// waits until it answers its health path.
-func start(name, bin string, args []string, port int, health, logPath string, conns int) (*server, error) {
+// startDistributionS3 writes a config into dir and runs docker-registry on
+// a free port with bucket of the S3 server s3 as its storage.
+func startDistributionS3(bin, dir string, s3 *testserver.S3Server, bucket, logPath string, conns int) (*server, error) {
+	port, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cfg := filepath.Join(dir, "distribution-s3.yml")
+	conf := fmt.Appendf(nil, distributionS3Config, s3.AccessKey, s3.SecretKey, s3.Region, s3.Endpoint, bucket, port)
+	if err := os.WriteFile(cfg, conf, 0o600); err != nil {
+		return nil, err
+	}
+	return start("distribution-s3", bin, []string{"serve", cfg}, environWithout("AWS_"), port, "/v2/", logPath, conns)
+}
+
+// environWithout returns the environment minus the variables whose names
+// start with one of the prefixes.
+func environWithout(prefixes ...string) []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if !slices.ContainsFunc(prefixes, func(p string) bool { return strings.HasPrefix(kv, p) }) {
+			env = append(env, kv)
+		}
+	}
+	return env
+}
+
+// start launches a server process with env (nil: the benchmark's
+// environment), registers its shutdown at exit and waits until it answers
+// its health path.
+func start(name, bin string, args, env []string, port int, health, logPath string, conns int) (*server, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	cmd.Env = env
 	cmd.Stdout, cmd.Stderr = logf, logf
 	// Own process group, so a terminal's ^C reaches only the benchmark
 	// (which then stops the servers itself); SIGKILL if the benchmark dies.
@@ -290,19 +380,11 @@ func readProcStats(pid int) (procStats, error) {
 			st.rssKiB, _ = strconv.ParseInt(f[0], 10, 64)
 		}
 	}
-	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	c, err := readStat(pid)
 	if err != nil {
 		return st, err
 	}
-	// Fields after the parenthesised command name start at field 3 (state);
-	// utime and stime are fields 14 and 15, in clock ticks of 1/100 s.
-	i := bytes.LastIndexByte(b, ')')
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) > 12 {
-		ut, _ := strconv.ParseFloat(f[11], 64)
-		stm, _ := strconv.ParseFloat(f[12], 64)
-		st.cpuSec = (ut + stm) / 100
-	}
+	st.cpuSec = c.self
 	return st, nil
 }
 

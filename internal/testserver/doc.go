@@ -1,12 +1,20 @@
-// Package testserver starts real servers for tests: each helper runs a
-// private instance on 127.0.0.1 over a temporary directory, waits until it
-// answers and stops it when the test ends.
+// Package testserver starts real servers, versitygw (S3) and PostgreSQL,
+// for tests and for the benchmark program (bench): each runs a private
+// instance on 127.0.0.1 over a temporary directory and answers before the
+// function returns.
 //
-// The server binaries are not vendored: helpers look for them on PATH and
-// in $BERTH_TOOLS_DIR/bin (default ~/.cache/berth-tools/bin), where
-// scripts/test-deps.sh installs them. When a binary is missing the test is
-// skipped, or fails when the environment variable CI is "true", so that a
-// CI machine cannot silently skip the tests that need it.
+// StartS3 and StartPostgres start a server and return it with an error;
+// their caller stops it (the stop function of StartS3, Postgres.Stop).
+// Tests use the wrappers instead: S3 stops its server when the test ends,
+// PostgresDSN hands each call a fresh database on one server per test
+// binary, which Main, called from TestMain, stops.
 //
-// The package is meant for tests only.
+// The server binaries are not vendored: versitygw is looked for on PATH
+// and in $BERTH_TOOLS_DIR/bin (default ~/.cache/berth-tools/bin), where
+// scripts/test-deps.sh installs it; PostgreSQL is Debian's package, under
+// /usr/lib/postgresql. When a server cannot run here (its binary is missing,
+// or the file system lacks what it needs) the Start functions return an
+// error matching ErrMissing, and the test wrappers skip the test, or fail
+// it when the environment variable CI is "true", so that a CI machine
+// cannot silently skip the tests that need it.
 package testserver

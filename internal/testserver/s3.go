@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/buildinfo"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,8 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 )
 
-// versitygwBinary is the S3 server the S3 helper runs: Versity's S3
-// gateway over a POSIX directory.
+// versitygwBinary is the S3 server StartS3 runs: Versity's S3 gateway
+// over a POSIX directory.
 const versitygwBinary = "versitygw"
 
 // S3Server is a running S3 server with one empty bucket, reachable with
@@ -39,11 +40,15 @@ type S3Server struct {
 	AccessKey, SecretKey string
 	// Bucket is the name of the bucket created at start.
 	Bucket string
+	// Version is versitygw's module version from its build information
+	// (such as v1.8.0), or "unknown".
+	Version string
+	// Pid is the process id of the server.
+	Pid int
 }
 
-// S3 starts a versitygw S3 server on a free port of 127.0.0.1, storing its
-// objects in a fresh temporary directory, with random credentials, creates
-// the bucket S3Server.Bucket and stops the server when the test ends.
+// S3 starts a versitygw S3 server with StartS3 in a fresh temporary
+// directory of the test and stops it when the test ends.
 //
 // versitygw keeps object metadata in extended attributes, so the temporary
 // directory (os.TempDir, see TMPDIR) must be on a file system that has them,
@@ -52,54 +57,93 @@ type S3Server struct {
 // when CI=true.
 func S3(t testing.TB) *S3Server {
 	t.Helper()
-	bin := findTool(t, versitygwBinary)
-	dir := t.TempDir()
-	data := filepath.Join(dir, "data")
-	if err := os.Mkdir(data, 0o750); err != nil {
-		t.Fatalf("testserver: %v", err)
+	srv, stop, err := StartS3(t.TempDir())
+	if err != nil {
+		need(t, err)
 	}
-	srv := &S3Server{
+	t.Cleanup(func() {
+		if err := stop(); err != nil {
+			t.Logf("testserver: %v", err)
+		}
+	})
+	return srv
+}
+
+// StartS3 starts a versitygw S3 server on a free port of 127.0.0.1 with
+// random credentials, storing its objects under dir/data and its log in
+// dir/versitygw.log (dir is created if needed), and creates the bucket
+// S3Server.Bucket. The returned stop ends the server (SIGTERM, then SIGKILL
+// after five seconds; an error says it had to kill it) and may be called
+// more than once; it leaves dir in place.
+//
+// The binary is looked for on PATH and in $BERTH_TOOLS_DIR/bin. Its
+// absence, or a file system without extended attributes under dir, gives
+// an error that matches ErrMissing.
+func StartS3(dir string) (srv *S3Server, stop func() error, err error) {
+	bin, err := lookTool(versitygwBinary)
+	if err != nil {
+		return nil, nil, err
+	}
+	data := filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		return nil, nil, err
+	}
+	srv = &S3Server{
 		Region:    "us-east-1",
-		AccessKey: "AK" + strings.ToUpper(randomHex(t, 9)),
-		SecretKey: randomHex(t, 20),
+		AccessKey: "AK" + strings.ToUpper(randomHex(9)),
+		SecretKey: randomHex(20),
 		Bucket:    "berth-test",
+		Version:   "unknown",
+	}
+	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Version != "" {
+		srv.Version = bi.Main.Version
 	}
 	logPath := filepath.Join(dir, "versitygw.log")
 
 	// The port is found free and then handed to the server, so another
 	// process may take it in between: try a few ports.
+	var p *proc
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
-		srv.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
-		p, err := startVersitygw(bin, srv, port, data, logPath)
+		port, err := freePort()
 		if err != nil {
-			t.Fatalf("testserver: start versitygw: %v", err)
+			return nil, nil, err
 		}
-		lastErr = waitHTTP(srv.Endpoint, p, 15*time.Second)
-		if lastErr == nil {
-			t.Cleanup(func() { stop(t, p) })
+		srv.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
+		if p, err = startVersitygw(bin, srv, port, data, logPath); err != nil {
+			return nil, nil, fmt.Errorf("start versitygw: %w", err)
+		}
+		if lastErr = waitHTTP(srv.Endpoint, p, 15*time.Second); lastErr == nil {
 			break
 		}
-		stop(t, p)
+		p.stop()
 		if !errors.Is(lastErr, errExited) {
 			break
 		}
 		if tail := logTail(logPath); strings.Contains(tail, "xattrs are not supported") {
-			missing(t, fmt.Sprintf("versitygw needs extended attributes, which the file system of %s does not support; "+
+			return nil, nil, missingError(fmt.Sprintf("versitygw needs extended attributes, which the file system of %s does not support; "+
 				"set TMPDIR to a directory on ext4, xfs or tmpfs", dir))
 		}
 	}
 	if lastErr != nil {
-		t.Fatalf("testserver: versitygw did not start: %v\n--- tail of %s ---\n%s", lastErr, logPath, logTail(logPath))
+		return nil, nil, fmt.Errorf("versitygw did not start: %v\n--- tail of %s ---\n%s", lastErr, logPath, logTail(logPath))
 	}
-
+	srv.Pid = p.cmd.Process.Pid
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
-	if _, err := srv.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(srv.Bucket)}); err != nil {
-		t.Fatalf("testserver: create bucket %s: %v\n--- tail of %s ---\n%s", srv.Bucket, err, logPath, logTail(logPath))
+	if err := srv.CreateBucket(ctx, srv.Bucket); err != nil {
+		p.stop()
+		return nil, nil, fmt.Errorf("%v\n--- tail of %s ---\n%s", err, logPath, logTail(logPath))
 	}
-	return srv
+	return srv, p.stop, nil
+}
+
+// CreateBucket creates another bucket on the server.
+func (s *S3Server) CreateBucket(ctx context.Context, name string) error {
+	if _, err := s.Client().CreateBucket(ctx, &s3.CreateBucketInput{Bucket: aws.String(name)}); err != nil {
+		return fmt.Errorf("create bucket %s: %w", name, err)
+	}
+	return nil
 }
 
 // Client returns an S3 client for the server, with path-style addressing
@@ -137,6 +181,8 @@ func startVersitygw(bin string, srv *S3Server, port int, data, logPath string) (
 	cmd.Stderr = logFile
 	// A developer's VGW_* or ROOT_* settings must not change the server.
 	cmd.Env = environWithout("VGW_", "ROOT_ACCESS_KEY", "ROOT_SECRET")
+	// Killed if the process that started it dies without stopping it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
@@ -170,29 +216,53 @@ func waitHTTP(endpoint string, p *proc, timeout time.Duration) error {
 }
 
 // stop ends a server with SIGTERM, then SIGKILL if it has not exited after
-// a few seconds.
-func stop(t testing.TB, p *proc) {
+// a few seconds, which the error reports. Stopping an exited server does
+// nothing.
+func (p *proc) stop() error {
 	select {
 	case <-p.done:
-		return
+		return nil
 	default:
 	}
 	p.cmd.Process.Signal(syscall.SIGTERM)
 	select {
 	case <-p.done:
+		return nil
 	case <-time.After(5 * time.Second):
-		t.Logf("testserver: %s did not stop on SIGTERM; killing it", filepath.Base(p.cmd.Path))
 		p.cmd.Process.Kill()
 		<-p.done
+		return fmt.Errorf("%s did not stop on SIGTERM; killed it", filepath.Base(p.cmd.Path))
 	}
 }
 
-// findTool returns the path of a server binary from PATH or
-// $BERTH_TOOLS_DIR/bin, or skips the test (fails it when CI=true).
-func findTool(t testing.TB, name string) string {
+// ErrMissing is matched (errors.Is) by the errors of the Start functions
+// that mean the server cannot run on this machine: its binary is not
+// installed, or the file system lacks something it needs. Their messages
+// say how to install what is missing.
+var ErrMissing = errors.New("testserver: server not installed")
+
+// missingError is an error that matches ErrMissing.
+type missingError string
+
+func (e missingError) Error() string        { return string(e) }
+func (e missingError) Is(target error) bool { return target == ErrMissing }
+
+// need ends a test for a Start function's error: a skip for a missing
+// server (a failure when CI=true), a failure otherwise.
+func need(t testing.TB, err error) {
 	t.Helper()
+	if errors.Is(err, ErrMissing) {
+		missing(t, err.Error())
+	}
+	t.Fatalf("testserver: %v", err)
+}
+
+// lookTool returns the path of a server binary from PATH or
+// $BERTH_TOOLS_DIR/bin (default ~/.cache/berth-tools/bin), or an error
+// matching ErrMissing.
+func lookTool(name string) (string, error) {
 	if p, err := exec.LookPath(name); err == nil {
-		return p
+		return p, nil
 	}
 	dir := os.Getenv("BERTH_TOOLS_DIR")
 	if dir == "" {
@@ -204,12 +274,22 @@ func findTool(t testing.TB, name string) string {
 	if dir != "" {
 		p := filepath.Join(dir, "bin", name)
 		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p
+			return p, nil
 		}
 	}
-	missing(t, fmt.Sprintf("%s is not on PATH nor in %s; install it with `bash scripts/test-deps.sh`",
+	return "", missingError(fmt.Sprintf("%s is not on PATH nor in %s; install it with `bash scripts/test-deps.sh`",
 		name, filepath.Join(dir, "bin")))
-	return ""
+}
+
+// findTool is lookTool for a test: it skips the test when the binary is
+// missing (fails it when CI=true).
+func findTool(t testing.TB, name string) string {
+	t.Helper()
+	p, err := lookTool(name)
+	if err != nil {
+		need(t, err)
+	}
+	return p
 }
 
 // missing skips the test for lack of a tool, or fails it on CI, where every
@@ -223,25 +303,23 @@ func missing(t testing.TB, msg string) {
 }
 
 // freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
+func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("testserver: find a free port: %v", err)
+		return 0, fmt.Errorf("find a free port: %w", err)
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-func randomHex(t testing.TB, n int) string {
+// randomHex returns n random bytes in hex.
+func randomHex(n int) string {
 	b := make([]byte, n)
-	if _, err := rand.Read(b); err != nil {
-		t.Fatalf("testserver: %v", err)
-	}
+	rand.Read(b) // never fails (crypto/rand since Go 1.24)
 	return hex.EncodeToString(b)
 }
 
-// logTail returns the last lines of a log file.
+// logTail returns the last lines (at most 4 KiB) of a log file.
 func logTail(path string) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
