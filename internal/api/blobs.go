@@ -1,8 +1,11 @@
 package api
 
 import (
+	"io"
 	"net/http"
+	"os"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/reference"
@@ -46,9 +49,26 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	setDigest(hd, rt.Digest)
 	hd.Set("Cache-Control", "max-age=31536000")
 	// ServeContent answers Range requests with 206 and, on an *os.File,
-	// sends the body with sendfile.
+	// sends the body with sendfile. Other content (S3) is copied through a
+	// large buffer instead of net/http's 32 KiB one: fewer system calls.
+	if _, isFile := c.(*os.File); !isFile {
+		w = bigCopies{w}
+	}
 	http.ServeContent(w, r, "", time.Time{}, c)
 	return nil
+}
+
+// copyBufs are the buffers of bigCopies.
+var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }}
+
+// bigCopies is a ResponseWriter whose ReadFrom copies through 1 MiB.
+type bigCopies struct{ http.ResponseWriter }
+
+// ReadFrom copies r to the response through a pooled 1 MiB buffer.
+func (w bigCopies) ReadFrom(r io.Reader) (int64, error) {
+	buf := copyBufs.Get().(*[]byte)
+	defer copyBufs.Put(buf)
+	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, r, *buf)
 }
 
 func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
