@@ -226,6 +226,20 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	bp := s.bufs.Get().(*[]byte)
 	defer s.bufs.Put(bp)
 	buf := *bp
+	// A full part is uploaded while the next one fills a second buffer;
+	// inflight is its result. Buffers go back to the pool only once no
+	// upload reads them (this defer runs before the Puts).
+	var spare *[]byte
+	var inflight chan partResult
+	defer func() {
+		if inflight != nil {
+			<-inflight
+		}
+		if spare != nil {
+			s.bufs.Put(spare)
+		}
+	}()
+	other := []byte(nil) // the second buffer, once taken
 
 	next := *u // the state after this chunk
 	next.Parts = append([]s3Part(nil), u.Parts...)
@@ -284,16 +298,23 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 			}
 			next.MultipartID, createdMultipart = mid, mid
 		}
+		if err := collect(&inflight, &next); err != nil { // the other buffer is free again
+			return fail(err)
+		}
 		number := int32(len(next.Parts) + 1)
 		if number > s3MaxParts {
 			return fail(fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize))
 		}
-		part, err := s.uploadPart(ctx, id, next.MultipartID, number, buf[:fill])
-		if err != nil {
-			return fail(err)
+		inflight = s.uploadPartAsync(ctx, id, next.MultipartID, number, buf[:fill])
+		if spare == nil {
+			spare = s.bufs.Get().(*[]byte)
+			other = *spare
 		}
-		next.Parts = append(next.Parts, part)
+		buf, other = other, buf
 		fill = 0
+	}
+	if err := collect(&inflight, &next); err != nil {
+		return fail(err)
 	}
 
 	if length >= 0 {
@@ -398,6 +419,37 @@ func (s *S3) createMultipart(ctx context.Context, id string) (string, error) {
 		return "", fmt.Errorf("s3: begin multipart upload of upload %s: %w", id, err)
 	}
 	return aws.ToString(out.UploadId), nil
+}
+
+// partResult is the outcome of a part upload.
+type partResult struct {
+	part s3Part
+	err  error
+}
+
+// uploadPartAsync uploads b as a part in the background; b must stay
+// untouched until the result arrives.
+func (s *S3) uploadPartAsync(ctx context.Context, id, multipartID string, number int32, b []byte) chan partResult {
+	ch := make(chan partResult, 1)
+	go func() {
+		p, err := s.uploadPart(ctx, id, multipartID, number, b)
+		ch <- partResult{p, err}
+	}()
+	return ch
+}
+
+// collect waits for the part in flight, if any, and adds it to the state.
+func collect(inflight *chan partResult, next *s3Upload) error {
+	if *inflight == nil {
+		return nil
+	}
+	r := <-*inflight
+	*inflight = nil
+	if r.err != nil {
+		return r.err
+	}
+	next.Parts = append(next.Parts, r.part)
+	return nil
 }
 
 func (s *S3) uploadPart(ctx context.Context, id, multipartID string, number int32, b []byte) (s3Part, error) {
