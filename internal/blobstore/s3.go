@@ -144,7 +144,10 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		// throttling errors, 5xx answers and connection errors, here up
 		// to 5 attempts of each request.
 		config.WithRetryer(func() aws.Retryer {
-			return retry.NewStandard(func(so *retry.StandardOptions) { so.MaxAttempts = 5 })
+			return retry.NewStandard(func(so *retry.StandardOptions) {
+				so.MaxAttempts = 5
+				so.Retryables = append(so.Retryables, retry.IsErrorRetryableFunc(transientConflict))
+			})
 		}),
 	}
 	if o.Region != "" {
@@ -400,8 +403,18 @@ func isPreconditionFailed(err error) bool {
 	case "PreconditionFailed", "ConditionalRequestConflict":
 		return true
 	}
-	st := httpStatus(err)
-	return st == 412 || st == 409
+	return httpStatus(err) == 412
+}
+
+// transientConflict marks for retry the 409 that versitygw's POSIX backend
+// answers when a PUT creates a key's parent directory while a DELETE of a
+// neighbouring key removes that directory (ExistingObjectIsDirectory);
+// object stores without directories never send it.
+func transientConflict(err error) aws.Ternary {
+	if apiCode(err) == "ExistingObjectIsDirectory" {
+		return aws.TrueTernary
+	}
+	return aws.UnknownTernary
 }
 
 // Interfaces S3 implements.

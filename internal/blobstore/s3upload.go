@@ -170,7 +170,7 @@ func (s *S3) writeState(ctx context.Context, id string, u *s3Upload, ifMatch str
 		return nil
 	}
 	if isPreconditionFailed(err) || (ifMatch != "" && isNotFound(err)) {
-		return fmt.Errorf("s3: write state of upload %s: %w", id, errStateChanged)
+		return fmt.Errorf("s3: write state of upload %s: %w (%v)", id, errStateChanged, err)
 	}
 	return fmt.Errorf("s3: write state of upload %s: %w", id, err)
 }
@@ -186,7 +186,7 @@ func (s *S3) CreateUpload(ctx context.Context, id string) error {
 	}
 	err := s.writeState(ctx, id, u, "")
 	if errors.Is(err, errStateChanged) {
-		return fmt.Errorf("s3: create upload %s: it already exists", id)
+		return fmt.Errorf("s3: create upload %s: it already exists: %w", id, err)
 	}
 	return err
 }
@@ -251,6 +251,10 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	pendingFetched := u.Pending == ""
 	createdMultipart := "" // a multipart upload begun by this chunk
 	fail := func(err error) (int64, error) {
+		if inflight != nil { // let the part in flight end before aborting what it writes to
+			<-inflight
+			inflight = nil
+		}
 		if createdMultipart != "" {
 			cleanup(ctx, func(ctx context.Context) error { return s.abortMultipart(ctx, s.dataKey(id), createdMultipart) })
 		}

@@ -59,7 +59,10 @@ func (p *Postgres) LockAll(ctx context.Context, keys []string) (func(), error) {
 func release(conn *sql.Conn, ids []int64) {
 	ctx := context.Background()
 	for _, id := range ids {
-		if _, err := conn.ExecContext(ctx, "SELECT pg_advisory_unlock($1)", id); err != nil {
+		var held bool
+		if err := conn.QueryRowContext(ctx, "SELECT pg_advisory_unlock($1)", id).Scan(&held); err != nil || !held {
+			// The session ended (and its locks with it) or cannot say:
+			// do not reuse the connection.
 			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
 			break
 		}

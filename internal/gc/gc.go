@@ -212,18 +212,25 @@ func (c *Collector) deleteBlobs(ctx context.Context, batch []metadata.GCBlob, cu
 	if err != nil {
 		return 0, 0, fmt.Errorf("gc: %w", err)
 	}
+	// The records are gone: delete every blob's content even when one
+	// fails, since a later run no longer lists them.
 	var freed int64
-	for i, d := range deleted {
+	var errs []error
+	n := 0
+	for _, d := range deleted {
 		size, err := c.blobs.Stat(ctx, d)
 		if err != nil {
 			size = 0 // already gone from storage
 		}
 		if err := c.blobs.Delete(ctx, d); err != nil {
-			return i, freed, fmt.Errorf("gc: delete blob %s: %w", d, err)
+			c.log.ErrorContext(ctx, "garbage collection: blob content left behind", "digest", d, "err", err)
+			errs = append(errs, fmt.Errorf("gc: delete blob %s: %w", d, err))
+			continue
 		}
+		n++
 		freed += size
 	}
-	return len(deleted), freed, nil
+	return n, freed, errors.Join(errs...)
 }
 
 // Schedule runs a collection every interval until ctx ends.

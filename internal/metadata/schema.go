@@ -29,17 +29,23 @@ type dialect struct {
 	// migrationLock and migrationUnlock bracket schema migrations, so that
 	// replicas starting together migrate once.
 	migrationLock, migrationUnlock string
+	// cacheStatements prepares each query once per pool (SQLite). pgx
+	// already caches prepared statements per connection, and a shared
+	// cache would need a free connection to prepare while transactions
+	// hold them all.
+	cacheStatements bool
 	// retryable reports errors after which a transaction is run again
 	// (serialization failures, deadlocks).
 	retryable func(error) bool
 }
 
 var sqliteDialect = dialect{
-	name:          "sqlite",
-	blobType:      "BLOB",
-	idType:        "INTEGER PRIMARY KEY",
-	placeholders:  func(q string) string { return q },
-	liveManifests: liveManifestsSQLite,
+	name:            "sqlite",
+	blobType:        "BLOB",
+	idType:          "INTEGER PRIMARY KEY",
+	placeholders:    func(q string) string { return q },
+	liveManifests:   liveManifestsSQLite,
+	cacheStatements: true,
 }
 
 // Advisory lock keys of PostgreSQL (arbitrary constants: "berth" + use).

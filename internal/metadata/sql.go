@@ -82,15 +82,25 @@ type stmts struct {
 	m  map[string]*sql.Stmt
 }
 
+// get returns the prepared statement of q. The mutex is not held while
+// preparing: preparing needs a free connection of the pool, which callers
+// holding connections while they wait for the mutex would never give back.
 func (c *stmts) get(ctx context.Context, q string) (*sql.Stmt, error) {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if st, ok := c.m[q]; ok {
+	st, ok := c.m[q]
+	c.mu.Unlock()
+	if ok {
 		return st, nil
 	}
 	st, err := c.db.PrepareContext(ctx, q)
 	if err != nil {
 		return nil, fmt.Errorf("prepare %q: %w", q, err)
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if prev, ok := c.m[q]; ok { // prepared meanwhile by another caller
+		st.Close()
+		return prev, nil
 	}
 	if c.m == nil {
 		c.m = map[string]*sql.Stmt{}
@@ -110,6 +120,9 @@ func (c *stmts) close() {
 
 // exec runs a write statement in tx.
 func (s *SQL) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	if !s.dialect.cacheStatements {
+		return tx.ExecContext(ctx, s.dialect.placeholders(q), args...)
+	}
 	st, err := s.wst.get(ctx, s.dialect.placeholders(q))
 	if err != nil {
 		return nil, err
@@ -124,6 +137,12 @@ func (r errRow) Scan(...any) error { return r.err }
 
 // queryRow runs a single-row query in tx, or on the read pool when tx is nil.
 func (s *SQL) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) interface{ Scan(...any) error } {
+	if !s.dialect.cacheStatements {
+		if tx != nil {
+			return tx.QueryRowContext(ctx, s.dialect.placeholders(q), args...)
+		}
+		return s.r.QueryRowContext(ctx, s.dialect.placeholders(q), args...)
+	}
 	c := &s.rst
 	if tx != nil {
 		c = &s.wst
@@ -140,6 +159,9 @@ func (s *SQL) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) i
 
 // query runs a query on the read pool.
 func (s *SQL) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if !s.dialect.cacheStatements {
+		return s.r.QueryContext(ctx, s.dialect.placeholders(q), args...)
+	}
 	st, err := s.rst.get(ctx, s.dialect.placeholders(q))
 	if err != nil {
 		return nil, err
@@ -396,7 +418,26 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 				return fmt.Errorf("%w: %s points to %s", ErrTagImmutable, tag, cur)
 			}
 		}
+		protected := map[string]bool{}
+		for _, tag := range m.Protect {
+			protected[tag] = true
+		}
 		for _, tag := range m.Tags {
+			if protected[tag] {
+				// Set only if absent or already here: with several
+				// writers (PostgreSQL), two first pushes of a protected
+				// tag both pass the check above, and the second must not
+				// move it.
+				res, err := s.exec(ctx, tx, `INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
+					ON CONFLICT (repository_id, name) DO UPDATE SET updated_at = excluded.updated_at WHERE tags.digest = excluded.digest`, id, tag, string(m.Digest), t)
+				if err != nil {
+					return fmt.Errorf("set tag: %w", err)
+				}
+				if n, _ := res.RowsAffected(); n == 0 {
+					return fmt.Errorf("%w: %s was just set to another manifest", ErrTagImmutable, tag)
+				}
+				continue
+			}
 			if _, err := s.exec(ctx, tx, `INSERT INTO tags (repository_id, name, digest, updated_at) VALUES (?, ?, ?, ?)
 				ON CONFLICT (repository_id, name) DO UPDATE SET digest = excluded.digest, updated_at = excluded.updated_at`, id, tag, string(m.Digest), t); err != nil {
 				return fmt.Errorf("set tag: %w", err)

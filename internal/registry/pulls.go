@@ -1,7 +1,10 @@
 package registry
 
 import (
+	"cmp"
 	"context"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +48,10 @@ func (s *Service) FlushPulls(ctx context.Context) error {
 	for k, at := range pending {
 		batch = append(batch, metadata.Pull{Repository: k.repo, Digest: k.digest, At: at})
 	}
+	// One order for every replica, so that two flushes cannot deadlock.
+	slices.SortFunc(batch, func(a, b metadata.Pull) int {
+		return cmp.Or(strings.Compare(a.Repository, b.Repository), strings.Compare(string(a.Digest), string(b.Digest)))
+	})
 	if err := s.meta.RecordPulls(ctx, batch); err != nil {
 		// Put them back (unless newer pulls came meanwhile) for the next try.
 		s.pulls.mu.Lock()

@@ -85,6 +85,8 @@ type Decision struct {
 type Planner struct {
 	src       Source
 	immutable Immutable
+	// grace of the run being planned: tags pushed within it are kept.
+	grace time.Duration
 }
 
 // NewPlanner returns a planner reading src and honoring immutable rules.
@@ -96,6 +98,7 @@ func NewPlanner(src Source, immutable Immutable) *Planner {
 // that policy in place of the stored one for its pattern (to show what it
 // would do before it is saved). grace is garbage collection's grace period.
 func (pl *Planner) Plan(ctx context.Context, now time.Time, grace time.Duration, candidate *metadata.RetentionPolicy) (*Decision, error) {
+	pl.grace = grace
 	ps, err := pl.src.RetentionPolicies(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
@@ -152,7 +155,7 @@ func (pl *Planner) tags(ctx context.Context, p *metadata.RetentionPolicy, repo s
 	if err != nil {
 		return nil, fmt.Errorf("retention: %w", err)
 	}
-	dels := Evaluate(p, repo, tags, now)
+	dels := Evaluate(p, repo, tags, now, pl.grace)
 	if len(dels) == 0 || pl.immutable == nil {
 		return dels, nil
 	}
@@ -183,8 +186,10 @@ func (pl *Planner) tags(ctx context.Context, p *metadata.RetentionPolicy, repo s
 // Evaluate applies a policy to a repository's tags, listed newest push
 // first: a tag a KeepTags glob matches stays; of the others, those beyond
 // the newest KeepLast, and those neither pushed nor pulled within
-// UnpulledFor, are deleted.
-func Evaluate(p *metadata.RetentionPolicy, repo string, tags []metadata.TagInfo, now time.Time) []metadata.TagDeletion {
+// UnpulledFor, are deleted. A tag pushed within fresh of now always stays
+// (it still counts among the newest): a push is never undone by the run
+// that follows it, and replicas' clocks may differ a little.
+func Evaluate(p *metadata.RetentionPolicy, repo string, tags []metadata.TagInfo, now time.Time, fresh time.Duration) []metadata.TagDeletion {
 	var out []metadata.TagDeletion
 	rank := 0
 	for _, t := range tags {
@@ -194,6 +199,8 @@ func Evaluate(p *metadata.RetentionPolicy, repo string, tags []metadata.TagInfo,
 		rank++
 		reason := ""
 		switch {
+		case t.Pushed.After(now.Add(-fresh)):
+			continue
 		case p.KeepLast > 0 && rank > p.KeepLast:
 			reason = fmt.Sprintf("beyond the newest %d tags", p.KeepLast)
 		case p.UnpulledFor > 0 && lastUse(t).Before(now.Add(-p.UnpulledFor)):

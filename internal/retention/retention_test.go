@@ -31,19 +31,21 @@ func TestEvaluate(t *testing.T) {
 		{Name: "v1", Pushed: ago(60 * 24 * time.Hour)},
 	}
 	for _, c := range []struct {
-		name string
-		p    metadata.RetentionPolicy
-		want []string
+		name  string
+		p     metadata.RetentionPolicy
+		fresh time.Duration
+		want  []string
 	}{
-		{"keep last 2", metadata.RetentionPolicy{KeepLast: 2}, []string{"v2", "dev-2", "dev-1", "v1"}},
-		{"keep last 2 besides v* and latest", metadata.RetentionPolicy{KeepLast: 2, KeepTags: []string{"v*", "latest"}}, []string{"dev-1"}},
-		{"unpulled for 30d", metadata.RetentionPolicy{UnpulledFor: 30 * 24 * time.Hour}, []string{"dev-1", "v1"}},
-		{"unpulled for 30d, v* kept", metadata.RetentionPolicy{UnpulledFor: 30 * 24 * time.Hour, KeepTags: []string{"v*"}}, []string{"dev-1"}},
-		{"either rule deletes", metadata.RetentionPolicy{KeepLast: 5, UnpulledFor: 30 * 24 * time.Hour}, []string{"dev-1", "v1"}},
-		{"keep everything matching *", metadata.RetentionPolicy{KeepLast: 1, KeepTags: []string{"*"}}, nil},
+		{"keep last 2", metadata.RetentionPolicy{KeepLast: 2}, 0, []string{"v2", "dev-2", "dev-1", "v1"}},
+		{"keep last 2 besides v* and latest", metadata.RetentionPolicy{KeepLast: 2, KeepTags: []string{"v*", "latest"}}, 0, []string{"dev-1"}},
+		{"unpulled for 30d", metadata.RetentionPolicy{UnpulledFor: 30 * 24 * time.Hour}, 0, []string{"dev-1", "v1"}},
+		{"unpulled for 30d, v* kept", metadata.RetentionPolicy{UnpulledFor: 30 * 24 * time.Hour, KeepTags: []string{"v*"}}, 0, []string{"dev-1"}},
+		{"either rule deletes", metadata.RetentionPolicy{KeepLast: 5, UnpulledFor: 30 * 24 * time.Hour}, 0, []string{"dev-1", "v1"}},
+		{"keep everything matching *", metadata.RetentionPolicy{KeepLast: 1, KeepTags: []string{"*"}}, 0, nil},
+		{"tags pushed within 2.5h stay", metadata.RetentionPolicy{KeepLast: 1}, 150 * time.Minute, []string{"v2", "dev-2", "dev-1", "v1"}}, // dev-3 (2h) stays
 	} {
 		var got []string
-		for _, d := range Evaluate(&c.p, "r", tags, now) {
+		for _, d := range Evaluate(&c.p, "r", tags, now, c.fresh) {
 			got = append(got, d.Tag)
 			if d.Reason == "" || d.Repository != "r" {
 				t.Errorf("%s: deletion %+v lacks its reason or repository", c.name, d)

@@ -60,6 +60,7 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 			return nil, fmt.Errorf("open PostgreSQL for locks: %w", err)
 		}
 		lockDB.SetMaxOpenConns(cfg.PostgresConns)
+		lockDB.SetMaxIdleConns(cfg.PostgresConns) // a lock should not cost a new connection
 		st.closers = append(st.closers, lockDB.Close)
 		pg := digestlock.NewPostgres(lockDB)
 		st.locks = pg
@@ -103,7 +104,7 @@ func Migrate(ctx context.Context, cfg *config.Config) (int, error) {
 	var err error
 	switch cfg.Metadata {
 	case "postgres":
-		meta, err = metadata.OpenPostgres(ctx, cfg.PostgresDSN, 2)
+		meta, err = metadata.OpenPostgres(ctx, cfg.PostgresDSN, 4) // one holds the migration lock
 	default:
 		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
 			return 0, fmt.Errorf("create data directory: %w", err)

@@ -76,6 +76,9 @@ func TestRetentionWithDockerAndCLI(t *testing.T) {
 		d.buildImage(ref, tag+" "+randomHex(t, 8))
 		d.push(ref)
 	}
+	// Past the 1 s grace (tags younger than it are never deleted) and the
+	// 4 s of unpulled-for below.
+	time.Sleep(4500 * time.Millisecond)
 	// Try a policy first: it shows what it would delete and saves nothing.
 	out := cli.must("", "retention", "add", "team/app", "--keep-last", "1", "--keep-tags", "v*", "--dry-run")
 	if !strings.Contains(out, "tag team/app:dev-2 (beyond the newest 1 tags") || !strings.Contains(out, "tag team/app:dev-1 ") ||
@@ -94,7 +97,6 @@ func TestRetentionWithDockerAndCLI(t *testing.T) {
 	if _, err := cli.run("", "retention", "add", "team/app", "--keep-tags", "v*"); err == nil {
 		t.Fatal("a policy that deletes nothing was accepted")
 	}
-	time.Sleep(4500 * time.Millisecond)
 	d.pull(d.ref("team/ci:ci-a")) // ci-a is in use, ci-b is not
 	out = cli.must("", "gc")
 	for _, want := range []string{"tag team/app:dev-1", "tag team/app:dev-2", "tag team/ci:ci-b (not pulled for 4s", ", 3 tags (retention)"} {
