@@ -15,6 +15,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/berth-registry/berth/internal/gc"
+	"github.com/berth-registry/berth/internal/testserver"
 )
 
 // gcGrace is the --gc-grace of the berth the gc workload starts.
@@ -99,22 +102,9 @@ func fill(r *rand.Rand, m *gcManifest, n int) {
 	m.digest = digestOf(m.body)
 }
 
-// gcReport is the answer of POST /api/v1/gc.
-type gcReport struct {
-	DryRun    bool `json:"dry_run"`
-	Manifests []struct {
-		Repository, Digest string
-		Size               int64
-	} `json:"manifests"`
-	Unlinked int   `json:"unlinked_blob_links"`
-	Blobs    int   `json:"blobs"`
-	Bytes    int64 `json:"bytes"`
-	Duration int64 `json:"duration_ns"`
-}
-
 // collectGarbage runs a collection on s through the admin API (open with
 // --auth=none).
-func (s *server) collectGarbage(ctx context.Context, dry bool) (*gcReport, error) {
+func (s *server) collectGarbage(ctx context.Context, dry bool) (*gc.Report, error) {
 	url := "/api/v1/gc"
 	if dry {
 		url += "?dry_run=true"
@@ -124,7 +114,7 @@ func (s *server) collectGarbage(ctx context.Context, dry bool) (*gcReport, error
 	if err != nil {
 		return nil, err
 	}
-	var rep gcReport
+	var rep gc.Report
 	err = json.Unmarshal(b, &rep)
 	if err := s.check(err == nil && rep.DryRun == dry, resp, b, r, "a JSON report with dry_run %v (%v)", dry, err); err != nil {
 		return nil, err
@@ -241,7 +231,7 @@ func (b *bench) benchGC(ctx context.Context, t *target) error {
 	}
 	cfg := b.cfg
 	dataDir := filepath.Join(b.tmp, "berth-gc-data")
-	port, err := freePort()
+	port, err := testserver.FreePort()
 	if err != nil {
 		return err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -92,16 +91,6 @@ func moduleRoot() (string, error) {
 	return filepath.Dir(mod), nil
 }
 
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // distributionConfig is the docker-registry configuration: the Debian
 // defaults (filesystem storage, in-memory blob descriptor cache, deletes
 // enabled) on a private root directory and loopback port, with quiet logs.
@@ -158,7 +147,7 @@ http:
 
 // startBerth runs "berth serve" on a free port with dataDir.
 func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
-	port, err := freePort()
+	port, err := testserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -172,7 +161,7 @@ func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
 // dsn, signing keys in dir/keys and the rest of its data directory in
 // dir/data. Everything else is startBerth's.
 func startBerthS3(bin, dir string, s3 *testserver.S3Server, bucket, dsn, logPath string, conns int) (*server, error) {
-	port, err := freePort()
+	port, err := testserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -194,7 +183,7 @@ func startBerthS3(bin, dir string, s3 *testserver.S3Server, bucket, dsn, logPath
 // startDistribution writes a config into dir and runs docker-registry on a
 // free port with rootDir as its storage.
 func startDistribution(bin, dir, rootDir, logPath string, conns int) (*server, error) {
-	port, err := freePort()
+	port, err := testserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -208,7 +197,7 @@ func startDistribution(bin, dir, rootDir, logPath string, conns int) (*server, e
 // startDistributionS3 writes a config into dir and runs docker-registry on
 // a free port with bucket of the S3 server s3 as its storage.
 func startDistributionS3(bin, dir string, s3 *testserver.S3Server, bucket, logPath string, conns int) (*server, error) {
-	port, err := freePort()
+	port, err := testserver.FreePort()
 	if err != nil {
 		return nil, err
 	}

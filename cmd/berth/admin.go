@@ -32,6 +32,17 @@ func (o *adminOpts) register(fs *pflag.FlagSet) {
 	fs.BoolVar(&o.insecure, "insecure-skip-tls-verify", false, "do not verify the server's TLS certificate (unsafe)")
 }
 
+// targetOf is the target with the server named by args (a URL), when
+// given, and that server's resolved base URL.
+func (o *adminOpts) targetOf(args []string) (adminclient.Target, string, error) {
+	t := o.target()
+	if len(args) == 1 {
+		t.Registry = args[0]
+	}
+	base, err := t.ResolveURL()
+	return t, base, err
+}
+
 func (o *adminOpts) target() adminclient.Target {
 	return adminclient.Target{
 		Registry:              o.registry,

@@ -41,11 +41,7 @@ $BERTH_PASSWORD, else a prompt on the terminal that does not echo.`,
   echo "$PASSWORD" | berth login registry.example.com -u ci --password-stdin`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t := o.target()
-			if len(args) == 1 {
-				t.Registry = args[0]
-			}
-			base, err := t.ResolveURL()
+			t, base, err := o.targetOf(args)
 			if err != nil {
 				return err
 			}
@@ -132,11 +128,7 @@ of the current server leaves no current server.`,
   berth logout registry.example.com`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			t := o.target()
-			if len(args) == 1 {
-				t.Registry = args[0]
-			}
-			base, err := t.ResolveURL()
+			t, base, err := o.targetOf(args)
 			if err != nil {
 				return err
 			}

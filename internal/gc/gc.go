@@ -233,22 +233,14 @@ func (c *Collector) deleteBlobs(ctx context.Context, batch []metadata.GCBlob, cu
 	return n, freed, errors.Join(errs...)
 }
 
-// Schedule runs a collection every interval until ctx ends.
-func (c *Collector) Schedule(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			_, err := c.Run(ctx, false)
-			switch {
-			case errors.Is(err, ErrBusy):
-				c.log.Info("garbage collection skipped: another replica is collecting")
-			case err != nil && ctx.Err() == nil:
-				c.log.Error("garbage collection failed", "err", err)
-			}
-		}
+// RunScheduled runs a collection and logs its failure; a run skipped
+// because another replica is collecting is no failure.
+func (c *Collector) RunScheduled(ctx context.Context) {
+	_, err := c.Run(ctx, false)
+	switch {
+	case errors.Is(err, ErrBusy):
+		c.log.Info("garbage collection skipped: another replica is collecting")
+	case err != nil && ctx.Err() == nil:
+		c.log.Error("garbage collection failed", "err", err)
 	}
 }

@@ -68,20 +68,3 @@ func (s *Service) FlushPulls(ctx context.Context) error {
 	}
 	return nil
 }
-
-// FlushPullsEvery flushes noted pulls every interval until ctx ends (the
-// caller flushes once more at shutdown, before closing the store).
-func (s *Service) FlushPullsEvery(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.FlushPulls(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("recording pulls failed", "err", err)
-			}
-		}
-	}
-}

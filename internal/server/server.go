@@ -135,10 +135,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.Auth == "none" {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
-	go s.expireUploads(ctx)
-	go s.svc.FlushPullsEvery(ctx, pullFlushInterval)
+	go every(ctx, time.Minute, s.expireUploads)
+	go every(ctx, pullFlushInterval, func(ctx context.Context) {
+		if err := s.svc.FlushPulls(ctx); err != nil && ctx.Err() == nil {
+			s.log.Error("recording pulls failed", "err", err)
+		}
+	})
 	if s.cfg.GCInterval > 0 {
-		go s.gc.Schedule(ctx, s.cfg.GCInterval)
+		go every(ctx, s.cfg.GCInterval, s.gc.RunScheduled)
 	}
 	if s.cfg.DebugAddr != "" {
 		go s.serveDebug()
@@ -178,21 +182,27 @@ func (s *Server) Serve(ctx context.Context) error {
 // transaction for all of them.
 const pullFlushInterval = 10 * time.Second
 
-func (s *Server) expireUploads(ctx context.Context) {
-	tick := time.NewTicker(time.Minute)
-	defer tick.Stop()
+// every runs fn every interval until ctx ends (the background loops:
+// upload expiry, pull flushes, scheduled garbage collection).
+func every(ctx context.Context, interval time.Duration, fn func(context.Context)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-tick.C:
-			n, err := s.svc.ExpireUploads(ctx)
-			if err != nil && ctx.Err() == nil {
-				s.log.Error("expiring uploads failed", "err", err)
-			} else if n > 0 {
-				s.log.Info("expired idle uploads", "count", n)
-			}
+		case <-t.C:
+			fn(ctx)
 		}
+	}
+}
+
+func (s *Server) expireUploads(ctx context.Context) {
+	n, err := s.svc.ExpireUploads(ctx)
+	if err != nil && ctx.Err() == nil {
+		s.log.Error("expiring uploads failed", "err", err)
+	} else if n > 0 {
+		s.log.Info("expired idle uploads", "count", n)
 	}
 }
 

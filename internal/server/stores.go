@@ -43,17 +43,11 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 			_ = st.close()
 		}
 	}()
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return nil, fmt.Errorf("create data directory: %w", err)
+	if err := st.openMetadata(ctx, cfg, cfg.PostgresConns); err != nil {
+		return nil, err
 	}
 	switch cfg.Metadata {
 	case "postgres":
-		meta, err := metadata.OpenPostgres(ctx, cfg.PostgresDSN, cfg.PostgresConns)
-		if err != nil {
-			return nil, err
-		}
-		st.meta = meta
-		st.closers = append(st.closers, meta.Close)
 		// Digest locks hold a connection each, from a pool of their own.
 		lockDB, err := sql.Open("pgx", cfg.PostgresDSN)
 		if err != nil {
@@ -66,17 +60,6 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 		st.locks = pg
 		st.tryRun = func(ctx context.Context) (func(), bool, error) { return pg.TryLock(ctx, "gc") }
 	default:
-		lock, err := lockDataDir(cfg.DataDir)
-		if err != nil {
-			return nil, err
-		}
-		st.closers = append(st.closers, lock.Close)
-		meta, err := metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
-		if err != nil {
-			return nil, err
-		}
-		st.meta = meta
-		st.closers = append(st.closers, meta.Close)
 		st.locks = &digestlock.Set{}
 	}
 	switch cfg.Storage {
@@ -97,28 +80,41 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 	return st, nil
 }
 
-// Migrate applies the metadata schema migrations the configured database
-// lacks and returns the schema version; berth serve does the same at start.
-func Migrate(ctx context.Context, cfg *config.Config) (int, error) {
+// openMetadata opens (and migrates) the configured metadata database:
+// PostgreSQL with up to conns connections, or SQLite in the data
+// directory, which it locks to this process.
+func (st *stores) openMetadata(ctx context.Context, cfg *config.Config, conns int) error {
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
 	var meta *metadata.SQL
 	var err error
 	switch cfg.Metadata {
 	case "postgres":
-		meta, err = metadata.OpenPostgres(ctx, cfg.PostgresDSN, 4) // one holds the migration lock
+		meta, err = metadata.OpenPostgres(ctx, cfg.PostgresDSN, conns)
 	default:
-		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-			return 0, fmt.Errorf("create data directory: %w", err)
-		}
 		lock, lerr := lockDataDir(cfg.DataDir)
 		if lerr != nil {
-			return 0, lerr
+			return lerr
 		}
-		defer lock.Close()
+		st.closers = append(st.closers, lock.Close)
 		meta, err = metadata.OpenSQLite(ctx, filepath.Join(cfg.DataDir, "berth.db"))
 	}
 	if err != nil {
+		return err
+	}
+	st.meta = meta
+	st.closers = append(st.closers, meta.Close)
+	return nil
+}
+
+// Migrate applies the metadata schema migrations the configured database
+// lacks and returns the schema version; berth serve does the same at start.
+func Migrate(ctx context.Context, cfg *config.Config) (int, error) {
+	st := &stores{}
+	defer st.close()
+	if err := st.openMetadata(ctx, cfg, 4); err != nil { // one connection holds the migration lock
 		return 0, err
 	}
-	defer meta.Close()
-	return meta.SchemaVersion(ctx)
+	return st.meta.SchemaVersion(ctx)
 }

@@ -113,7 +113,7 @@ func StartPostgres() (*Postgres, error) {
 	// The port is found free and then handed to the server, so another
 	// process may take it in between: try a few ports.
 	for attempt := 0; ; attempt++ {
-		if p.Port, err = freePort(); err != nil {
+		if p.Port, err = FreePort(); err != nil {
 			os.RemoveAll(dir)
 			return nil, err
 		}

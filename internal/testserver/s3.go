@@ -105,7 +105,7 @@ func StartS3(dir string) (srv *S3Server, stop func() error, err error) {
 	var p *proc
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := freePort()
+		port, err := FreePort()
 		if err != nil {
 			return nil, nil, err
 		}
@@ -302,8 +302,8 @@ func missing(t testing.TB, msg string) {
 	t.Skipf("testserver: %s", msg)
 }
 
-// freePort returns a TCP port of 127.0.0.1 that was free a moment ago.
-func freePort() (int, error) {
+// FreePort returns a TCP port of 127.0.0.1 that was free a moment ago.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, fmt.Errorf("find a free port: %w", err)

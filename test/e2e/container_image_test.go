@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testserver"
 )
 
 // The berth container image (Dockerfile, .dockerignore, make image),
@@ -237,7 +239,7 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	// Run it: host network (the daemon has no bridge), token auth.
-	port, err := freePort()
+	port, err := testserver.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,6 +22,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/gc"
 )
 
 // Settings of the garbage collection stress test.
@@ -328,20 +330,6 @@ func (a *gcsAPI) withDigest(loc, d string) string {
 	return a.base + u.String()
 }
 
-// gcsReport is the admin API's answer to POST /api/v1/gc.
-type gcsReport struct {
-	DryRun    bool `json:"dry_run"`
-	Manifests []struct {
-		Repository string
-		Digest     string
-		Size       int64
-	} `json:"manifests"`
-	Unlinked int   `json:"unlinked_blob_links"`
-	Blobs    int   `json:"blobs"`
-	Bytes    int64 `json:"bytes"`
-	Duration int64 `json:"duration_ns"`
-}
-
 // ---- model ----
 
 // gcsBlob is a blob; layers are regenerated from their seed when uploaded.
@@ -467,7 +455,7 @@ func (w *gcsWorld) recentGC(d time.Duration) string {
 }
 
 // collect runs one collection through the admin API.
-func (w *gcsWorld) collect(dry bool) (*gcsReport, error) {
+func (w *gcsWorld) collect(dry bool) (*gc.Report, error) {
 	path := "/api/v1/gc"
 	if dry {
 		path += "?dry_run=true"
@@ -479,7 +467,7 @@ func (w *gcsWorld) collect(dry bool) (*gcsReport, error) {
 	if r.status != http.StatusOK {
 		return nil, fmt.Errorf("%s", r)
 	}
-	var rep gcsReport
+	var rep gc.Report
 	if err := json.Unmarshal(r.body, &rep); err != nil {
 		return nil, fmt.Errorf("%s: %v", r, err)
 	}
@@ -518,7 +506,7 @@ func (w *gcsWorld) collectLoop(stop *atomic.Bool) {
 		}
 		for _, m := range rep.Manifests {
 			w.mu.Lock()
-			pm := w.known[m.Repository+"@"+m.Digest]
+			pm := w.known[m.Repository+"@"+string(m.Digest)]
 			w.mu.Unlock()
 			if pm == nil {
 				w.fail("collection (dry=%v) reports %s@%s, which no client pushed", dry, m.Repository, m.Digest)

@@ -10,7 +10,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -162,16 +161,6 @@ type server struct {
 func startBerth(t *testing.T) *server {
 	t.Helper()
 	return start(t, launch{Args: []string{"--auth=none"}}).server
-}
-
-// freePort asks the kernel for a free loopback TCP port.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
 // tailFile returns the last n lines of a file (or an error note).

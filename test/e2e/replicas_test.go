@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/testserver"
 )
 
@@ -361,7 +362,7 @@ func TestReplicas(t *testing.T) {
 				t.Errorf("gc on A: %v %s", err, r)
 				break
 			}
-			var rep gcsReport
+			var rep gc.Report
 			_ = json.Unmarshal(r.body, &rep)
 			runs++
 			removed += len(rep.Manifests)
