@@ -83,17 +83,9 @@ func exactArgs(n int) cobra.PositionalArgs {
 	}
 }
 
-// outputFlag adds -o/--output to a list command.
+// outputFlag adds -o/--output to a list command: table or json.
 func outputFlag(cmd *cobra.Command) *string {
-	p := new(string)
-	cmd.Flags().StringVarP(p, "output", "o", "table", "output format: table or json (the server's JSON)")
-	cmd.PreRunE = func(*cobra.Command, []string) error {
-		if *p != "table" && *p != "json" {
-			return fmt.Errorf("unknown output format %q (use table or json)", *p)
-		}
-		return nil
-	}
-	return p
+	return formatFlag(cmd, "json is the server's JSON", "table", "json")
 }
 
 // printJSON prints a server response indented.

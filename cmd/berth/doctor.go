@@ -1,14 +1,18 @@
 package main
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/spf13/cobra"
+	"k8s.io/client-go/kubernetes"
 
 	"github.com/berth-registry/berth/internal/kube"
 )
@@ -23,7 +27,7 @@ type doctorOpts struct {
 	podFile     string
 	pod         string
 	platform    string
-	output      string
+	output      *string
 	plainHTTP   bool
 	kubeconfig  string
 	kubecontext string
@@ -59,128 +63,215 @@ would succeed.`,
 	f := cmd.Flags()
 	f.StringArrayVar(&o.secretFiles, "secret-file", nil, "Secret manifest (YAML or JSON; repeatable)")
 	f.StringArrayVar(&o.secrets, "secret", nil, "Secret in the cluster, in --namespace (repeatable)")
-	f.StringVarP(&o.namespace, "namespace", "n", "", "namespace of the Pod and Secrets (default: the kubeconfig context's, or default)")
+	f.StringVarP(&o.namespace, "namespace", "n", "", "namespace of the Pod and Secrets (default: the Pod's, else (no Pod) the Secret file's, else the kubeconfig context's, else default)")
 	f.StringVar(&o.podFile, "pod-file", "", "Pod manifest: its image, namespace and imagePullSecrets")
 	f.StringVar(&o.pod, "pod", "", "live Pod in the cluster, in --namespace")
 	f.StringVar(&o.platform, "platform", "linux/amd64", "the node's platform")
-	f.StringVarP(&o.output, "output", "o", "text", "text or json")
 	f.BoolVar(&o.plainHTTP, "plain-http", false, "speak plain HTTP to the registry (default only for loopback hosts)")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.kubecontext, "context", "", "kubeconfig context")
+	o.output = formatFlag(cmd, "", "text", "json")
 	return cmd
 }
 
 func (o *doctorOpts) run(cmd *cobra.Command, image string, out io.Writer) error {
 	ctx := cmd.Context()
-	in := kube.Input{Image: image, PodNamespace: o.namespace, Platform: o.platform}
-	var fileSecrets []kube.SecretInput
-	var pod *kube.PodInfo
-	for _, path := range append(slices.Clone(o.secretFiles), o.podFile) {
-		if path == "" {
-			continue
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		secrets, p, err := kube.ParseManifests(b)
-		if err != nil {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-		fileSecrets = append(fileSecrets, secrets...)
-		if p != nil {
-			pod = p
-		}
+	files, pod, err := readManifests(append(slices.Clone(o.secretFiles), o.podFile))
+	if err != nil {
+		return err
 	}
-	needCluster := o.pod != "" || len(o.secrets) > 0 || pod != nil && len(fileSecrets) == 0 && len(pod.PullSecrets) > 0
-	var lookup func(name string) (kube.SecretInput, error)
-	if needCluster {
-		cs, ctxNS, err := kube.Client(o.kubeconfig, o.kubecontext)
-		if err != nil {
-			return err
-		}
-		if in.PodNamespace == "" {
-			in.PodNamespace = ctxNS
-		}
-		if o.pod != "" {
-			if pod, err = kube.ClusterPod(ctx, cs, in.PodNamespace, o.pod); err != nil {
-				return err
-			}
-		}
-		lookup = func(name string) (kube.SecretInput, error) { return kube.ClusterSecret(ctx, cs, in.PodNamespace, name) }
+	cs, contextNS, pod, err := o.connect(ctx, files, pod)
+	if err != nil {
+		return err
 	}
-	if pod != nil {
-		if in.PodNamespace == "" {
-			in.PodNamespace = pod.Namespace
-		}
-		if in.Image == "" && len(pod.Images) > 0 {
-			in.Image = pod.Images[0]
-		}
-	}
-	if in.PodNamespace == "" {
-		in.PodNamespace = "default"
+	in := kube.Input{Image: image, PodNamespace: podNamespace(o.namespace, pod, files, contextNS), Platform: o.platform}
+	if in.Image == "" && pod != nil && len(pod.Images) > 0 {
+		in.Image = pod.Images[0]
 	}
 	if in.Image == "" {
 		return errors.New("no image: give IMAGE, --pod-file or --pod")
 	}
-	// The Secrets the Pod lists, in its order, from files first.
-	names := o.secrets
-	if pod != nil {
-		names = pod.PullSecrets
+	var lookup func(name string) (kube.SecretInput, error)
+	if cs != nil {
+		lookup = func(name string) (kube.SecretInput, error) { return kube.ClusterSecret(ctx, cs, in.PodNamespace, name) }
 	}
-	byName := map[string]kube.SecretInput{}
-	for _, s := range fileSecrets {
-		byName[s.Name] = s
-	}
-	if pod == nil && len(o.secrets) == 0 {
-		in.Secrets = fileSecrets
-	}
-	for _, name := range names {
-		if s, ok := byName[name]; ok {
-			in.Secrets = append(in.Secrets, s)
-			continue
-		}
-		if lookup == nil {
-			in.Secrets = append(in.Secrets, kube.SecretInput{Name: name})
-			continue
-		}
-		s, err := lookup(name)
-		if err != nil {
-			return err
-		}
-		in.Secrets = append(in.Secrets, s)
+	if in.Secrets, in.Unlisted, err = o.pullSecrets(pod, files, lookup); err != nil {
+		return err
 	}
 	prober := &kube.HTTPProber{}
 	if o.plainHTTP {
 		prober.PlainHTTP = func(string) bool { return true }
 	}
 	findings, ok := kube.Diagnose(ctx, in, prober)
-	if o.output == "json" {
-		b, _ := json.MarshalIndent(struct {
-			Image    string         `json:"image"`
-			Pull     bool           `json:"pull"`
-			Findings []kube.Finding `json:"findings"`
-		}{in.Image, ok, findings}, "", "  ")
-		fmt.Fprintln(out, string(b))
+	if *o.output == "json" {
+		printDoctorJSON(out, in.Image, ok, findings)
 	} else {
-		for _, f := range findings {
-			mark := "ok  "
-			if !f.OK {
-				mark = "FAIL"
-			}
-			fmt.Fprintf(out, "%s %-11s %s\n", mark, f.Check+":", f.Message)
-			if f.Fix != "" {
-				fmt.Fprintf(out, "     %-11s %s\n", "fix:", f.Fix)
-			}
-		}
-		if ok {
-			fmt.Fprintln(out, "the kubelet would pull "+in.Image)
-		} else {
-			fmt.Fprintln(out, "the kubelet would NOT pull "+in.Image)
-		}
+		printDoctorText(out, in.Image, ok, findings)
 	}
 	if !ok {
 		return errPullWouldFail
 	}
 	return nil
+}
+
+// connect opens the cluster when the doctor needs it (nil otherwise) and
+// returns the kubeconfig context's namespace and the Pod, read from the
+// cluster with --pod.
+func (o *doctorOpts) connect(ctx context.Context, files []kube.SecretInput, pod *kube.PodInfo) (kubernetes.Interface, string, *kube.PodInfo, error) {
+	if !o.needCluster(files, pod) {
+		return nil, "", pod, nil
+	}
+	cs, contextNS, err := kube.Client(o.kubeconfig, o.kubecontext)
+	if err != nil {
+		return nil, "", nil, o.clusterError(err, pod)
+	}
+	if o.pod != "" {
+		if pod, err = kube.ClusterPod(ctx, cs, cmp.Or(o.namespace, contextNS), o.pod); err != nil {
+			return nil, "", nil, err
+		}
+	}
+	return cs, contextNS, pod, nil
+}
+
+// readManifests reads the Secrets and the Pod of manifest files.
+func readManifests(paths []string) ([]kube.SecretInput, *kube.PodInfo, error) {
+	var secrets []kube.SecretInput
+	var pod *kube.PodInfo
+	for _, path := range paths {
+		if path == "" {
+			continue
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		s, p, err := kube.ParseManifests(b)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		secrets = append(secrets, s...)
+		if p != nil {
+			pod = p
+		}
+	}
+	return secrets, pod, nil
+}
+
+// needCluster tells whether the doctor must read a Pod or Secrets from
+// the cluster: --pod, --secret, or a Pod file that lists Secrets when no
+// Secret file is given.
+func (o *doctorOpts) needCluster(files []kube.SecretInput, pod *kube.PodInfo) bool {
+	return o.pod != "" || len(o.secrets) > 0 || pod != nil && len(files) == 0 && len(pod.PullSecrets) > 0
+}
+
+// clusterError turns "no kubeconfig" into what the user can do instead.
+func (o *doctorOpts) clusterError(err error, pod *kube.PodInfo) error {
+	if !errors.Is(err, kube.ErrNoCluster) {
+		return err
+	}
+	what := "the Pod's imagePullSecrets"
+	switch {
+	case o.pod != "":
+		what = "pod " + o.pod
+	case len(o.secrets) > 0:
+		what = "secret " + strings.Join(o.secrets, ", ")
+	case pod != nil:
+		what += " (" + strings.Join(pod.PullSecrets, ", ") + ")"
+	}
+	return fmt.Errorf("%s must be read from a cluster, and no cluster is configured (no kubeconfig); give the Secrets as files with --secret-file (and the Pod with --pod-file), or set --kubeconfig", what)
+}
+
+// podNamespace is the namespace the kubelet reads the Secrets in: -n,
+// else the Pod's, else (no Pod) the first Secret file's, else the
+// kubeconfig context's, else default.
+func podNamespace(flag string, pod *kube.PodInfo, files []kube.SecretInput, contextNS string) string {
+	if pod != nil {
+		return cmp.Or(flag, pod.Namespace, contextNS, "default")
+	}
+	fileNS := ""
+	for _, s := range files {
+		if s.Namespace != "" {
+			fileNS = s.Namespace
+			break
+		}
+	}
+	return cmp.Or(flag, fileNS, contextNS, "default")
+}
+
+// pullSecrets returns the Secrets the kubelet would use, in the Pod's
+// order (from files first, else from the cluster), and, with a Pod, the
+// names of the Secrets given that it does not list.
+func (o *doctorOpts) pullSecrets(pod *kube.PodInfo, files []kube.SecretInput, lookup func(string) (kube.SecretInput, error)) ([]kube.SecretInput, []string, error) {
+	names := o.secrets
+	if pod != nil {
+		names = pod.PullSecrets
+	} else if len(o.secrets) == 0 {
+		return files, nil, nil
+	}
+	byName := map[string]kube.SecretInput{}
+	for _, s := range files {
+		byName[s.Name] = s
+	}
+	var secrets []kube.SecretInput
+	for _, name := range names {
+		s, ok := byName[name]
+		switch {
+		case ok:
+		case lookup == nil:
+			s = kube.SecretInput{Name: name}
+		default:
+			var err error
+			if s, err = lookup(name); err != nil {
+				return nil, nil, err
+			}
+		}
+		secrets = append(secrets, s)
+	}
+	var unlisted []string
+	if pod != nil {
+		for _, s := range files {
+			unlisted = appendUnlisted(unlisted, names, s.Name)
+		}
+		for _, name := range o.secrets {
+			unlisted = appendUnlisted(unlisted, names, name)
+		}
+	}
+	return secrets, unlisted, nil
+}
+
+// appendUnlisted adds name to unlisted unless listed or already there.
+func appendUnlisted(unlisted, listed []string, name string) []string {
+	if slices.Contains(listed, name) || slices.Contains(unlisted, name) {
+		return unlisted
+	}
+	return append(unlisted, name)
+}
+
+// printDoctorJSON prints the report as -o json.
+func printDoctorJSON(out io.Writer, image string, ok bool, findings []kube.Finding) {
+	b, _ := json.MarshalIndent(struct {
+		Image    string         `json:"image"`
+		Pull     bool           `json:"pull"`
+		Findings []kube.Finding `json:"findings"`
+	}{image, ok, findings}, "", "  ")
+	fmt.Fprintln(out, string(b))
+}
+
+// printDoctorText prints the report one line per finding, fixes beneath.
+func printDoctorText(out io.Writer, image string, ok bool, findings []kube.Finding) {
+	for _, f := range findings {
+		mark := "ok  "
+		if !f.OK {
+			mark = "FAIL"
+		}
+		fmt.Fprintf(out, "%s %-11s %s\n", mark, f.Check+":", f.Message)
+		if f.Fix != "" {
+			fmt.Fprintf(out, "     %-11s %s\n", "fix:", f.Fix)
+		}
+	}
+	if ok {
+		fmt.Fprintln(out, "the kubelet would pull "+image)
+	} else {
+		fmt.Fprintln(out, "the kubelet would NOT pull "+image)
+	}
 }

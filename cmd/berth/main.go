@@ -9,6 +9,16 @@ import (
 )
 
 func main() {
+	if err := rootCmd().Execute(); err != nil {
+		if err != errPullWouldFail {
+			fmt.Fprintln(os.Stderr, "berth:", err)
+		}
+		os.Exit(1)
+	}
+}
+
+// rootCmd is the berth command with all its subcommands.
+func rootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "berth",
 		Short:         "berth is a private container registry",
@@ -16,10 +26,5 @@ func main() {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), quotaCmd(), immutableCmd(), retentionCmd())
-	if err := root.Execute(); err != nil {
-		if err != errPullWouldFail {
-			fmt.Fprintln(os.Stderr, "berth:", err)
-		}
-		os.Exit(1)
-	}
+	return root
 }

@@ -31,7 +31,7 @@ type secretOpts struct {
 	robot          bool
 	scopes         []string
 	expires        string
-	output         string
+	output         *string
 	apply          bool
 	serviceAccount string
 	printPod       string
@@ -98,12 +98,12 @@ imagePullSecrets; --print-pod IMAGE prints a Pod that uses it.`,
 	f.BoolVar(&o.robot, "robot", false, "create a pull-only robot on the berth server for this Secret")
 	f.StringSliceVar(&o.scopes, "scope", nil, "with --robot: repositories it may pull (team/* or team/app; repeatable)")
 	f.StringVar(&o.expires, "expires", "", "with --robot: lifetime (90d, 720h); default never")
-	f.StringVarP(&o.output, "output", "o", "yaml", "yaml or json")
 	f.BoolVar(&o.apply, "apply", false, "apply the Secret to the cluster of the current kubeconfig context")
 	f.StringVar(&o.serviceAccount, "service-account", "", "with --apply: add the Secret to this ServiceAccount's imagePullSecrets")
 	f.StringVar(&o.printPod, "print-pod", "", "also print a Pod running this image with the Secret")
 	f.StringVar(&o.kubeconfig, "kubeconfig", "", "kubeconfig file (default $KUBECONFIG or ~/.kube/config)")
 	f.StringVar(&o.kubecontext, "context", "", "kubeconfig context (default the current one)")
+	o.output = formatFlag(cmd, "", "yaml", "json")
 	o.admin.register(f)
 	return cmd
 }
@@ -121,9 +121,6 @@ func (o *secretOpts) sources() int {
 func (o *secretOpts) run(ctx context.Context, name string, stdin io.Reader, stdout io.Writer) error {
 	if o.sources() != 1 {
 		return errors.New("give exactly one of --from-docker-config, --username/--password-stdin/--server or --robot (see --help)")
-	}
-	if o.output != "yaml" && o.output != "json" {
-		return fmt.Errorf("-o %q: want yaml or json", o.output)
 	}
 	cfg, err := o.dockerConfig(ctx, name, stdin)
 	if err != nil {
@@ -154,17 +151,17 @@ func (o *secretOpts) run(ctx context.Context, name string, stdin io.Reader, stdo
 	if err != nil {
 		return err
 	}
-	out, err := kube.Render(s, o.output)
+	out, err := kube.Render(s, *o.output)
 	if err != nil {
 		return err
 	}
 	if o.printPod != "" {
-		pod, err := kube.Render(kube.PodUsing("private-reg", ns, o.printPod, name), o.output)
+		pod, err := kube.Render(kube.PodUsing("private-reg", ns, o.printPod, name), *o.output)
 		if err != nil {
 			return err
 		}
 		sep := "---\n"
-		if o.output == "json" {
+		if *o.output == "json" {
 			sep = ""
 		}
 		out = append(append(out, sep...), pod...)

@@ -100,7 +100,7 @@ func (h *Handler) wrap(fn endpoint) http.Handler {
 			writeJSON(w, http.StatusUnauthorized, errorBody{"authentication required"})
 			return
 		}
-		actor, err := h.auth.Login(r.Context(), user, pass, h.clientIP(r))
+		actor, err := h.auth.LoginAdmin(r.Context(), user, pass, h.clientIP(r))
 		if err != nil {
 			h.fail(w, r, err)
 			return

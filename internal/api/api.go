@@ -103,7 +103,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := fn(w, r, rt); err != nil {
 		e := errcode.As(err)
-		if e.Status >= 500 {
+		switch {
+		case e.Status == errcode.StatusClientClosed:
+			h.log.DebugContext(r.Context(), "client disconnected", "method", r.Method, "path", r.URL.Path, "err", err)
+		case e.Status >= 500:
 			h.log.ErrorContext(r.Context(), "request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		errcode.Write(w, r, e)

@@ -15,7 +15,7 @@ import (
 type Guard interface {
 	// Verify checks a bearer token; an expired but otherwise valid token
 	// comes back with its claims and token.ErrExpired.
-	Verify(tok string) (*token.Claims, error)
+	Verify(ctx context.Context, tok string) (*token.Claims, error)
 	// Challenge returns the realm and service of the WWW-Authenticate
 	// challenge for a request.
 	Challenge(r *http.Request) (realm, service string)
@@ -77,7 +77,7 @@ func (h *Handler) authorize(w http.ResponseWriter, r *http.Request, rt Route) (*
 	if !ok || raw == "" {
 		return nil, challenge("authentication required", nil)
 	}
-	claims, err := h.guard.Verify(strings.TrimSpace(raw))
+	claims, err := h.guard.Verify(r.Context(), strings.TrimSpace(raw))
 	if errors.Is(err, token.ErrExpired) && rt.Kind == KindUpload && claims != nil {
 		// An upload may finish with the token that started it, so that a
 		// push longer than a token's lifetime does not fail half-way.

@@ -5,9 +5,11 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/reference"
 )
 
@@ -39,11 +41,14 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 		http.Redirect(w, r, u, http.StatusTemporaryRedirect)
 		return nil
 	}
-	c, _, err := h.svc.OpenBlob(r.Context(), rt.Name, rt.Digest)
+	c, size, err := h.svc.OpenBlob(r.Context(), rt.Name, rt.Digest)
 	if err != nil {
 		return err
 	}
 	defer c.Close()
+	if err := checkRanges(w, r, rt.Digest, size); err != nil {
+		return err
+	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
 	setDigest(hd, rt.Digest)
@@ -56,6 +61,32 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	}
 	http.ServeContent(w, r, "", time.Time{}, c)
 	return nil
+}
+
+// checkRanges refuses a Range header of more than one range, which
+// ServeContent would answer with a multipart body of as many parts (a
+// small request amplified into a large answer): 416 with the blob's size,
+// as for any range berth does not serve. No registry client asks for more
+// than one. A Range that If-Range makes ServeContent ignore is let through.
+func checkRanges(w http.ResponseWriter, r *http.Request, d reference.Digest, size int64) error {
+	spec, ok := strings.CutPrefix(r.Header.Get("Range"), "bytes=")
+	if !ok {
+		return nil
+	}
+	if ir := r.Header.Get("If-Range"); ir != "" && ir != `"`+string(d)+`"` {
+		return nil
+	}
+	n := 0
+	for _, part := range strings.Split(spec, ",") {
+		if strings.TrimSpace(part) != "" {
+			n++
+		}
+	}
+	if n <= 1 {
+		return nil
+	}
+	w.Header().Set("Content-Range", "bytes */"+strconv.FormatInt(size, 10))
+	return errcode.WithStatus(errcode.Unsupported, http.StatusRequestedRangeNotSatisfiable, "only one byte range per request is served, got %d", n)
 }
 
 // copyBufs are the buffers of bigCopies.
@@ -72,7 +103,7 @@ func (w bigCopies) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if err := h.svc.DeleteBlob(r.Context(), rt.Name, rt.Digest); err != nil {
+	if err := h.svc.DeleteBlob(h.asAdmin(r), rt.Name, rt.Digest); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

@@ -62,7 +62,7 @@ func (s *Service) requireOwner(ctx context.Context, actor *Principal, ns string)
 }
 
 func (s *Service) auditChange(actor *Principal, msg string, args ...any) {
-	s.audit.Info(msg, append([]any{"actor", actor.Name}, args...)...)
+	s.audit.change(msg, append([]any{"actor", actor.Name}, args...)...)
 }
 
 // CreateUser creates a user with its personal namespace. Without a password
@@ -104,6 +104,7 @@ func (s *Service) DeleteUser(ctx context.Context, actor *Principal, name string)
 	if err := storeErr(s.acc.DeleteUser(ctx, name), "user "+name); err != nil {
 		return err
 	}
+	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
 	s.auditChange(actor, "user deleted", "user", name)
 	return nil
 }
@@ -121,6 +122,7 @@ func (s *Service) SetPassword(ctx context.Context, actor *Principal, name, passw
 	if err := storeErr(s.acc.SetPassword(ctx, name, h), "user "+name); err != nil {
 		return "", err
 	}
+	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
 	s.auditChange(actor, "password changed", "user", name)
 	return generated, nil
 }
@@ -189,6 +191,7 @@ func (s *Service) DeleteNamespace(ctx context.Context, actor *Principal, name st
 	if err := storeErr(s.acc.DeleteNamespace(ctx, name), "namespace "+name); err != nil {
 		return err
 	}
+	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
 	s.auditChange(actor, "namespace deleted", "namespace", name)
 	return nil
 }
@@ -218,6 +221,7 @@ func (s *Service) SetMember(ctx context.Context, actor *Principal, ns, user stri
 	if err := storeErr(s.acc.SetMember(ctx, metadata.Member{Namespace: ns, User: user, Role: string(role)}), "namespace "+ns); err != nil {
 		return err
 	}
+	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
 	s.auditChange(actor, "member set", "namespace", ns, "user", user, "role", role)
 	return nil
 }
@@ -230,26 +234,40 @@ func (s *Service) RemoveMember(ctx context.Context, actor *Principal, ns, user s
 	if err := storeErr(s.acc.RemoveMember(ctx, ns, user), "member "+user+" in "+ns); err != nil {
 		return err
 	}
+	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
 	s.auditChange(actor, "member removed", "namespace", ns, "user", user)
 	return nil
 }
 
-// ParseExpiry reads a robot lifetime: a Go duration or a number of days
-// ("90d"); empty means never.
+// MaxRobotLifetime is the longest lifetime a robot may be given (ten
+// years); a robot that should never expire is created without one.
+const MaxRobotLifetime = 3650 * 24 * time.Hour
+
+// ParseExpiry reads a lifetime: a Go duration or a number of days ("90d");
+// empty means none. Lifetimes beyond MaxRobotLifetime are refused, so
+// that no count of days can overflow into "never".
 func ParseExpiry(s string) (time.Duration, error) {
 	if s == "" {
 		return 0, nil
 	}
+	var d time.Duration
 	if days, ok := strings.CutSuffix(s, "d"); ok {
 		n, err := strconv.Atoi(days)
 		if err != nil || n <= 0 {
-			return 0, fmt.Errorf("%w: expiry %q", ErrInvalid, s)
+			return 0, fmt.Errorf("%w: expiry %q (use e.g. 90d or 12h)", ErrInvalid, s)
 		}
-		return time.Duration(n) * 24 * time.Hour, nil
+		if n > int(MaxRobotLifetime/(24*time.Hour)) {
+			return 0, fmt.Errorf("%w: expiry %q is longer than %dd (omit it for a robot that never expires)", ErrInvalid, s, MaxRobotLifetime/(24*time.Hour))
+		}
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		var err error
+		if d, err = time.ParseDuration(s); err != nil || d <= 0 {
+			return 0, fmt.Errorf("%w: expiry %q (use e.g. 90d or 12h)", ErrInvalid, s)
+		}
 	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d <= 0 {
-		return 0, fmt.Errorf("%w: expiry %q (use e.g. 90d or 12h)", ErrInvalid, s)
+	if d > MaxRobotLifetime {
+		return 0, fmt.Errorf("%w: expiry %q is longer than %dd (omit it for a robot that never expires)", ErrInvalid, s, MaxRobotLifetime/(24*time.Hour))
 	}
 	return d, nil
 }
@@ -318,6 +336,7 @@ func (s *Service) RevokeRobot(ctx context.Context, actor *Principal, ns, name st
 	if err := storeErr(s.acc.RevokeRobot(ctx, name), "robot "+name); err != nil {
 		return err
 	}
+	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
 	s.auditChange(actor, "robot revoked", "robot", name)
 	return nil
 }

@@ -6,23 +6,26 @@ import (
 	"time"
 )
 
-// FailureLog keeps failed logins where every replica sees them, so that
+// FailureLog keeps login attempts where every replica sees them, so that
 // the limits hold for the registry as a whole and not per process.
 type FailureLog interface {
-	// AddLoginFailure records a failure for key at the given time and
-	// forgets the failures older than before (of every key).
-	AddLoginFailure(ctx context.Context, key string, at, before time.Time) error
-	// LoginFailures counts key's failures since the given time and
-	// returns the oldest of them.
-	LoginFailures(ctx context.Context, key string, since time.Time) (n int, oldest time.Time, err error)
+	// ReserveLoginAttempt counts an attempt of key at the given time
+	// unless key has max attempts since the given time already; then it
+	// returns false and the oldest of them. Check and count are atomic
+	// across replicas.
+	ReserveLoginAttempt(ctx context.Context, key string, at, since time.Time, max int) (ok bool, oldest time.Time, err error)
+	// ReleaseLoginAttempt forgets one reserved attempt.
+	ReleaseLoginAttempt(ctx context.Context, key string, at time.Time) error
 	// ClearLoginFailures forgets key's failures.
 	ClearLoginFailures(ctx context.Context, key string) error
 }
 
-// Limiter counts failed logins per key (an account or a client address)
-// and refuses further attempts for a while once a key has failed too often
-// within the window. Counts live in memory, or in a FailureLog shared by
-// replicas.
+// Limiter counts login attempts per key (an account, a client address, or
+// the pair) and refuses further attempts for a while once a key has
+// failed too often within the window. An attempt is counted before the
+// password is compared (Reserve) and forgotten when it succeeds (Release):
+// counting only after the slow compare would let parallel guesses all pass
+// the check. Counts live in memory, or in a FailureLog shared by replicas.
 type Limiter struct {
 	Max    int           // failures allowed within Window
 	Window time.Duration // how long failures are remembered
@@ -34,6 +37,7 @@ type Limiter struct {
 
 	mu   sync.Mutex
 	seen map[string][]time.Time
+	last time.Time // the latest reservation time handed out
 }
 
 // NewLimiter returns a limiter allowing max failures per window, counting
@@ -50,36 +54,49 @@ func NewSharedLimiter(max int, window time.Duration, log FailureLog, prefix stri
 	return l
 }
 
-// Blocked reports whether key must wait, and for how long. Should the
+// Reservation is one counted attempt; Release it when the attempt turns
+// out not to be a failed guess.
+type Reservation struct {
+	l      *Limiter
+	key    string
+	at     time.Time
+	shared bool // counted in the shared log, not in memory
+}
+
+// stamp returns a reservation time distinct from every earlier one of
+// this limiter, so that releasing one removes exactly it.
+func (l *Limiter) stamp() time.Time {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t := l.now()
+	if !t.After(l.last) {
+		t = l.last.Add(time.Nanosecond)
+	}
+	l.last = t
+	return t
+}
+
+// Reserve counts an attempt of key, or, when key has failed Max times
+// within the window, refuses it and says how long to wait. Should the
 // shared log fail, it falls back to this process's own counts.
-func (l *Limiter) Blocked(ctx context.Context, key string) (time.Duration, bool) {
+func (l *Limiter) Reserve(ctx context.Context, key string) (*Reservation, time.Duration, bool) {
+	at := l.stamp()
 	if l.shared != nil {
-		n, oldest, err := l.shared.LoginFailures(ctx, l.prefix+key, l.now().Add(-l.Window))
+		ok, oldest, err := l.shared.ReserveLoginAttempt(ctx, l.prefix+key, at, at.Add(-l.Window), l.Max)
 		if err == nil {
-			if n < l.Max {
-				return 0, false
+			if !ok {
+				return nil, oldest.Add(l.Window).Sub(l.now()), false
 			}
-			return oldest.Add(l.Window).Sub(l.now()), true
+			return &Reservation{l: l, key: key, at: at, shared: true}, 0, true
 		}
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	fails := l.recent(key)
-	if len(fails) < l.Max {
-		return 0, false
+	if len(fails) >= l.Max {
+		return nil, fails[0].Add(l.Window).Sub(l.now()), false
 	}
-	return fails[0].Add(l.Window).Sub(l.now()), true
-}
-
-// Fail records a failure for key.
-func (l *Limiter) Fail(ctx context.Context, key string) {
-	now := l.now()
-	if l.shared != nil {
-		_ = l.shared.AddLoginFailure(ctx, l.prefix+key, now, now.Add(-l.Window))
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.seen[key] = append(l.recent(key), now)
+	l.seen[key] = append(fails, at)
 	if len(l.seen) > 100000 { // bound memory under a flood of keys
 		for k := range l.seen {
 			if len(l.recent(k)) == 0 {
@@ -87,12 +104,37 @@ func (l *Limiter) Fail(ctx context.Context, key string) {
 			}
 		}
 	}
+	return &Reservation{l: l, key: key, at: at}, 0, true
+}
+
+// Release forgets the attempt. A nil reservation is a no-op.
+func (r *Reservation) Release(ctx context.Context) {
+	if r == nil {
+		return
+	}
+	l := r.l
+	if r.shared {
+		_ = l.shared.ReleaseLoginAttempt(context.WithoutCancel(ctx), l.prefix+r.key, r.at)
+		return
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	fails := l.seen[r.key]
+	for i, t := range fails {
+		if t.Equal(r.at) {
+			l.seen[r.key] = append(fails[:i:i], fails[i+1:]...)
+			break
+		}
+	}
+	if len(l.seen[r.key]) == 0 {
+		delete(l.seen, r.key)
+	}
 }
 
 // Reset forgets the failures of key (after a successful login).
 func (l *Limiter) Reset(ctx context.Context, key string) {
 	if l.shared != nil {
-		_ = l.shared.ClearLoginFailures(ctx, l.prefix+key)
+		_ = l.shared.ClearLoginFailures(context.WithoutCancel(ctx), l.prefix+key)
 	}
 	l.mu.Lock()
 	delete(l.seen, key)

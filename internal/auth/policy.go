@@ -30,8 +30,8 @@ func (s *Service) SetQuota(ctx context.Context, actor *Principal, ns string, byt
 	return nil
 }
 
-// Usage returns a namespace's stored bytes (each blob counted once) and
-// its quota (admins and owners).
+// Usage returns a namespace's stored bytes (each blob counted once, plus
+// its manifests) and its quota (admins and owners).
 func (s *Service) Usage(ctx context.Context, actor *Principal, ns string) (used, quota int64, err error) {
 	if err := s.requireOwner(ctx, actor, ns); err != nil {
 		return 0, 0, err

@@ -65,6 +65,14 @@ type Principal struct {
 	Scopes    []string
 	Actions   []string
 	ExpiresAt time.Time // zero: never
+	// Created identifies the account beyond its name: credentials bound
+	// to an account deleted since do not pass to a new one of that name.
+	Created time.Time
+	// Via is the kind of credential the principal logged in with.
+	Via Credential
+	// Epoch is the subject's revocation epoch when it logged in; its
+	// tokens carry it.
+	Epoch int64
 }
 
 // Subject is the token subject of the principal.
@@ -93,8 +101,17 @@ type NamespaceFacts struct {
 }
 
 // Allowed returns the actions p may take on repo, given the facts about
-// its namespace at time now. Deny by default: only what a rule grants.
+// its namespace at time now. Deny by default: only what a rule grants. A
+// principal that logged in with a pull credential may only pull.
 func Allowed(p *Principal, repo string, ns NamespaceFacts, now time.Time) []string {
+	acts := allowed(p, repo, ns, now)
+	if p.Via == ViaPullCredential {
+		return Intersect([]string{Pull}, acts)
+	}
+	return acts
+}
+
+func allowed(p *Principal, repo string, ns NamespaceFacts, now time.Time) []string {
 	switch {
 	case p.Kind == UserKind && p.Admin:
 		return []string{Pull, Push, Delete}

@@ -43,12 +43,22 @@ func ParseScope(s string) (token.Access, error) {
 	return token.Access{Type: typ, Name: name, Actions: acts}, nil
 }
 
+// MaxScopes is the most scopes one token request may ask for. Clients ask
+// for one or two (a push with a mount three); a request for more is
+// refused whole rather than cut, so that it cannot make berth check and
+// log thousands of scopes.
+const MaxScopes = 64
+
 // ParseScopes parses scope parameters, each of which may hold several
-// space-separated scopes (the OAuth2 form).
+// space-separated scopes (the OAuth2 form); more than MaxScopes in all
+// are refused.
 func ParseScopes(params []string) ([]token.Access, error) {
 	var out []token.Access
 	for _, p := range params {
 		for _, s := range strings.Fields(p) {
+			if len(out) == MaxScopes {
+				return nil, fmt.Errorf("too many scopes: a token request may ask for at most %d", MaxScopes)
+			}
 			a, err := ParseScope(s)
 			if err != nil {
 				return nil, err

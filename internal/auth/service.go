@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -51,13 +50,20 @@ type Options struct {
 	// TokenTTL is the lifetime of access tokens; RefreshTTL of refresh
 	// tokens.
 	TokenTTL, RefreshTTL time.Duration
-	// MaxFailures failed logins of an account within FailureWindow block
-	// that account for the rest of the window; MaxClientFailures failed
-	// logins from one client address block that address. The address limit
-	// is higher: one node or NAT carries many accounts.
-	MaxFailures       int
-	MaxClientFailures int
-	FailureWindow     time.Duration
+	// MaxFailures failed logins of an account from one client address
+	// within FailureWindow block that account from that address for the
+	// rest of the window; MaxClientFailures failed logins from one client
+	// address block that address (higher: one node or NAT carries many
+	// accounts). MaxAccountFailures failed logins of an account within
+	// AccountWindow, from anywhere, block it from every address it has not
+	// logged in from within KnownAddressTTL: strangers cannot lock its
+	// owner out, and guesses spread over many addresses stay slow.
+	MaxFailures        int
+	MaxClientFailures  int
+	FailureWindow      time.Duration
+	MaxAccountFailures int
+	AccountWindow      time.Duration
+	KnownAddressTTL    time.Duration
 	// IdentityTokens lets clients that ask (offline_token=true, or
 	// access_type=offline) have a refresh token.
 	IdentityTokens bool
@@ -72,11 +78,13 @@ type Service struct {
 	acc  Store
 	keys *token.Keys
 	opts Options
-	// accounts and clients count failed logins per account and per client
-	// address.
-	accounts, clients *Limiter
-	audit             *slog.Logger
-	now               func() time.Time
+	// pairs, clients and accounts count login attempts per account and
+	// client address pair, per client address and per account.
+	pairs, clients, accounts *Limiter
+	known                    knownAddresses
+	revs                     *revocations
+	audit                    *auditLog
+	now                      func() time.Time
 
 	cacheMu sync.Mutex
 	cache   map[string]*token.Claims // verified access tokens
@@ -100,12 +108,27 @@ func New(acc Store, keys *token.Keys, opts Options, audit *slog.Logger) *Service
 	if opts.FailureWindow <= 0 {
 		opts.FailureWindow = time.Minute
 	}
+	if opts.MaxAccountFailures <= 0 {
+		opts.MaxAccountFailures = 20
+	}
+	if opts.AccountWindow <= 0 {
+		opts.AccountWindow = 15 * time.Minute
+	}
+	if opts.KnownAddressTTL <= 0 {
+		opts.KnownAddressTTL = 30 * 24 * time.Hour
+	}
 	s := &Service{acc: acc, keys: keys, opts: opts,
-		accounts: NewLimiter(opts.MaxFailures, opts.FailureWindow), clients: NewLimiter(opts.MaxClientFailures, opts.FailureWindow),
-		audit: audit, now: time.Now, cache: map[string]*token.Claims{}}
+		pairs:    NewLimiter(opts.MaxFailures, opts.FailureWindow),
+		clients:  NewLimiter(opts.MaxClientFailures, opts.FailureWindow),
+		accounts: NewLimiter(opts.MaxAccountFailures, opts.AccountWindow),
+		known:    knownAddresses{ttl: opts.KnownAddressTTL, written: map[string]time.Time{}},
+		audit:    &auditLog{log: audit, now: time.Now, buckets: map[string]*auditBucket{}},
+		now:      time.Now, cache: map[string]*token.Claims{}}
+	s.revs = &revocations{acc: acc, log: audit, now: time.Now, epochs: map[string]int64{}}
 	if opts.SharedLimits {
-		s.accounts = NewSharedLimiter(opts.MaxFailures, opts.FailureWindow, acc, "account:")
+		s.pairs = NewSharedLimiter(opts.MaxFailures, opts.FailureWindow, acc, "pair:")
 		s.clients = NewSharedLimiter(opts.MaxClientFailures, opts.FailureWindow, acc, "client:")
+		s.accounts = NewSharedLimiter(opts.MaxAccountFailures, opts.AccountWindow, acc, "account:")
 	}
 	return s
 }
@@ -171,81 +194,8 @@ func (s *Service) Bootstrap(ctx context.Context, password string) (generated str
 	if err := s.acc.CreateUser(ctx, metadata.User{Name: "admin", PasswordHash: h, Admin: true}); err != nil {
 		return "", fmt.Errorf("create admin user: %w", err)
 	}
-	s.audit.Info("user created", "actor", "bootstrap", "user", "admin", "admin", true)
+	s.audit.change("user created", "actor", "bootstrap", "user", "admin", "admin", true)
 	return generated, nil
-}
-
-// Login checks a user's password or a robot's secret (robots are named
-// "<namespace>+<name>"). Failures are counted per account and per client
-// address; too many give a *RateLimitedError.
-func (s *Service) Login(ctx context.Context, name, secret, client string) (*Principal, error) {
-	for _, l := range []struct {
-		lim *Limiter
-		key string
-	}{{s.accounts, name}, {s.clients, client}} {
-		if wait, blocked := l.lim.Blocked(ctx, l.key); blocked {
-			s.audit.Warn("login refused", "user", name, "client", client, "reason", "rate limited")
-			return nil, &RateLimitedError{RetryAfter: wait}
-		}
-	}
-	p, err := s.check(ctx, name, secret)
-	if err != nil {
-		// Only guesses count: a revoked or expired robot whose secret was
-		// right is refused, but is no attack to slow down.
-		if err == ErrBadCredentials {
-			s.accounts.Fail(ctx, name)
-			s.clients.Fail(ctx, client)
-		}
-		s.audit.Warn("login failed", "user", name, "client", client, "reason", err.Error())
-		return nil, err
-	}
-	s.accounts.Reset(ctx, name)
-	s.audit.Info("login", "user", name, "client", client)
-	return p, nil
-}
-
-func (s *Service) check(ctx context.Context, name, secret string) (*Principal, error) {
-	if strings.HasPrefix(secret, pullCredentialPrefix) || strings.HasPrefix(secret, refreshPrefix) {
-		// A pull credential or refresh token of the account, used as its
-		// password: what the kubelet and docker configs can carry.
-		subject, expires, err := s.acc.RefreshToken(ctx, secretHash(secret))
-		if err != nil || subject != name || !s.now().Before(expires) {
-			return nil, ErrBadCredentials
-		}
-		return s.Principal(ctx, name)
-	}
-	if strings.Contains(name, "+") {
-		r, err := s.acc.GetRobot(ctx, name)
-		if errors.Is(err, metadata.ErrNotFound) {
-			return nil, ErrBadCredentials
-		}
-		if err != nil {
-			return nil, err
-		}
-		if subtle.ConstantTimeCompare([]byte(secretHash(secret)), []byte(r.SecretHash)) != 1 {
-			return nil, ErrBadCredentials
-		}
-		p, err := robotPrincipal(r, s.now())
-		if err != nil {
-			return nil, err
-		}
-		if s.now().Sub(r.LastUsed) > time.Minute {
-			_ = s.acc.TouchRobot(ctx, name, s.now())
-		}
-		return p, nil
-	}
-	u, err := s.acc.GetUser(ctx, name)
-	if errors.Is(err, metadata.ErrNotFound) {
-		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(secret))
-		return nil, ErrBadCredentials
-	}
-	if err != nil {
-		return nil, err
-	}
-	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(secret)) != nil {
-		return nil, ErrBadCredentials
-	}
-	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin}, nil
 }
 
 // robotPrincipal refuses revoked and expired robots.
@@ -256,7 +206,7 @@ func robotPrincipal(r *metadata.Robot, now time.Time) (*Principal, error) {
 	if !r.Expires.IsZero() && !now.Before(r.Expires) {
 		return nil, fmt.Errorf("%w: robot %s expired", ErrBadCredentials, r.Name)
 	}
-	return &Principal{Kind: RobotKind, Name: r.Name, Scopes: r.Scopes, Actions: r.Actions, ExpiresAt: r.Expires}, nil
+	return &Principal{Kind: RobotKind, Name: r.Name, Scopes: r.Scopes, Actions: r.Actions, ExpiresAt: r.Expires, Created: r.Created}, nil
 }
 
 // Principal looks up the current state of a token's subject: a user that
@@ -282,7 +232,7 @@ func (s *Service) Principal(ctx context.Context, subject string) (*Principal, er
 	if err != nil {
 		return nil, err
 	}
-	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin}, nil
+	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created}, nil
 }
 
 // facts gathers what Allowed needs about repo's namespace for p.
@@ -307,20 +257,22 @@ func (s *Service) roles(ctx context.Context, p *Principal) (map[string]string, e
 
 // Grant returns, for each requested access, the actions p may take: the
 // intersection of what was asked and what is allowed. Nothing is granted
-// that was not asked for.
-func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Access) ([]token.Access, error) {
+// that was not asked for. What is denied goes to the audit log in one
+// record per request, charged to client.
+func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Access, client string) ([]token.Access, error) {
 	roles, err := s.roles(ctx, p)
 	if err != nil {
 		return nil, err
 	}
 	var out []token.Access
+	var denied []string
 	for _, req := range requested {
 		var allowed []string
 		switch req.Type {
 		case "repository":
 			allowed = Allowed(p, req.Name, s.facts(ctx, p, req.Name, roles), s.now())
 		case "registry":
-			if p.Kind != Anonymous {
+			if p.Kind != Anonymous && p.Via != ViaPullCredential {
 				allowed = []string{"*"} // the catalog lists only what the caller may pull
 			}
 		}
@@ -329,10 +281,15 @@ func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Acc
 			acts = req.Actions
 		}
 		if len(acts) == 0 {
-			s.audit.Info("access denied", "subject", p.Name, "resource", req.Type+":"+req.Name, "requested", strings.Join(req.Actions, ","))
+			denied = append(denied, req.Type+":"+req.Name+":"+strings.Join(req.Actions, ","))
 			continue
 		}
 		out = append(out, token.Access{Type: req.Type, Name: req.Name, Actions: acts})
+	}
+	if len(denied) > 0 {
+		args := []any{"subject", p.Name, "client", client, "denied", len(denied),
+			"resources", strings.Join(denied[:min(len(denied), maxDeniedListed)], " ")}
+		s.audit.info(client, "access denied", args...)
 	}
 	return out, nil
 }
@@ -354,7 +311,7 @@ func (s *Service) Issue(p *Principal, granted []token.Access) (string, *token.Cl
 	c := &token.Claims{
 		Issuer: s.opts.Issuer, Subject: p.Subject(), Audience: s.opts.Service,
 		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: now.Add(s.opts.TokenTTL).Unix(),
-		ID: randomSecret(12), Access: granted,
+		ID: randomSecret(12), Access: granted, Revocation: p.Epoch,
 	}
 	if c.Access == nil {
 		c.Access = []token.Access{}
@@ -371,7 +328,8 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 		return "", nil
 	}
 	tok := refreshPrefix + randomSecret(32)
-	if err := s.acc.SaveRefreshToken(ctx, secretHash(tok), p.Name, s.now().Add(s.opts.RefreshTTL)); err != nil {
+	g := metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: s.now().Add(s.opts.RefreshTTL)}
+	if err := s.acc.SaveRefreshToken(ctx, secretHash(tok), g); err != nil {
 		return "", fmt.Errorf("save refresh token: %w", err)
 	}
 	return tok, nil
@@ -391,7 +349,14 @@ func (s *Service) IssuePullCredential(ctx context.Context, p *Principal, ttl tim
 	if p.Kind == Anonymous {
 		return "", time.Time{}, ErrForbidden
 	}
-	if ttl <= 0 || ttl > 24*time.Hour {
+	if p.Via != ViaPassword {
+		// A pull credential that could mint another would never expire.
+		return "", time.Time{}, fmt.Errorf("%w: a pull credential is issued only for a password or a robot's secret", ErrForbidden)
+	}
+	if ttl > MaxPullCredentialTTL {
+		return "", time.Time{}, fmt.Errorf("%w: a pull credential lives at most %s", ErrInvalid, MaxPullCredentialTTL)
+	}
+	if ttl <= 0 {
 		ttl = time.Hour
 	}
 	secret := pullCredentialPrefix + randomSecret(32)
@@ -399,33 +364,21 @@ func (s *Service) IssuePullCredential(ctx context.Context, p *Principal, ttl tim
 	if p.Kind == RobotKind && !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(expires) {
 		expires = p.ExpiresAt
 	}
-	if err := s.acc.SaveRefreshToken(ctx, secretHash(secret), p.Name, expires); err != nil {
+	if err := s.acc.SaveRefreshToken(ctx, secretHash(secret), metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: expires}); err != nil {
 		return "", time.Time{}, fmt.Errorf("save pull credential: %w", err)
 	}
-	s.audit.Info("pull credential issued", "subject", p.Name, "expires", expires.UTC().Format(time.RFC3339))
+	s.audit.change("pull credential issued", "subject", p.Name, "expires", expires.UTC().Format(time.RFC3339))
 	return secret, expires, nil
 }
 
-// Refresh exchanges a refresh token for the principal it was issued to.
-func (s *Service) Refresh(ctx context.Context, refresh, client string) (*Principal, error) {
-	if wait, blocked := s.clients.Blocked(ctx, client); blocked {
-		return nil, &RateLimitedError{RetryAfter: wait}
-	}
-	subject, expires, err := s.acc.RefreshToken(ctx, secretHash(refresh))
-	if errors.Is(err, metadata.ErrNotFound) || err == nil && !s.now().Before(expires) {
-		s.clients.Fail(ctx, client)
-		s.audit.Warn("refresh failed", "client", client, "reason", "unknown or expired refresh token")
-		return nil, ErrBadCredentials
-	}
-	if err != nil {
-		return nil, err
-	}
-	return s.Principal(ctx, subject)
-}
+// MaxPullCredentialTTL is the longest lifetime of a pull credential.
+const MaxPullCredentialTTL = 24 * time.Hour
 
-// Verify checks an access token: signature, issuer, audience and time. An
-// expired but otherwise valid token returns its claims with token.ErrExpired.
-func (s *Service) Verify(tok string) (*token.Claims, error) {
+// Verify checks an access token: signature, issuer, audience, time, and
+// that its subject was not revoked since it was issued (ErrRevoked). An
+// expired but otherwise valid token returns its claims with
+// token.ErrExpired.
+func (s *Service) Verify(ctx context.Context, tok string) (*token.Claims, error) {
 	s.cacheMu.Lock()
 	c, ok := s.cache[tok]
 	s.cacheMu.Unlock()
@@ -434,6 +387,9 @@ func (s *Service) Verify(tok string) (*token.Claims, error) {
 		if c, err = s.keys.Verify(tok); err != nil {
 			return nil, err
 		}
+	}
+	if c.Subject != "" && s.revs.epoch(ctx, c.Subject) > c.Revocation {
+		return nil, ErrRevoked
 	}
 	if err := c.Validate(s.now(), s.opts.Issuer, s.opts.Service); err != nil {
 		if errors.Is(err, token.ErrExpired) {

@@ -55,7 +55,7 @@ func NewFS(root string) (*FS, error) {
 		if _, err := os.Stat(d); err == nil {
 			continue
 		}
-		if err := os.MkdirAll(d, 0o750); err != nil {
+		if err := os.MkdirAll(d, 0o700); err != nil {
 			return nil, fmt.Errorf("create blob store directory: %w", err)
 		}
 		created = true
@@ -123,7 +123,7 @@ func (s *FS) Delete(_ context.Context, d reference.Digest) error {
 
 // CreateUpload implements Store.
 func (s *FS) CreateUpload(_ context.Context, id string) error {
-	f, err := os.OpenFile(s.uploadPath(id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o640)
+	f, err := os.OpenFile(s.uploadPath(id), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 	if err != nil {
 		return fmt.Errorf("create upload %s: %w", id, err)
 	}

@@ -49,6 +49,9 @@ type Config struct {
 	Metadata        string
 	PostgresDSN     string
 	PostgresConns   int
+
+	// MaxUploadSessions bounds the open upload sessions per namespace.
+	MaxUploadSessions int
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -134,6 +137,14 @@ var Options = []Option{
 		return nil
 	}},
 	{"upload_ttl", "24h", "how long an upload may sit idle before it is removed", dur(func(c *Config) *time.Duration { return &c.UploadTTL })},
+	{"max_upload_sessions", "100", "open upload sessions per namespace; one more is refused with 429 until one ends or expires", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive number, got %q", v)
+		}
+		c.MaxUploadSessions = n
+		return nil
+	}},
 	{"body_timeout", "2m", "a request body that sends nothing for this long is cut off, freeing its connection and upload", dur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
 	{"gc_interval", "24h", "how often garbage collection runs while berth serves (also on demand: berth gc)", dur(func(c *Config) *time.Duration { return &c.GCInterval })},
 	{"gc_grace", "1h", "content younger than this is never collected: blobs pushed for a manifest not pushed yet, manifests pushed before their index", dur(func(c *Config) *time.Duration { return &c.GCGrace })},

@@ -3,6 +3,7 @@
 package errcode
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -98,8 +99,18 @@ func Wrap(cause error, msg string) *Error {
 	return &Error{Code: Internal, Status: http.StatusInternalServerError, Message: msg, Err: cause}
 }
 
-// As converts any error to an *Error; errors without a code become internal.
+// StatusClientClosed is the status recorded for a request whose client
+// went away before its answer (nginx's 499): no client receives it, and
+// it is no server error.
+const StatusClientClosed = 499
+
+// As converts any error to an *Error; errors without a code become
+// internal, and a cancellation (the client closed the connection) becomes
+// StatusClientClosed.
 func As(err error) *Error {
+	if errors.Is(err, context.Canceled) {
+		return &Error{Code: Internal, Status: StatusClientClosed, Message: "request cancelled", Err: err}
+	}
 	var e *Error
 	if errors.As(err, &e) {
 		return e

@@ -106,7 +106,9 @@ type Options struct {
 	// remove now.
 	DryRun bool
 	// Candidate evaluates this retention policy in place of the stored one
-	// for its pattern; only with DryRun.
+	// for its pattern; only with DryRun. The run is then limited to the
+	// repositories the candidate covers: its cost is that of what they
+	// hold, not of the whole registry.
 	Candidate *metadata.RetentionPolicy
 }
 
@@ -137,6 +139,9 @@ func (c *Collector) RunWith(ctx context.Context, o Options) (*Report, error) {
 	start := c.now()
 	cutoff := start.Add(-c.grace)
 	req := metadata.GCRequest{Before: cutoff, DryRun: dryRun}
+	if o.Candidate != nil {
+		req.Scope = o.Candidate.Repositories
+	}
 	if c.retention != nil {
 		if c.flushPulls != nil {
 			if err := c.flushPulls(ctx); err != nil {

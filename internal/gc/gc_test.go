@@ -3,6 +3,8 @@ package gc
 import (
 	"bytes"
 	"context"
+	"database/sql"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -40,6 +42,9 @@ func TestOnPostgres(t *testing.T) {
 		"MountRacingTheSweep":                   TestMountRacingTheSweep,
 		"UploadForAManifestNotPushedYet":        TestUploadForAManifestNotPushedYet,
 		"RetentionSparesTagPushedAfterDecision": TestRetentionSparesTagPushedAfterItsDecision,
+		"HeadKeepsOldUnusedLinkAlive":           TestHeadKeepsAnOldUnusedLinkAlive,
+		"HeadRacingTheSweep":                    TestHeadRacingTheSweep,
+		"MountKeepsOldUnusedLinkAlive":          TestMountKeepsAnOldUnusedLinkAlive,
 	} {
 		t.Run(name, fn)
 	}
@@ -54,6 +59,10 @@ type env struct {
 	svc   *registry.Service
 	gc    *Collector
 	clock time.Time
+	// raw is a second connection to the metadata database, for tests
+	// that make content old in real time; postgres says which SQL it speaks.
+	raw      *sql.DB
+	postgres bool
 }
 
 func newEnv(t *testing.T) *env {
@@ -64,18 +73,28 @@ func newEnv(t *testing.T) *env {
 		t.Fatal(err)
 	}
 	var meta *metadata.SQL
+	var raw *sql.DB
 	if onPostgres {
-		meta, err = metadata.OpenPostgres(context.Background(), testserver.PostgresDSN(t), 10)
+		dsn := testserver.PostgresDSN(t)
+		meta, err = metadata.OpenPostgres(context.Background(), dsn, 10)
+		if err == nil {
+			raw, err = sql.Open("pgx", dsn)
+		}
 	} else {
-		meta, err = metadata.OpenSQLite(context.Background(), filepath.Join(dir, "berth.db"))
+		path := filepath.Join(dir, "berth.db")
+		meta, err = metadata.OpenSQLite(context.Background(), path)
+		if err == nil {
+			raw, err = sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(10000)")
+		}
 	}
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { meta.Close() })
+	t.Cleanup(func() { raw.Close(); meta.Close() })
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// The service's default grace period (1h) is the collector's.
 	svc := registry.New(meta, blobs, registry.Options{}, log)
-	e := &env{t: t, ctx: context.Background(), dir: dir, meta: meta, blobs: blobs, svc: svc, clock: time.Now()}
+	e := &env{t: t, ctx: context.Background(), dir: dir, meta: meta, blobs: blobs, svc: svc, clock: time.Now(), raw: raw, postgres: onPostgres}
 	e.gc = New(meta, blobs, svc.Locks(), time.Hour, log)
 	e.gc.now = func() time.Time { return e.clock }
 	return e
@@ -371,5 +390,196 @@ func TestRetentionSparesTagPushedAfterItsDecision(t *testing.T) {
 	}
 	if !e.pulls("r", "old-1") || !e.pulls("r", "new") {
 		t.Fatal("kept tags do not pull")
+	}
+}
+
+// rawQ writes q's '?' placeholders as the database under test wants them.
+func (e *env) rawQ(q string) string {
+	if !e.postgres {
+		return q
+	}
+	for n := 1; strings.Contains(q, "?"); n++ {
+		q = strings.Replace(q, "?", fmt.Sprintf("$%d", n), 1)
+	}
+	return q
+}
+
+// age makes a blob and its links in every repository two hours old in
+// real time, past the grace period, as if pushed long ago.
+func (e *env) age(d reference.Digest) {
+	e.t.Helper()
+	old := time.Now().Add(-2 * time.Hour).UnixNano()
+	for _, q := range []string{
+		`UPDATE blobs SET created_at = ? WHERE digest = ?`,
+		`UPDATE repository_blobs SET created_at = ? WHERE digest = ?`,
+	} {
+		if _, err := e.raw.ExecContext(e.ctx, e.rawQ(q), old, string(d)); err != nil {
+			e.t.Fatalf("age %s: %v", d, err)
+		}
+	}
+}
+
+// linkedAt returns the time of the link of a blob into repo, 0 without one.
+func (e *env) linkedAt(repo string, d reference.Digest) int64 {
+	e.t.Helper()
+	var at int64
+	err := e.raw.QueryRowContext(e.ctx, e.rawQ(`SELECT rb.created_at FROM repository_blobs rb
+		JOIN repositories r ON r.id = rb.repository_id WHERE r.name = ? AND rb.digest = ?`), repo, string(d)).Scan(&at)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0
+	}
+	if err != nil {
+		e.t.Fatalf("link time of %s in %s: %v", d, repo, err)
+	}
+	return at
+}
+
+// putImage PUTs an image of a config and one layer, given their sizes (the
+// client knows them; nothing is asked of the registry first).
+func (e *env) putImage(repo, tag string, cfg reference.Digest, cfgSize int64, layer reference.Digest, layerSize int64) error {
+	body := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[{"mediaType":"application/octet-stream","digest":"%s","size":%d}]}`,
+		cfg, cfgSize, layer, layerSize)
+	_, err := e.svc.PutManifest(e.ctx, repo, tag, "application/vnd.oci.image.manifest.v1+json", strings.NewReader(body), nil)
+	return err
+}
+
+// TestHeadKeepsAnOldUnusedLinkAlive: a client HEADs a layer whose link is
+// older than the grace period and used by no manifest (its image was
+// deleted), is told it exists and skips the upload; a collection runs
+// before its manifest PUT. The PUT must succeed (Docker Engine does not
+// retry a MANIFEST_BLOB_UNKNOWN): the HEAD made the link young again, in
+// one write, and a second HEAD writes nothing.
+func TestHeadKeepsAnOldUnusedLinkAlive(t *testing.T) {
+	e := newEnv(t)
+	cfg, cfgSize := e.blob("r", `{"os":"linux"}`)
+	layer, layerSize := e.blob("r", "layer of an image deleted long ago")
+	old := e.manifest("r", "old", "", cfg, layer)
+	if err := e.svc.DeleteManifest(e.ctx, "r", string(old)); err != nil {
+		t.Fatal(err)
+	}
+	e.age(layer)
+	aged := e.linkedAt("r", layer)
+	e.clock = time.Now() // the collector runs in real time
+	if dry, err := e.gc.Run(e.ctx, true); err != nil || dry.Unlinked != 1 || dry.Blobs != 1 {
+		t.Fatalf("dry run = %+v, %v; want the old unused link and its blob", dry, err)
+	}
+
+	if size, err := e.svc.StatBlob(e.ctx, "r", layer); err != nil || size != layerSize {
+		t.Fatalf("HEAD = %d, %v; want %d", size, err, layerSize)
+	}
+	refreshed := e.linkedAt("r", layer)
+	if _, err := e.svc.StatBlob(e.ctx, "r", layer); err != nil {
+		t.Fatalf("second HEAD: %v", err)
+	}
+	again := e.linkedAt("r", layer)
+
+	r, err := e.gc.Run(e.ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.putImage("r", "v1", cfg, cfgSize, layer, layerSize); err != nil {
+		t.Fatalf("manifest PUT after a HEAD found its layer and a collection ran: %v (collection: %+v)", err, r)
+	}
+	if r.Unlinked != 0 || r.Blobs != 0 {
+		t.Fatalf("the collection removed %d links and %d blobs; the HEAD-found layer must stay", r.Unlinked, r.Blobs)
+	}
+	if refreshed <= aged {
+		t.Fatalf("the HEAD left the link's time at %d", aged)
+	}
+	if again != refreshed {
+		t.Fatalf("a HEAD of a link refreshed just before wrote it again (%d -> %d)", refreshed, again)
+	}
+	if !e.pulls("r", "v1") {
+		t.Fatal("the image does not pull")
+	}
+}
+
+// TestHeadRacingTheSweep: a HEAD whose refresh commits before the sweep's
+// transaction keeps the link; a HEAD after the sweep removed the link
+// answers BLOB_UNKNOWN and does not make it again, so the blob is
+// collected and a manifest using it is refused, never acknowledged.
+func TestHeadRacingTheSweep(t *testing.T) {
+	e := newEnv(t)
+	cfgEarly, cfgEarlySize := e.blob("early", `{"os":"linux"}`)
+	early, earlySize := e.blob("early", "old unused layer, HEAD before the sweep")
+	cfgLate, cfgLateSize := e.blob("late", `{"os":"linux"}`)
+	late, lateSize := e.blob("late", "old unused layer, HEAD after the sweep")
+	e.age(early)
+	e.age(late)
+	e.clock = time.Now()
+	e.gc.afterPlan = func() {
+		if _, err := e.svc.StatBlob(e.ctx, "early", early); err != nil {
+			t.Errorf("HEAD before the sweep: %v", err)
+		}
+	}
+	e.gc.beforeBlobs = func() {
+		if _, err := e.svc.StatBlob(e.ctx, "late", late); errcode.As(err).Code != errcode.BlobUnknown {
+			t.Errorf("HEAD after the sweep removed the link: %v, want BLOB_UNKNOWN", err)
+		}
+		if at := e.linkedAt("late", late); at != 0 {
+			t.Errorf("a HEAD after the sweep made the link again (time %d)", at)
+		}
+	}
+	r, err := e.gc.Run(e.ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.putImage("early", "v1", cfgEarly, cfgEarlySize, early, earlySize); err != nil {
+		t.Fatalf("manifest PUT after a HEAD that came before the sweep: %v (collection: %+v)", err, r)
+	}
+	if r.Unlinked != 1 || r.Blobs != 1 {
+		t.Fatalf("the collection removed %d links and %d blobs; want only the late layer's", r.Unlinked, r.Blobs)
+	}
+	if _, err := e.blobs.Stat(e.ctx, late); err == nil {
+		t.Fatal("the late layer is still on disk")
+	}
+	if err := e.putImage("late", "v1", cfgLate, cfgLateSize, late, lateSize); errcode.As(err).Code != errcode.ManifestBlobUnknown {
+		t.Fatalf("manifest PUT using the collected layer: %v, want MANIFEST_BLOB_UNKNOWN", err)
+	}
+	if !e.pulls("early", "v1") {
+		t.Fatal("the image does not pull")
+	}
+}
+
+// TestMountKeepsAnOldUnusedLinkAlive: a mount into a repository that holds
+// the blob through an old unused link answers 201 and keeps that link
+// alive like a HEAD (one write; a second mount writes nothing), so the
+// manifest PUT after a collection succeeds.
+func TestMountKeepsAnOldUnusedLinkAlive(t *testing.T) {
+	e := newEnv(t)
+	d, size := e.blob("a", "layer in two repositories, unused in both")
+	e.blob("b", "layer in two repositories, unused in both")
+	cfg, cfgSize := e.blob("b", `{"os":"linux"}`)
+	e.age(d)
+	old := e.linkedAt("b", d)
+	e.clock = time.Now()
+
+	if ok, err := e.svc.Mount(e.ctx, "b", d, "a"); err != nil || !ok {
+		t.Fatalf("mount = %v, %v", ok, err)
+	}
+	refreshed := e.linkedAt("b", d)
+	if ok, err := e.svc.Mount(e.ctx, "b", d, ""); err != nil || !ok {
+		t.Fatalf("second mount = %v, %v", ok, err)
+	}
+	again := e.linkedAt("b", d)
+
+	r, err := e.gc.Run(e.ctx, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.putImage("b", "v1", cfg, cfgSize, d, size); err != nil {
+		t.Fatalf("manifest PUT after a mount found its layer and a collection ran: %v (collection: %+v)", err, r)
+	}
+	if r.Unlinked != 1 || r.Blobs != 0 || e.linkedAt("a", d) != 0 {
+		t.Fatalf("the collection removed %d links and %d blobs; want only the source's old link", r.Unlinked, r.Blobs)
+	}
+	if refreshed <= old {
+		t.Fatalf("the mount left the link's time at %d", old)
+	}
+	if again != refreshed {
+		t.Fatalf("a mount of a link refreshed just before wrote it again (%d -> %d)", refreshed, again)
+	}
+	if !e.pulls("b", "v1") {
+		t.Fatal("the image does not pull")
 	}
 }

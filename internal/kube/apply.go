@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -11,6 +12,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/clientcmd"
 )
+
+// ErrNoCluster is Client's error when no kubeconfig is found (and the
+// process does not run in a cluster).
+var ErrNoCluster = errors.New("no Kubernetes cluster is configured (no kubeconfig: set KUBECONFIG or --kubeconfig)")
 
 // Client returns a clientset for a kubeconfig (empty: the usual lookup,
 // $KUBECONFIG or ~/.kube/config) and context (empty: the current one), and
@@ -22,6 +27,9 @@ func Client(kubeconfig, kubecontext string) (kubernetes.Interface, string, error
 	}
 	cc := clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, &clientcmd.ConfigOverrides{CurrentContext: kubecontext})
 	cfg, err := cc.ClientConfig()
+	if clientcmd.IsEmptyConfig(err) {
+		return nil, "", ErrNoCluster
+	}
 	if err != nil {
 		return nil, "", fmt.Errorf("kubeconfig: %w (set KUBECONFIG or --kubeconfig)", err)
 	}

@@ -1,10 +1,7 @@
 package kube
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -39,6 +36,10 @@ type Input struct {
 	PodNamespace string
 	Secrets      []SecretInput
 	Platform     string // os/arch[/variant], default linux/amd64
+	// Unlisted names the Secrets the user gave that the Pod does not
+	// list: a listed Secret that is not found may be one of them under
+	// another name.
+	Unlisted []string
 }
 
 // Prober asks a registry what the kubelet's pull would meet.
@@ -81,7 +82,7 @@ func Diagnose(ctx context.Context, in Input, p Prober) ([]Finding, bool) {
 	var entries []entryRef
 	malformed, broken := false, false
 	for _, s := range in.Secrets {
-		cfg := checkSecret(s, in.PodNamespace, fail, pass)
+		cfg := rep.checkSecret(s, in)
 		if cfg == nil {
 			broken = true
 			continue
@@ -192,124 +193,6 @@ func (rep *report) registry(r ProbeResult, host, repo, ref, who, platform string
 		return rep.findings, true
 	}
 	return rep.findings, false
-}
-
-// checkSecret checks one listed Secret and returns its docker config when
-// it parses.
-func checkSecret(s SecretInput, podNS string, fail func(string, string, string), pass func(string, string)) *DockerConfig {
-	if !s.Found {
-		fail("secret", fmt.Sprintf("secret %q not found in namespace %s (the Pod's namespace); the kubelet skips it", s.Name, podNS),
-			fmt.Sprintf("create it there: berth secret create %s -n %s ... --apply (Secrets are not shared across namespaces; check the name's spelling)", s.Name, podNS))
-		return nil
-	}
-	if s.Namespace != "" && podNS != "" && s.Namespace != podNS {
-		fail("secret", fmt.Sprintf("secret %s is in namespace %s, the Pod in %s", s.Name, s.Namespace, podNS), "create the Secret in namespace "+podNS)
-		return nil
-	}
-	var key string
-	switch s.Type {
-	case "kubernetes.io/dockerconfigjson":
-		key = ".dockerconfigjson"
-	case "kubernetes.io/dockercfg":
-		key = ".dockercfg"
-	default:
-		fail("type", fmt.Sprintf("secret %s has type %q; the kubelet only reads kubernetes.io/dockerconfigjson (or kubernetes.io/dockercfg)", s.Name, s.Type),
-			"remake it with type kubernetes.io/dockerconfigjson: berth secret create "+s.Name+" ... (the type of a Secret cannot be changed in place)")
-		return nil
-	}
-	raw, inData := s.Data[key]
-	str, inString := s.StringData[key]
-	if !inData && !inString {
-		var have []string
-		for k := range s.Data {
-			have = append(have, k)
-		}
-		for k := range s.StringData {
-			have = append(have, k)
-		}
-		fail("key", fmt.Sprintf("secret %s of type %s has no %q key (has: %s)", s.Name, s.Type, key, strings.Join(have, ", ")), "name the data item "+key)
-		return nil
-	}
-	var payload []byte
-	if inString {
-		payload = []byte(str)
-		if looksBase64JSON(str) {
-			fail("encoding", fmt.Sprintf("secret %s: stringData[%q] holds base64; stringData takes the plain JSON", s.Name, key), "put the JSON itself under stringData, or the base64 under data")
-			return nil
-		}
-	} else if s.Encoded {
-		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(raw))
-		if err != nil {
-			fail("encoding", fmt.Sprintf("secret %s: data[%q] is not valid base64 (one unbroken string, no line breaks or spaces)", s.Name, key), "base64 -w0 ~/.docker/config.json")
-			return nil
-		}
-		payload = b
-	} else {
-		payload = []byte(raw)
-	}
-	if looksBase64JSON(string(payload)) {
-		fail("encoding", fmt.Sprintf("secret %s: data[%q] is base64 encoded twice", s.Name, key), "encode the docker config once: base64 -w0 config.json")
-		return nil
-	}
-	if key == ".dockercfg" {
-		var auths map[string]AuthEntry
-		if err := json.Unmarshal(payload, &auths); err != nil {
-			fail("json", fmt.Sprintf("secret %s: .dockercfg is not JSON: %v", s.Name, err), "a .dockercfg holds {\"registry\": {\"auth\": ...}}")
-			return nil
-		}
-		pass("secret", fmt.Sprintf("secret %s: type, key and encoding are right", s.Name))
-		return &DockerConfig{Auths: auths}
-	}
-	var probe map[string]json.RawMessage
-	if err := json.Unmarshal(payload, &probe); err != nil {
-		fail("json", fmt.Sprintf("secret %s: .dockerconfigjson is not a JSON object: %v", s.Name, err), "it must be the docker config file: {\"auths\": {...}}")
-		return nil
-	}
-	if _, ok := probe["auths"]; !ok {
-		fail("json", fmt.Sprintf("secret %s: .dockerconfigjson has no \"auths\"", s.Name), "use the whole docker config ({\"auths\": {...}}), not just one entry")
-		return nil
-	}
-	cfg, err := ParseDockerConfig(payload)
-	if err != nil {
-		fail("json", fmt.Sprintf("secret %s: %v", s.Name, err), "remake it: berth secret create "+s.Name)
-		return nil
-	}
-	if cfg.CredsStore != "" || len(cfg.CredHelpers) > 0 {
-		empty := true
-		for _, e := range cfg.Auths {
-			if e != (AuthEntry{}) {
-				empty = false
-			}
-		}
-		if empty {
-			fail("helper", fmt.Sprintf("secret %s: the docker config keeps its credentials in a credential helper (%s); the kubelet cannot run helpers, so its entries are empty", s.Name, helperNames(cfg)),
-				"berth secret create "+s.Name+" --from-docker-config (asks the helper and embeds the credentials)")
-			return nil
-		}
-	}
-	pass("secret", fmt.Sprintf("secret %s: type, key and encoding are right", s.Name))
-	return cfg
-}
-
-func helperNames(c *DockerConfig) string {
-	var hs []string
-	if c.CredsStore != "" {
-		hs = append(hs, "credsStore "+c.CredsStore)
-	}
-	for r, h := range c.CredHelpers {
-		hs = append(hs, "credHelpers "+r+"="+h)
-	}
-	return strings.Join(hs, ", ")
-}
-
-// looksBase64JSON reports whether s is base64 of a JSON object.
-func looksBase64JSON(s string) bool {
-	s = strings.TrimSpace(s)
-	if s == "" || strings.HasPrefix(s, "{") {
-		return false
-	}
-	b, err := base64.StdEncoding.DecodeString(s)
-	return err == nil && bytes.HasPrefix(bytes.TrimSpace(b), []byte("{"))
 }
 
 // SplitImage splits an image reference into registry host, repository

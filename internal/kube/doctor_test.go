@@ -149,49 +149,55 @@ func TestDoctor(t *testing.T) {
 		name    string
 		image   string
 		secrets []kube.SecretInput
-		want    string // the failing check, "" when the pull succeeds
+		want    string   // the failing check, "" when the pull succeeds
+		says    []string // phrases its message and fix hold together
 	}{
-		{"working robot secret", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, ""},
-		{"dockercfg type and key", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockercfg", b64(`{"`+l.host+`":{"auth":"`+b64(robot+":"+secret)+`"}}`))}, ""},
-		{"scheme and /v2/ in the key", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("http://"+l.host+"/v2/", robot, secret)))}, ""},
-		{"public namespace, no secret", l.host + "/pub/app:v1", nil, ""},
-		{"secret missing", img, []kube.SecretInput{{Name: "regcred"}}, "secret"},
-		{"secret in another namespace", img, []kube.SecretInput{withNS(fileSecret("regcred", dcj, ".dockerconfigjson", b64(good)), "other")}, "secret"},
-		{"type Opaque", img, []kube.SecretInput{fileSecret("regcred", "Opaque", ".dockerconfigjson", b64(good))}, "type"},
-		{"dockercfg type with dockerconfigjson key", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockerconfigjson", b64(good))}, "key"},
-		{"data key config.json", img, []kube.SecretInput{fileSecret("regcred", dcj, "config.json", b64(good))}, "key"},
-		{"value not base64", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", "eyJhdXRocyI6e30=\n%%%")}, "encoding"},
-		{"base64 twice", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(b64(good)))}, "encoding"},
-		{"stringData holding base64", img, []kube.SecretInput{{Name: "regcred", Found: true, Type: dcj, StringData: map[string]string{".dockerconfigjson": b64(good)}, Encoded: true}}, "encoding"},
-		{"not JSON", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64("auths: yes"))}, "json"},
-		{"no auths", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"`+l.host+`":{"auth":"`+b64(robot+":"+secret)+`"}}`))}, "json"},
-		{"auth not base64", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"not base64!"}}}`))}, "entry"},
-		{"auth without colon", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"`+b64(robot+secret)+`"}}}`))}, "entry"},
+		{"working robot secret", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "", nil},
+		{"dockercfg type and key", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockercfg", b64(`{"`+l.host+`":{"auth":"`+b64(robot+":"+secret)+`"}}`))}, "", nil},
+		{"scheme and /v2/ in the key", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("http://"+l.host+"/v2/", robot, secret)))}, "", nil},
+		{"public namespace, no secret", l.host + "/pub/app:v1", nil, "", nil},
+		{"secret missing", img, []kube.SecretInput{{Name: "regcred"}}, "secret", nil},
+		{"secret in another namespace", img, []kube.SecretInput{withNS(fileSecret("regcred", dcj, ".dockerconfigjson", b64(good)), "other")}, "secret", nil},
+		{"type Opaque", img, []kube.SecretInput{fileSecret("regcred", "Opaque", ".dockerconfigjson", b64(good))}, "type", nil},
+		{"dockercfg type holding a docker config file", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockercfg", b64(good))}, "type", []string{
+			`secret regcred has the legacy type kubernetes.io/dockercfg but the new content ({"auths": {...}}) in .dockercfg`,
+			"type kubernetes.io/dockerconfigjson and the data under key .dockerconfigjson",
+			`or drop the "auths" wrapper from .dockercfg`,
+		}},
+		{"dockercfg type with dockerconfigjson key", img, []kube.SecretInput{fileSecret("regcred", "kubernetes.io/dockercfg", ".dockerconfigjson", b64(good))}, "key", nil},
+		{"data key config.json", img, []kube.SecretInput{fileSecret("regcred", dcj, "config.json", b64(good))}, "key", nil},
+		{"value not base64", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", "eyJhdXRocyI6e30=\n%%%")}, "encoding", nil},
+		{"base64 twice", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(b64(good)))}, "encoding", nil},
+		{"stringData holding base64", img, []kube.SecretInput{{Name: "regcred", Found: true, Type: dcj, StringData: map[string]string{".dockerconfigjson": b64(good)}, Encoded: true}}, "encoding", nil},
+		{"not JSON", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64("auths: yes"))}, "json", nil},
+		{"no auths", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"`+l.host+`":{"auth":"`+b64(robot+":"+secret)+`"}}`))}, "json", nil},
+		{"auth not base64", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"not base64!"}}}`))}, "entry", nil},
+		{"auth without colon", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"`+b64(robot+secret)+`"}}}`))}, "entry", nil},
 		{"good secret beside a malformed one", img, []kube.SecretInput{
 			fileSecret("regcred", dcj, ".dockerconfigjson", b64(good)),
 			fileSecret("broken", dcj, ".dockerconfigjson", b64(`{"auths":{"other.example.com":{"auth":"%%%"}}}`)),
-		}, "entry"},
-		{"credentials in a credential helper", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{}},"credsStore":"desktop"}`))}, "helper"},
-		{"identity token only", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"`+b64(robot+":")+`","identitytoken":"berth-refresh-x"}}}`))}, "entry"},
-		{"key without the port", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("127.0.0.1", robot, secret)))}, "match"},
-		{"key localhost for 127.0.0.1", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("localhost"+port, robot, secret)))}, "match"},
-		{"wildcard with fewer labels", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("*.0.1"+port, robot, secret)))}, "match"},
-		{"key path not a prefix", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host+"/other", robot, secret)))}, "match"},
-		{"wrong password", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, robot, secret+"x")))}, "credentials"},
-		{"revoked robot", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, revoked, revokedSecret)))}, "credentials"},
-		{"robot outside its scope", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, narrow, narrowSecret)))}, "access"},
-		{"user not a member", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, "eve", "eve-password-1")))}, "access"},
-		{"no secret, private namespace", img, nil, "access"},
-		{"tag missing", l.host + "/team/app:v2", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "reference"},
-		{"no linux/amd64 image", l.host + "/team/arm:v1", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "platform"},
+		}, "entry", nil},
+		{"credentials in a credential helper", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{}},"credsStore":"desktop"}`))}, "helper", nil},
+		{"identity token only", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(`{"auths":{"`+l.host+`":{"auth":"`+b64(robot+":")+`","identitytoken":"berth-refresh-x"}}}`))}, "entry", nil},
+		{"key without the port", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("127.0.0.1", robot, secret)))}, "match", nil},
+		{"key localhost for 127.0.0.1", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("localhost"+port, robot, secret)))}, "match", nil},
+		{"wildcard with fewer labels", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor("*.0.1"+port, robot, secret)))}, "match", nil},
+		{"key path not a prefix", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host+"/other", robot, secret)))}, "match", nil},
+		{"wrong password", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, robot, secret+"x")))}, "credentials", nil},
+		{"revoked robot", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, revoked, revokedSecret)))}, "credentials", nil},
+		{"robot outside its scope", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, narrow, narrowSecret)))}, "access", nil},
+		{"user not a member", img, []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(configFor(l.host, "eve", "eve-password-1")))}, "access", nil},
+		{"no secret, private namespace", img, nil, "access", nil},
+		{"tag missing", l.host + "/team/app:v2", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "reference", nil},
+		{"no linux/amd64 image", l.host + "/team/arm:v1", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "platform", nil},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			findings, ok := kube.Diagnose(context.Background(), kube.Input{Image: c.image, PodNamespace: "default", Secrets: c.secrets}, &kube.HTTPProber{})
-			failed := ""
+			failed, said := "", ""
 			for _, f := range findings {
 				if !f.OK && failed == "" {
-					failed = f.Check
+					failed, said = f.Check, f.Message+" (fix: "+f.Fix+")"
 					if f.Fix == "" {
 						t.Errorf("finding %q has no fix", f.Message)
 					}
@@ -199,6 +205,11 @@ func TestDoctor(t *testing.T) {
 			}
 			if ok != (c.want == "") || failed != c.want {
 				t.Errorf("ok=%v first failing check %q, want %q; findings:\n%s", ok, failed, c.want, dump(findings))
+			}
+			for _, phrase := range c.says {
+				if !strings.Contains(said, phrase) {
+					t.Errorf("the first failing finding does not say %q; findings:\n%s", phrase, dump(findings))
+				}
 			}
 		})
 	}

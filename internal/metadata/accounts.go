@@ -77,7 +77,32 @@ type Accounts interface {
 	RevokeRobot(ctx context.Context, name string) error
 	TouchRobot(ctx context.Context, name string, t time.Time) error
 
-	SaveRefreshToken(ctx context.Context, hash, subject string, expires time.Time) error
-	// RefreshToken returns the subject and expiry of a refresh token.
-	RefreshToken(ctx context.Context, hash string) (string, time.Time, error)
+	// SaveRefreshToken stores a refresh token or pull credential (by its
+	// hash) of the account named subject created at subjectCreated.
+	SaveRefreshToken(ctx context.Context, hash string, g Grant) error
+	// RefreshToken returns what a refresh token or pull credential was
+	// issued to.
+	RefreshToken(ctx context.Context, hash string) (*Grant, error)
+
+	// RevocationEpochs returns the revocation epoch of every subject whose
+	// epoch changed at or after since. The epoch of a subject goes up each
+	// time its access tokens must stop working: a robot revoked, a user or
+	// namespace deleted, a password or role changed.
+	RevocationEpochs(ctx context.Context, since time.Time) (map[string]int64, error)
+	// RememberLoginAddress notes a successful login of account from
+	// address.
+	RememberLoginAddress(ctx context.Context, account, address string, at time.Time) error
+	// KnownLoginAddress reports whether account logged in successfully
+	// from address at or after since.
+	KnownLoginAddress(ctx context.Context, account, address string, since time.Time) (bool, error)
+}
+
+// Grant is what a stored bearer secret (refresh token, pull credential)
+// was issued to: the account, identified by its name and creation time, so
+// that an account deleted and created again under the same name does not
+// inherit it.
+type Grant struct {
+	Subject        string
+	SubjectCreated time.Time
+	Expires        time.Time
 }

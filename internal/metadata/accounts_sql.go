@@ -122,7 +122,13 @@ func (s *SQL) DeleteUser(ctx context.Context, name string) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM members WHERE username = ?`, name); err != nil {
 			return fmt.Errorf("delete memberships: %w", err)
 		}
-		return affected(s.exec(ctx, tx, `DELETE FROM users WHERE name = ?`, name))
+		if _, err := s.exec(ctx, tx, `DELETE FROM login_addresses WHERE account = ?`, name); err != nil {
+			return fmt.Errorf("forget login addresses: %w", err)
+		}
+		if err := affected(s.exec(ctx, tx, `DELETE FROM users WHERE name = ?`, name)); err != nil {
+			return err
+		}
+		return s.revoke(ctx, tx, name)
 	})
 }
 
@@ -132,8 +138,10 @@ func (s *SQL) SetPassword(ctx context.Context, name, hash string) error {
 		if err := affected(s.exec(ctx, tx, `UPDATE users SET password_hash = ? WHERE name = ?`, hash, name)); err != nil {
 			return err
 		}
-		_, err := s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE subject = ?`, name)
-		return err
+		if _, err := s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE subject = ?`, name); err != nil {
+			return fmt.Errorf("revoke refresh tokens: %w", err)
+		}
+		return s.revoke(ctx, tx, name)
 	})
 }
 
@@ -195,7 +203,19 @@ func (s *SQL) SetNamespacePublic(ctx context.Context, name string, public bool) 
 // DeleteNamespace implements Accounts.
 func (s *SQL) DeleteNamespace(ctx context.Context, name string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		for _, q := range []string{`DELETE FROM members WHERE namespace = ?`, `DELETE FROM robots WHERE namespace = ?`} {
+		// The robots' access tokens stop working and their pull
+		// credentials go with them: a robot created again under the same
+		// name starts with nothing.
+		if _, err := s.exec(ctx, tx, `INSERT INTO revocations (subject, epoch, updated_at) SELECT name, 1, ? FROM robots WHERE namespace = ?
+			ON CONFLICT (subject) DO UPDATE SET epoch = revocations.epoch + 1, updated_at = excluded.updated_at`, now(), name); err != nil {
+			return fmt.Errorf("delete namespace: revoke robots: %w", err)
+		}
+		for _, q := range []string{
+			`DELETE FROM refresh_tokens WHERE subject IN (SELECT name FROM robots WHERE namespace = ?)`,
+			`DELETE FROM login_addresses WHERE account IN (SELECT name FROM robots WHERE namespace = ?)`,
+			`DELETE FROM members WHERE namespace = ?`,
+			`DELETE FROM robots WHERE namespace = ?`,
+		} {
 			if _, err := s.exec(ctx, tx, q, name); err != nil {
 				return fmt.Errorf("delete namespace: %w", err)
 			}
@@ -209,17 +229,23 @@ func (s *SQL) SetMember(ctx context.Context, m Member) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO members (namespace, username, role) VALUES (?, ?, ?)
 			ON CONFLICT (namespace, username) DO UPDATE SET role = excluded.role`, m.Namespace, m.User, m.Role)
-		if err != nil && strings.Contains(err.Error(), "FOREIGN KEY") {
+		if err != nil && (strings.Contains(err.Error(), "FOREIGN KEY") || strings.Contains(err.Error(), "foreign key")) {
 			return ErrNotFound
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return s.revoke(ctx, tx, m.User)
 	})
 }
 
 // RemoveMember implements Accounts.
 func (s *SQL) RemoveMember(ctx context.Context, ns, user string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return affected(s.exec(ctx, tx, `DELETE FROM members WHERE namespace = ? AND username = ?`, ns, user))
+		if err := affected(s.exec(ctx, tx, `DELETE FROM members WHERE namespace = ? AND username = ?`, ns, user)); err != nil {
+			return err
+		}
+		return s.revoke(ctx, tx, user)
 	})
 }
 
@@ -319,7 +345,10 @@ func (s *SQL) RevokeRobot(ctx context.Context, name string) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE subject = ?`, name); err != nil {
 			return err
 		}
-		return affected(s.exec(ctx, tx, `UPDATE robots SET revoked = 1 WHERE name = ?`, name))
+		if err := affected(s.exec(ctx, tx, `UPDATE robots SET revoked = 1 WHERE name = ?`, name)); err != nil {
+			return err
+		}
+		return s.revoke(ctx, tx, name)
 	})
 }
 
@@ -327,64 +356,6 @@ func (s *SQL) RevokeRobot(ctx context.Context, name string) error {
 func (s *SQL) TouchRobot(ctx context.Context, name string, t time.Time) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `UPDATE robots SET last_used_at = ? WHERE name = ?`, t.UnixNano(), name)
-		return err
-	})
-}
-
-// SaveRefreshToken implements Accounts.
-func (s *SQL) SaveRefreshToken(ctx context.Context, hash, subject string, expires time.Time) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, now()); err != nil {
-			return err
-		}
-		_, err := s.exec(ctx, tx, `INSERT INTO refresh_tokens (hash, subject, expires_at) VALUES (?, ?, ?)`, hash, subject, expires.UnixNano())
-		return err
-	})
-}
-
-// RefreshToken implements Accounts.
-func (s *SQL) RefreshToken(ctx context.Context, hash string) (string, time.Time, error) {
-	var subject string
-	var expires int64
-	err := s.queryRow(ctx, nil, `SELECT subject, expires_at FROM refresh_tokens WHERE hash = ?`, hash).Scan(&subject, &expires)
-	if errors.Is(err, sql.ErrNoRows) {
-		return "", time.Time{}, ErrNotFound
-	}
-	if err != nil {
-		return "", time.Time{}, fmt.Errorf("look up refresh token: %w", err)
-	}
-	return subject, fromNano(expires), nil
-}
-
-// AddLoginFailure records a failed login and forgets failures older than
-// before.
-func (s *SQL) AddLoginFailure(ctx context.Context, key string, at, before time.Time) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE at < ?`, before.UnixNano()); err != nil {
-			return fmt.Errorf("prune login failures: %w", err)
-		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO login_failures (failure_key, at) VALUES (?, ?)`, key, at.UnixNano()); err != nil {
-			return fmt.Errorf("record login failure: %w", err)
-		}
-		return nil
-	})
-}
-
-// LoginFailures counts a key's failed logins since a time.
-func (s *SQL) LoginFailures(ctx context.Context, key string, since time.Time) (int, time.Time, error) {
-	var n int
-	var oldest sql.NullInt64
-	err := s.queryRow(ctx, nil, `SELECT COUNT(*), MIN(at) FROM login_failures WHERE failure_key = ? AND at >= ?`, key, since.UnixNano()).Scan(&n, &oldest)
-	if err != nil {
-		return 0, time.Time{}, fmt.Errorf("count login failures: %w", err)
-	}
-	return n, fromNano(oldest.Int64), nil
-}
-
-// ClearLoginFailures forgets a key's failed logins.
-func (s *SQL) ClearLoginFailures(ctx context.Context, key string) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE failure_key = ?`, key)
 		return err
 	})
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/internal/reference"
@@ -36,6 +37,11 @@ type GCRequest struct {
 	// UntaggedSince keeps, per repository, manifests created since the
 	// given time (retention's window for untagged manifests).
 	UntaggedSince map[string]time.Time
+	// Scope, with DryRun, limits the run to the repositories matching this
+	// pattern ("team/*" or "team/app"): only their tags and manifests are
+	// marked and reported, and blob links and blobs are left out, so that
+	// a dry run of one namespace's policy costs what that namespace holds.
+	Scope string
 }
 
 // GCPlan is what one collection removes from the metadata.
@@ -107,10 +113,20 @@ func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error
 		if err := s.fillWindows(ctx, tx, req.UntaggedSince); err != nil {
 			return err
 		}
-		rows, err := tx.QueryContext(ctx, s.q(s.dialect.liveManifests+`
+		mark := s.dialect.liveManifests + `
 			SELECT m.repository_id, r.name, m.digest, m.size FROM manifests m JOIN repositories r ON r.id = m.repository_id
 			WHERE NOT EXISTS (SELECT 1 FROM live l WHERE l.repository_id = m.repository_id AND l.digest = m.digest)
-			ORDER BY r.name, m.digest`), cutoff)
+			ORDER BY r.name, m.digest`
+		if req.Scope != "" {
+			if !req.DryRun {
+				return fmt.Errorf("a scoped collection must be a dry run")
+			}
+			if err := s.fillScope(ctx, tx, req.Scope); err != nil {
+				return err
+			}
+			mark = scopedMarking(mark)
+		}
+		rows, err := tx.QueryContext(ctx, s.q(mark), cutoff)
 		if err != nil {
 			return fmt.Errorf("mark manifests: %w", err)
 		}
@@ -134,6 +150,9 @@ func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error
 		rows.Close()
 		if err := rows.Err(); err != nil {
 			return fmt.Errorf("mark manifests: %w", err)
+		}
+		if req.Scope != "" {
+			return errDryRun // what is in scope is marked; links and blobs are not
 		}
 		for _, k := range dead {
 			for _, q := range []string{
@@ -228,4 +247,51 @@ func (s *SQL) DeleteBlobRecords(ctx context.Context, ds []reference.Digest, befo
 		return nil, err
 	}
 	return deleted, nil
+}
+
+// scopeFilter restricts a marking query's rows to the repositories in the
+// temporary table gc_scope.
+const scopeFilter = `repository_id IN (SELECT repository_id FROM gc_scope)`
+
+// scopedMarking limits the marking query q to the repositories in
+// gc_scope: its starting sets (tags, recent manifests, retention windows)
+// and its result. The recursive steps stay within a repository, so they
+// need no filter.
+func scopedMarking(q string) string {
+	for _, r := range [][2]string{
+		{`SELECT repository_id, digest FROM tags`, `SELECT repository_id, digest FROM tags WHERE ` + scopeFilter},
+		{`FROM manifests WHERE created_at >= ?`, `FROM manifests WHERE created_at >= ? AND ` + scopeFilter},
+		{`WHERE m.created_at >= w.since`, `WHERE m.created_at >= w.since AND w.` + scopeFilter},
+		{`WHERE NOT EXISTS (SELECT 1 FROM live l`, `WHERE m.` + scopeFilter + ` AND NOT EXISTS (SELECT 1 FROM live l`},
+	} {
+		if !strings.Contains(q, r[0]) {
+			panic("metadata: marking query changed; update scopedMarking: " + r[0])
+		}
+		q = strings.Replace(q, r[0], r[1], 1)
+	}
+	return q
+}
+
+// fillScope loads the ids of the repositories matching pattern into the
+// connection's temporary table gc_scope: a prefix pattern by a range of
+// the name index, not a scan.
+func (s *SQL) fillScope(ctx context.Context, tx *sql.Tx, pattern string) error {
+	for _, q := range []string{
+		`CREATE TEMP TABLE IF NOT EXISTS gc_scope (repository_id BIGINT PRIMARY KEY)`,
+		`DELETE FROM gc_scope`,
+	} {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("collection scope: %w", err)
+		}
+	}
+	q, args := `INSERT INTO gc_scope (repository_id) SELECT id FROM repositories WHERE name = ?`, []any{pattern}
+	if prefix, ok := strings.CutSuffix(pattern, "/*"); ok {
+		// Names under prefix/ sort between "prefix/" and "prefix0" ('0'
+		// follows '/').
+		q, args = `INSERT INTO gc_scope (repository_id) SELECT id FROM repositories WHERE name > ? AND name < ?`, []any{prefix + "/", prefix + "0"}
+	}
+	if _, err := tx.ExecContext(ctx, s.q(q), args...); err != nil {
+		return fmt.Errorf("collection scope: %w", err)
+	}
+	return nil
 }

@@ -77,7 +77,21 @@ type Upload struct {
 	// TokenID is the id of the bearer token that started the upload, which
 	// may finish it even after it expires; empty without auth.
 	TokenID string
+	// Namespace is the first component of Repository; open sessions are
+	// counted per namespace.
+	Namespace string
 }
+
+// ErrTooManyUploads is returned by CreateUpload when the upload's namespace
+// already has the most open sessions allowed.
+var ErrTooManyUploads = errors.New("too many open upload sessions")
+
+// Guard is called inside a deletion's transaction, after the row is locked
+// against concurrent pushes, with the tags of the repository that point to
+// the deleted manifest or reach the deleted content: through index
+// children, and for a blob through the manifests using it (config and
+// layers). An error rolls the deletion back and is returned as it is.
+type Guard func(tags []string) error
 
 // ErrTagImmutable is returned by PutManifest when it would move a
 // protected tag.
@@ -90,12 +104,20 @@ type Store interface {
 	TagsOf(ctx context.Context, repo string, d reference.Digest) ([]string, error)
 	// RepositoryBlob returns the size of a blob linked into a repository.
 	RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error)
+	// KeepBlobLink is RepositoryBlob for a client that will rely on the
+	// link (a blob HEAD, a mount): a link made before refreshBefore has
+	// its time moved to now first, so that garbage collection keeps it for
+	// another grace period. The refresh and the collector's sweep are
+	// serialized: a link the sweep removed is ErrNotFound, never made
+	// again.
+	KeepBlobLink(ctx context.Context, repo string, d reference.Digest, refreshBefore time.Time) (int64, error)
 	// LinkBlob records that a committed blob of the given size belongs to a
 	// repository, creating the repository if needed; when uploadID is set,
 	// the upload session that produced the blob ends in the same transaction.
 	LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error
-	// UnlinkBlob removes a blob from a repository (ErrNotFound if absent).
-	UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error
+	// UnlinkBlob removes a blob from a repository (ErrNotFound if absent),
+	// unless guard (when not nil) refuses.
+	UnlinkBlob(ctx context.Context, repo string, d reference.Digest, guard Guard) error
 	// BlobSize returns the size of a blob linked into at least one
 	// repository, for mounts without a source repository.
 	BlobSize(ctx context.Context, d reference.Digest) (int64, error)
@@ -108,8 +130,9 @@ type Store interface {
 	// PutManifest records a manifest, its references and its tag in one
 	// transaction; a missing reference fails it with *MissingReferenceError.
 	PutManifest(ctx context.Context, m *PutManifest) error
-	// DeleteManifest deletes a manifest and every tag pointing to it.
-	DeleteManifest(ctx context.Context, repo string, d reference.Digest) error
+	// DeleteManifest deletes a manifest and every tag pointing to it,
+	// unless guard (when not nil) refuses.
+	DeleteManifest(ctx context.Context, repo string, d reference.Digest, guard Guard) error
 	// DeleteTag deletes a tag.
 	DeleteTag(ctx context.Context, repo, tag string) error
 	// Tags lists a repository's tags in order, after last, at most n; ok is
@@ -121,8 +144,9 @@ type Store interface {
 	// those of one artifact type.
 	Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]Descriptor, error)
 
-	// CreateUpload records a new upload session.
-	CreateUpload(ctx context.Context, u Upload) error
+	// CreateUpload records a new upload session, unless its namespace has
+	// limit open sessions already (ErrTooManyUploads; limit <= 0: none).
+	CreateUpload(ctx context.Context, u Upload, limit int) error
 	// GetUpload returns an upload session.
 	GetUpload(ctx context.Context, id string) (*Upload, error)
 	// DeleteUpload removes an upload session.

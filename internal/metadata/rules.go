@@ -23,8 +23,9 @@ type Rules interface {
 	SetQuota(ctx context.Context, ns string, bytes int64) error
 	// Quota returns a namespace's quota, 0 when it has none.
 	Quota(ctx context.Context, ns string) (int64, error)
-	// NamespaceUsage returns the bytes of the distinct blobs held by the
-	// namespace's repositories, and whether it holds blob d already.
+	// NamespaceUsage returns the bytes the namespace's repositories hold
+	// (their distinct blobs plus the payloads of their manifests), and
+	// whether it holds blob d already.
 	NamespaceUsage(ctx context.Context, ns string, d string) (used int64, holds bool, err error)
 	AddImmutableRule(ctx context.Context, r ImmutableRule) (int64, error)
 	ImmutableRules(ctx context.Context) ([]ImmutableRule, error)
@@ -70,9 +71,10 @@ func (s *SQL) NamespaceUsage(ctx context.Context, ns, d string) (int64, bool, er
 	var used int64
 	var holds int
 	err := s.queryRow(ctx, nil, `SELECT
-		COALESCE((SELECT SUM(b.size) FROM blobs b WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (`+inNamespace+`))), 0),
+		COALESCE((SELECT SUM(b.size) FROM blobs b WHERE b.digest IN (SELECT rb.digest FROM repository_blobs rb WHERE rb.repository_id IN (`+inNamespace+`))), 0)
+		+ COALESCE((SELECT SUM(m.size) FROM manifests m WHERE m.repository_id IN (`+inNamespace+`)), 0),
 		(SELECT COUNT(*) FROM repository_blobs rb WHERE rb.digest = ? AND rb.repository_id IN (`+inNamespace+`))`,
-		ns, ns, ns, d, ns, ns, ns).Scan(&used, &holds)
+		ns, ns, ns, ns, ns, ns, d, ns, ns, ns).Scan(&used, &holds)
 	if err != nil {
 		return 0, false, fmt.Errorf("namespace usage: %w", err)
 	}

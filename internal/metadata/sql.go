@@ -295,8 +295,10 @@ func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, siz
 	})
 }
 
-// UnlinkBlob implements Store.
-func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest) error {
+// UnlinkBlob implements Store. The link is deleted before the guard
+// looks: the deletion waits for a push that holds the link (FOR SHARE on
+// PostgreSQL), and the guard then sees that push's manifest and tags.
+func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest, guard Guard) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
@@ -309,8 +311,50 @@ func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest) e
 		if n, _ := res.RowsAffected(); n == 0 {
 			return ErrNotFound
 		}
-		return nil
+		return s.guard(ctx, tx, guard, reachBlob, id, string(d))
 	})
+}
+
+// Seeds of tagsReaching: the manifests of a repository that use a blob,
+// or the manifest itself.
+const (
+	reachBlob     = `SELECT repository_id, manifest_digest FROM manifest_blobs WHERE repository_id = ? AND blob_digest = ?`
+	reachManifest = `SELECT repository_id, digest FROM manifests WHERE repository_id = ? AND digest = ?`
+)
+
+// tagsReaching lists the tags of a repository whose manifest is one of the
+// seeds or an index reaching one through its children, transitively: one
+// recursive query that, like garbage collection's marking, follows an
+// index per step (manifest_children by child, then tags by digest).
+const tagsReaching = `WITH RECURSIVE up(repository_id, digest) AS (
+		%s
+		UNION SELECT mc.repository_id, mc.manifest_digest FROM up u
+			JOIN manifest_children mc ON mc.repository_id = u.repository_id AND mc.child_digest = u.digest
+	)
+	SELECT DISTINCT t.name FROM up u JOIN tags t ON t.repository_id = u.repository_id AND t.digest = u.digest ORDER BY t.name`
+
+// guard runs a deletion's guard, if any, on the tags reaching the seed.
+func (s *SQL) guard(ctx context.Context, tx *sql.Tx, guard Guard, seed string, id int64, d string) error {
+	if guard == nil {
+		return nil
+	}
+	rows, err := tx.QueryContext(ctx, s.q(fmt.Sprintf(tagsReaching, seed)), id, d)
+	if err != nil {
+		return fmt.Errorf("tags reaching %s: %w", d, err)
+	}
+	defer rows.Close()
+	var tags []string
+	for rows.Next() {
+		var t string
+		if err := rows.Scan(&t); err != nil {
+			return fmt.Errorf("tags reaching %s: %w", d, err)
+		}
+		tags = append(tags, t)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("tags reaching %s: %w", d, err)
+	}
+	return guard(tags)
 }
 
 func scanManifest(row interface{ Scan(...any) error }, repo string) (*Manifest, error) {
@@ -447,12 +491,28 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 	})
 }
 
-// DeleteManifest implements Store.
-func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Digest) error {
+// DeleteManifest implements Store. With a guard, the manifest's row is
+// locked first (PostgreSQL): a push of an index listing it, or of a tag
+// pointing to it, either commits before and is seen by the guard, or
+// waits and then finds the manifest gone.
+func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Digest, guard Guard) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
 			return err
+		}
+		if guard != nil {
+			var one int
+			err := s.queryRow(ctx, tx, `SELECT 1 FROM manifests WHERE repository_id = ? AND digest = ?`+s.dialect.lockRow, id, string(d)).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return ErrNotFound
+			}
+			if err != nil {
+				return fmt.Errorf("lock manifest: %w", err)
+			}
+			if err := s.guard(ctx, tx, guard, reachManifest, id, string(d)); err != nil {
+				return err
+			}
 		}
 		for _, q := range []string{
 			`DELETE FROM tags WHERE repository_id = ? AND digest = ?`,
@@ -568,10 +628,21 @@ func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, ar
 	return out, rows.Err()
 }
 
-// CreateUpload implements Store.
-func (s *SQL) CreateUpload(ctx context.Context, u Upload) error {
+// CreateUpload implements Store. The count and the insert are one
+// transaction; with several writers (PostgreSQL) two sessions started at
+// the same moment may both take the last place.
+func (s *SQL) CreateUpload(ctx context.Context, u Upload, limit int) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at, token_id) VALUES (?, ?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano(), u.TokenID)
+		if limit > 0 {
+			var n int
+			if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM uploads WHERE namespace = ?`, u.Namespace).Scan(&n); err != nil {
+				return fmt.Errorf("count uploads: %w", err)
+			}
+			if n >= limit {
+				return ErrTooManyUploads
+			}
+		}
+		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at, token_id, namespace) VALUES (?, ?, ?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano(), u.TokenID, u.Namespace)
 		if err != nil {
 			return fmt.Errorf("record upload: %w", err)
 		}

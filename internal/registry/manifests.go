@@ -112,6 +112,9 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 		rec.Children = append(rec.Children, metadata.Ref{Digest: reference.Digest(c.Digest), Size: c.Size})
 	}
 	rec.Tags = tags
+	if err := s.checkManifestQuota(ctx, repo, d, int64(len(payload))); err != nil {
+		return nil, err
+	}
 	if !isAdmin(ctx) {
 		if rec.Protect, err = s.ImmutableTags(ctx, repo, tags); err != nil {
 			return nil, err
@@ -133,24 +136,32 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 }
 
 // DeleteManifest deletes a tag (when ref is a tag) or a manifest and its
-// tags (when ref is a digest).
+// tags (when ref is a digest). Immutable tags, and manifests they reach
+// (directly or as children of an index), are kept, except for admins.
 func (s *Service) DeleteManifest(ctx context.Context, repo, ref string) error {
 	if err := checkRef(ref); err != nil {
 		return err
 	}
-	if err := s.checkDelete(ctx, repo, ref); err != nil {
-		return err
-	}
 	var err error
 	if reference.IsDigest(ref) {
-		err = s.meta.DeleteManifest(ctx, repo, reference.Digest(ref))
+		var guard metadata.Guard
+		if guard, err = s.deleteGuard(ctx, repo, "manifest "+ref); err != nil {
+			return err
+		}
+		err = s.meta.DeleteManifest(ctx, repo, reference.Digest(ref), guard)
 	} else {
+		if err := s.checkDeleteTag(ctx, repo, ref); err != nil {
+			return err
+		}
 		err = s.meta.DeleteTag(ctx, repo, ref)
 	}
-	if errors.Is(err, metadata.ErrNotFound) {
+	var denied *errcode.Error
+	switch {
+	case errors.Is(err, metadata.ErrNotFound):
 		return errManifestUnknown
-	}
-	if err != nil {
+	case errors.As(err, &denied):
+		return err
+	case err != nil:
 		return internal(err, "manifest delete")
 	}
 	return nil

@@ -33,6 +33,14 @@ type Options struct {
 	// Locks serialize storing and linking a blob against garbage
 	// collection deleting it; nil locks within this process only.
 	Locks digestlock.Locker
+	// GCGrace is the garbage collector's grace period (default 1h). A blob
+	// HEAD or mount that finds a link older than a minute (or a quarter
+	// of the grace, when shorter) makes it young again, so that the
+	// client may rely on it for the rest of the grace period.
+	GCGrace time.Duration
+	// MaxUploadSessions bounds the open upload sessions of a namespace
+	// (default 100).
+	MaxUploadSessions int
 }
 
 // Service implements the registry's operations on top of the two stores.
@@ -57,6 +65,12 @@ func New(meta metadata.Store, blobs blobstore.Store, opts Options, log *slog.Log
 	}
 	if opts.Locks == nil {
 		opts.Locks = &digestlock.Set{}
+	}
+	if opts.GCGrace <= 0 {
+		opts.GCGrace = time.Hour
+	}
+	if opts.MaxUploadSessions <= 0 {
+		opts.MaxUploadSessions = 100
 	}
 	return &Service{meta: meta, blobs: blobs, opts: opts, log: log, locks: opts.Locks}
 }
@@ -89,9 +103,32 @@ func ValidUploadID(id string) bool {
 
 // ---- blobs ----
 
-// StatBlob returns the size of a blob in a repository.
+// StatBlob returns the size of a blob in a repository, for a HEAD. A client
+// told that the blob exists skips its upload and relies on it in the
+// manifest it pushes next, so the link is kept alive for the grace period
+// (see keepAlive); a link younger than that costs no write.
 func (s *Service) StatBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
+	size, err := s.meta.KeepBlobLink(ctx, repo, d, s.keepAlive())
+	return blobSize(size, err, d)
+}
+
+// keepAlive is the time before which a link found by a HEAD or mount is
+// refreshed: a minute ago, or a quarter of the grace period when that is
+// shorter. A link is so written at most once a minute, and a client told
+// it exists may rely on it for three quarters of the grace at least.
+func (s *Service) keepAlive() time.Time {
+	return time.Now().Add(-min(time.Minute, s.opts.GCGrace/4))
+}
+
+// statBlob is StatBlob without the refresh, for GETs: a pull relies on the
+// manifest that uses the blob, not on its link.
+func (s *Service) statBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
 	size, err := s.meta.RepositoryBlob(ctx, repo, d)
+	return blobSize(size, err, d)
+}
+
+// blobSize turns a link lookup's result into the registry's errors.
+func blobSize(size int64, err error, d reference.Digest) (int64, error) {
 	if errors.Is(err, metadata.ErrNotFound) {
 		return 0, errcode.New(errcode.BlobUnknown, "blob unknown to registry").WithDetail(map[string]string{"digest": string(d)})
 	}
@@ -103,7 +140,7 @@ func (s *Service) StatBlob(ctx context.Context, repo string, d reference.Digest)
 
 // OpenBlob opens a blob of a repository for reading.
 func (s *Service) OpenBlob(ctx context.Context, repo string, d reference.Digest) (blobstore.Content, int64, error) {
-	if _, err := s.StatBlob(ctx, repo, d); err != nil {
+	if _, err := s.statBlob(ctx, repo, d); err != nil {
 		return nil, 0, err
 	}
 	c, size, err := s.blobs.Open(ctx, d)
@@ -125,7 +162,7 @@ func (s *Service) BlobURL(ctx context.Context, repo string, d reference.Digest) 
 	if !s.opts.Redirect || !can {
 		return "", false, nil
 	}
-	if _, err := s.StatBlob(ctx, repo, d); err != nil {
+	if _, err := s.statBlob(ctx, repo, d); err != nil {
 		return "", false, err
 	}
 	u, err = rd.RedirectURL(ctx, d)
@@ -136,13 +173,21 @@ func (s *Service) BlobURL(ctx context.Context, repo string, d reference.Digest) 
 }
 
 // DeleteBlob removes a blob from a repository. The content stays until
-// garbage collection finds nothing else uses it.
+// garbage collection finds nothing else uses it. A blob an immutable tag's
+// manifests use (config or layer) is kept, except for admins.
 func (s *Service) DeleteBlob(ctx context.Context, repo string, d reference.Digest) error {
-	err := s.meta.UnlinkBlob(ctx, repo, d)
-	if errors.Is(err, metadata.ErrNotFound) {
-		return errcode.New(errcode.BlobUnknown, "blob unknown to registry")
-	}
+	guard, err := s.deleteGuard(ctx, repo, "blob "+string(d))
 	if err != nil {
+		return err
+	}
+	err = s.meta.UnlinkBlob(ctx, repo, d, guard)
+	var denied *errcode.Error
+	switch {
+	case errors.Is(err, metadata.ErrNotFound):
+		return errcode.New(errcode.BlobUnknown, "blob unknown to registry")
+	case errors.As(err, &denied):
+		return err
+	case err != nil:
 		return internal(err, "blob delete")
 	}
 	return nil
@@ -150,8 +195,9 @@ func (s *Service) DeleteBlob(ctx context.Context, repo string, d reference.Diges
 
 // Mount links an existing blob into repo. With from set, the blob must be in
 // that repository; without it, the blob must be in some repository (a blob
-// deleted from every repository cannot be mounted back). It returns false
-// when the blob cannot be mounted.
+// deleted from every repository cannot be mounted back). When repo holds
+// the blob already, its link is kept alive as StatBlob does. It returns
+// false when the blob cannot be mounted.
 func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, from string) (bool, error) {
 	var size int64
 	var err error
@@ -168,6 +214,14 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 	}
 	if err != nil {
 		return false, internal(err, "mount lookup")
+	}
+	// Already in repo: keep that link alive, as a HEAD does, without
+	// linking again (a young link costs no write).
+	switch _, err := s.meta.KeepBlobLink(ctx, repo, d, s.keepAlive()); {
+	case err == nil:
+		return true, nil
+	case !errors.Is(err, metadata.ErrNotFound):
+		return false, internal(err, "mount")
 	}
 	if err := s.checkQuota(ctx, repo, d, size); err != nil {
 		return false, err
@@ -189,14 +243,21 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 // ---- uploads ----
 
 // StartUpload opens an upload session for repo and returns its id. tokenID
-// names the bearer token that started it ("" without auth).
+// names the bearer token that started it ("" without auth). A namespace
+// has at most MaxUploadSessions open sessions.
 func (s *Service) StartUpload(ctx context.Context, repo, tokenID string) (string, error) {
 	id := newID()
 	if err := s.blobs.CreateUpload(ctx, id); err != nil {
 		return "", internal(err, "upload start")
 	}
-	if err := s.meta.CreateUpload(ctx, metadata.Upload{ID: id, Repository: repo, Started: time.Now(), TokenID: tokenID}); err != nil {
-		_ = s.blobs.AbortUpload(ctx, id)
+	ns := namespaceOf(repo)
+	err := s.meta.CreateUpload(ctx, metadata.Upload{ID: id, Repository: repo, Started: time.Now(), TokenID: tokenID, Namespace: ns}, s.opts.MaxUploadSessions)
+	if err != nil {
+		_ = s.blobs.AbortUpload(context.WithoutCancel(ctx), id)
+		if errors.Is(err, metadata.ErrTooManyUploads) {
+			return "", errcode.New(errcode.TooManyRequests, "namespace %s has %d open upload sessions, the most allowed: finish or cancel one (idle ones expire after %s)",
+				ns, s.opts.MaxUploadSessions, s.opts.UploadTTL)
+		}
 		return "", internal(err, "upload start")
 	}
 	return id, nil
@@ -258,10 +319,15 @@ func (s *Service) AppendUpload(ctx context.Context, repo, id string, c Chunk) (i
 	if err != nil {
 		return 0, err
 	}
-	return s.append(ctx, id, size, c)
+	return s.append(ctx, repo, id, "", size, c)
 }
 
-func (s *Service) append(ctx context.Context, id string, size int64, c Chunk) (int64, error) {
+// append writes a chunk at the end of an upload of size bytes. A chunk
+// that would take the namespace's usage plus the upload over its quota is
+// refused (a streamed one when it passes the limit) and discarded; when
+// the final PUT names a blob d the namespace holds already, it costs
+// nothing.
+func (s *Service) append(ctx context.Context, repo, id string, d reference.Digest, size int64, c Chunk) (int64, error) {
 	offset := size
 	if c.Start >= 0 {
 		if c.Start != size {
@@ -269,11 +335,25 @@ func (s *Service) append(ctx context.Context, id string, size int64, c Chunk) (i
 		}
 		offset = c.Start
 	}
+	room, used, quota, err := s.uploadRoom(ctx, repo, d)
+	if err != nil {
+		return size, err
+	}
+	if quota > 0 {
+		over := quotaError(namespaceOf(repo), used, fmt.Sprintf("more than %s for this upload", humanBytes(room)), quota)
+		if c.Length >= 0 && size+c.Length > room {
+			return size, quotaError(namespaceOf(repo), used, humanBytes(size+c.Length)+" for this upload", quota)
+		}
+		c.Body = &quotaReader{r: c.Body, left: room - size, err: over}
+	}
 	n, err := s.blobs.AppendUpload(ctx, id, offset, c.Body, c.Length)
 	var readErr *blobstore.ReadError
+	var denied *errcode.Error
 	switch {
 	case err == nil:
 		return n, nil
+	case errors.As(err, &denied): // the quota, from quotaReader
+		return n, denied
 	case errors.Is(err, blobstore.ErrOffset):
 		return n, errcode.WithStatus(errcode.BlobUploadInvalid, http416, "chunk does not start at the end of the upload (%d bytes)", n)
 	case errors.Is(err, blobstore.ErrUploadNotFound):
@@ -300,7 +380,7 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		return 0, err
 	}
 	if last != nil {
-		if size, err = s.append(ctx, id, size, *last); err != nil {
+		if size, err = s.append(ctx, repo, id, d, size, *last); err != nil {
 			return 0, err
 		}
 	}

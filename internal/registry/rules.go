@@ -2,11 +2,14 @@ package registry
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 
 	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/reference"
 )
 
@@ -24,39 +27,55 @@ func (s *Service) ImmutableTags(ctx context.Context, repo string, tags []string)
 	if len(tags) == 0 {
 		return nil, nil
 	}
+	immutable, err := s.immutableIn(ctx, repo)
+	if err != nil || immutable == nil {
+		return nil, err
+	}
+	var out []string
+	for _, t := range tags {
+		if immutable(t) {
+			out = append(out, t)
+		}
+	}
+	return out, nil
+}
+
+// immutableIn returns whether a tag of repo is immutable, or nil when no
+// rule covers repo.
+func (s *Service) immutableIn(ctx context.Context, repo string) (func(tag string) bool, error) {
 	rules, err := s.meta.ImmutableRules(ctx)
 	if err != nil {
 		return nil, internal(err, "immutable rules")
 	}
-	var out []string
-	for _, t := range tags {
-		for _, r := range rules {
-			if ok, _ := path.Match(r.Tags, t); ok && reference.Covers(r.Repositories, repo) {
-				out = append(out, t)
-				break
-			}
+	var globs []string
+	for _, r := range rules {
+		if reference.Covers(r.Repositories, repo) {
+			globs = append(globs, r.Tags)
 		}
 	}
-	return out, nil
+	if len(globs) == 0 {
+		return nil, nil
+	}
+	return func(tag string) bool {
+		for _, g := range globs {
+			if ok, _ := path.Match(g, tag); ok {
+				return true
+			}
+		}
+		return false
+	}, nil
 }
 
 func immutableError(tag, repo string) error {
 	return errcode.New(errcode.Denied, "tag %s of %s is immutable: it cannot be moved or deleted (an admin can)", tag, repo)
 }
 
-// checkDelete refuses deletions that would remove immutable tags.
-func (s *Service) checkDelete(ctx context.Context, repo, ref string) error {
+// checkDeleteTag refuses to delete an immutable tag.
+func (s *Service) checkDeleteTag(ctx context.Context, repo, tag string) error {
 	if isAdmin(ctx) {
 		return nil
 	}
-	tags := []string{ref}
-	if reference.IsDigest(ref) {
-		var err error
-		if tags, err = s.meta.TagsOf(ctx, repo, reference.Digest(ref)); err != nil {
-			return internal(err, "tag lookup")
-		}
-	}
-	protected, err := s.ImmutableTags(ctx, repo, tags)
+	protected, err := s.ImmutableTags(ctx, repo, []string{tag})
 	if err != nil {
 		return err
 	}
@@ -64,6 +83,28 @@ func (s *Service) checkDelete(ctx context.Context, repo, ref string) error {
 		return immutableError(protected[0], repo)
 	}
 	return nil
+}
+
+// deleteGuard returns the guard of a deletion of what (a blob or manifest
+// of repo): it refuses when an immutable tag reaches the content. It is nil
+// for admins and when no rule covers repo, so that such deletions cost no
+// reachability query.
+func (s *Service) deleteGuard(ctx context.Context, repo, what string) (metadata.Guard, error) {
+	if isAdmin(ctx) {
+		return nil, nil
+	}
+	immutable, err := s.immutableIn(ctx, repo)
+	if err != nil || immutable == nil {
+		return nil, err
+	}
+	return func(tags []string) error {
+		for _, t := range tags {
+			if immutable(t) {
+				return errcode.New(errcode.Denied, "cannot delete %s: it is part of immutable tag %s of %s (an admin can)", what, t, repo)
+			}
+		}
+		return nil
+	}, nil
 }
 
 // namespaceOf is the first component of a repository name.
@@ -75,23 +116,90 @@ func namespaceOf(repo string) string {
 // checkQuota refuses a blob of size bytes that would take repo's namespace
 // over its quota; a blob the namespace already holds costs nothing.
 func (s *Service) checkQuota(ctx context.Context, repo string, d reference.Digest, size int64) error {
-	ns := namespaceOf(repo)
-	quota, err := s.meta.Quota(ctx, ns)
-	if err != nil {
-		return internal(err, "quota lookup")
+	ns, quota, used, holds, err := s.usage(ctx, repo, string(d))
+	if err != nil || quota <= 0 || holds || used+size <= quota {
+		return err
 	}
-	if quota <= 0 {
+	return quotaError(ns, used, humanBytes(size)+" for this blob", quota)
+}
+
+// usage returns repo's namespace, its quota (0: none) and, when it has
+// one, its usage and whether it holds blob d ("" for none).
+func (s *Service) usage(ctx context.Context, repo, d string) (ns string, quota, used int64, holds bool, err error) {
+	ns = namespaceOf(repo)
+	if quota, err = s.meta.Quota(ctx, ns); err != nil || quota <= 0 {
+		return ns, 0, 0, false, internalIf(err, "quota lookup")
+	}
+	if used, holds, err = s.meta.NamespaceUsage(ctx, ns, d); err != nil {
+		return ns, 0, 0, false, internal(err, "quota lookup")
+	}
+	return ns, quota, used, holds, nil
+}
+
+func quotaError(ns string, used int64, what string, quota int64) error {
+	return errcode.New(errcode.Denied, "quota of namespace %s exceeded: %s used + %s > quota of %s",
+		ns, humanBytes(used), what, humanBytes(quota))
+}
+
+// checkManifestQuota refuses a manifest of size bytes that would take
+// repo's namespace over its quota; a manifest repo already has costs
+// nothing (looked up only when the quota would be exceeded).
+func (s *Service) checkManifestQuota(ctx context.Context, repo string, d reference.Digest, size int64) error {
+	ns, quota, used, _, err := s.usage(ctx, repo, "")
+	if err != nil || quota <= 0 || used+size <= quota {
+		return err
+	}
+	switch _, err := s.meta.GetManifest(ctx, repo, string(d)); {
+	case err == nil:
+		return nil
+	case !errors.Is(err, metadata.ErrNotFound):
+		return internal(err, "manifest lookup")
+	}
+	return quotaError(ns, used, humanBytes(size)+" for this manifest", quota)
+}
+
+// uploadRoom returns how many bytes an upload of repo may hold without
+// taking its namespace over its quota (the namespace's usage plus the
+// upload), the usage and the quota; a quota of 0 means no limit: none is
+// set, or the upload is of blob d (when known, "" otherwise) and the
+// namespace holds it already.
+func (s *Service) uploadRoom(ctx context.Context, repo string, d reference.Digest) (room, used, quota int64, err error) {
+	_, quota, used, holds, err := s.usage(ctx, repo, string(d))
+	if err != nil || quota <= 0 {
+		return 0, 0, 0, err
+	}
+	if holds {
+		return 0, used, 0, nil
+	}
+	return quota - used, used, quota, nil
+}
+
+// internalIf is internal for a non-nil error.
+func internalIf(err error, what string) error {
+	if err == nil {
 		return nil
 	}
-	used, holds, err := s.meta.NamespaceUsage(ctx, ns, string(d))
-	if err != nil {
-		return internal(err, "quota lookup")
+	return internal(err, what)
+}
+
+// quotaReader passes at most left bytes of a streamed chunk and fails with
+// err on the next, so that the store discards the chunk.
+type quotaReader struct {
+	r    io.Reader
+	left int64
+	err  error
+}
+
+func (q *quotaReader) Read(p []byte) (int, error) {
+	if limit := max(q.left+1, 1); int64(len(p)) > limit {
+		p = p[:limit]
 	}
-	if holds || used+size <= quota {
-		return nil
+	n, err := q.r.Read(p)
+	q.left -= int64(n)
+	if q.left < 0 {
+		return n, q.err
 	}
-	return errcode.New(errcode.Denied, "quota of namespace %s exceeded: %s used + %s for this blob > quota of %s",
-		ns, humanBytes(used), humanBytes(size), humanBytes(quota))
+	return n, err
 }
 
 func humanBytes(n int64) string {

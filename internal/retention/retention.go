@@ -96,7 +96,8 @@ func NewPlanner(src Source, immutable Immutable) *Planner {
 
 // Plan decides at now, with the stored policies and, when candidate is set,
 // that policy in place of the stored one for its pattern (to show what it
-// would do before it is saved). grace is garbage collection's grace period.
+// would do before it is saved), then only for the repositories candidate
+// covers. grace is garbage collection's grace period.
 func (pl *Planner) Plan(ctx context.Context, now time.Time, grace time.Duration, candidate *metadata.RetentionPolicy) (*Decision, error) {
 	pl.grace = grace
 	ps, err := pl.src.RetentionPolicies(ctx)
@@ -110,12 +111,29 @@ func (pl *Planner) Plan(ctx context.Context, now time.Time, grace time.Duration,
 	if len(ps) == 0 {
 		return d, nil
 	}
-	for last := ""; ; {
+	last, stop := "", ""
+	if candidate != nil {
+		// List from the candidate's pattern on: "team/*" covers the names
+		// between "team/" and "team0"; "team/app" only itself.
+		prefix, isPrefix := strings.CutSuffix(candidate.Repositories, "/*")
+		if isPrefix {
+			last, stop = prefix+"/", prefix+"0"
+		} else {
+			last, stop = candidate.Repositories[:len(candidate.Repositories)-1], candidate.Repositories+"\x00"
+		}
+	}
+	for {
 		repos, err := pl.src.Repositories(ctx, last, 1000)
 		if err != nil {
 			return nil, fmt.Errorf("retention: %w", err)
 		}
 		for _, repo := range repos {
+			if stop != "" && repo >= stop {
+				return d, nil
+			}
+			if candidate != nil && !reference.Covers(candidate.Repositories, repo) {
+				continue
+			}
 			p := Governing(ps, repo)
 			if p == nil {
 				continue

@@ -100,7 +100,9 @@ type guard struct {
 	origin *origin
 }
 
-func (g *guard) Verify(tok string) (*token.Claims, error) { return g.auth.Verify(tok) }
+func (g *guard) Verify(ctx context.Context, tok string) (*token.Claims, error) {
+	return g.auth.Verify(ctx, tok)
+}
 
 func (g *guard) Challenge(r *http.Request) (string, string) {
 	return g.origin.baseURL(r) + "/token", g.auth.ServiceName()

@@ -1,11 +1,9 @@
 package server
 
 import (
-	"context"
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -48,6 +46,17 @@ func TestOnPostgres(t *testing.T) {
 		"ImmutableTags":              TestImmutableTags,
 		"RetentionPolicies":          TestRetentionPolicies,
 		"RetentionUnpulledUntagged":  TestRetentionUnpulledAndUntagged,
+		"CredentialKindsKeepRights":  TestCredentialKindsKeepTheirRights,
+		"RecreatedRobotInheritsNone": TestRecreatedRobotInheritsNoCredentials,
+		"PasswordsOver72Refused":     TestPasswordsOver72BytesRefused,
+		"RobotLifetimeBounded":       TestRobotLifetimeBounded,
+		"AuditLogBounded":            TestAuditLogBoundedPerRequest,
+		"StrangerCannotLockOut":      TestStrangerCannotLockOwnerOut,
+		"ImmutableProtectsContent":   TestImmutableTagsProtectContent,
+		"QuotaCountsManifests":       TestQuotaCountsManifests,
+		"UploadsCountAgainstQuota":   TestUploadsCountAgainstQuota,
+		"UploadSessionsAreBounded":   TestUploadSessionsAreBounded,
+		"MultiRangeBlobGet":          TestMultiRangeBlobGet,
 	} {
 		t.Run(name, fn)
 	}
@@ -55,21 +64,11 @@ func TestOnPostgres(t *testing.T) {
 
 func authServer(t *testing.T, opts ...func(*config.Config)) (*httptest.Server, string) {
 	t.Helper()
-	dir := t.TempDir()
-	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: "token", AdminPassword: adminPass, MaxManifestSize: 1 << 20,
-		UploadTTL: time.Hour, ShutdownTimeout: time.Second, BodyTimeout: time.Minute, TokenTTL: 5 * time.Minute}
-	if onPostgres {
+	cfg := authConfig(t, opts...)
+	if onPostgres && cfg.PostgresDSN == "" {
 		cfg.Metadata, cfg.PostgresDSN, cfg.PostgresConns = "postgres", testserver.PostgresDSN(t), 10
 	}
-	for _, o := range opts {
-		o(cfg)
-	}
-	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() { ts.Close(); srv.Close() })
+	ts, dir := serve(t, cfg), cfg.DataDir
 	admin := map[string]string{"Authorization": basic("admin", adminPass)}
 	for _, c := range []struct{ method, path, body string }{
 		{"POST", "/api/v1/users", `{"name":"alice","password":"alice-pass-1"}`},
@@ -84,6 +83,17 @@ func authServer(t *testing.T, opts ...func(*config.Config)) (*httptest.Server, s
 		}
 	}
 	return ts, dir
+}
+
+// authConfig is the configuration of a berth with token auth and a fresh
+// data directory, changed by opts.
+func authConfig(t *testing.T, opts ...func(*config.Config)) *config.Config {
+	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Auth: "token", AdminPassword: adminPass, MaxManifestSize: 1 << 20,
+		UploadTTL: time.Hour, ShutdownTimeout: time.Second, BodyTimeout: time.Minute, TokenTTL: 5 * time.Minute}
+	for _, o := range opts {
+		o(cfg)
+	}
+	return cfg
 }
 
 func basic(user, pass string) string {
@@ -109,6 +119,19 @@ func getToken(t *testing.T, base, user, pass string, scopes ...string) (tokenRes
 	var tr tokenResponse
 	_ = json.Unmarshal(r.body, &tr)
 	return tr, r
+}
+
+// offlineToken logs in as docker does with identity tokens on and returns
+// the answer with its refresh token.
+func offlineToken(t *testing.T, base, user, pass string) tokenResponse {
+	t.Helper()
+	q := url.Values{"service": {"berth"}, "offline_token": {"true"}, "client_id": {"docker"}}
+	r := do(t, "GET", base+"/token?"+q.Encode(), map[string]string{"Authorization": basic(user, pass)}, nil)
+	var tr tokenResponse
+	if err := json.Unmarshal(r.body, &tr); err != nil || tr.RefreshToken == "" {
+		t.Fatalf("offline token: %d %s", r.status, r.body)
+	}
+	return tr
 }
 
 func claimsOf(t *testing.T, tok string) token.Claims {
@@ -300,16 +323,11 @@ func TestRefreshTokens(t *testing.T) {
 
 	ts, _ = authServer(t, func(c *config.Config) { c.IdentityTokens = true })
 	u := ts.URL
-	q := url.Values{"service": {"berth"}, "offline_token": {"true"}, "client_id": {"docker"}}
-	r := do(t, "GET", u+"/token?"+q.Encode(), map[string]string{"Authorization": basic("bob", "bob-pass-1")}, nil)
-	var tr tokenResponse
-	if err := json.Unmarshal(r.body, &tr); err != nil || tr.RefreshToken == "" {
-		t.Fatalf("offline token: %d %s", r.status, r.body)
-	}
+	tr := offlineToken(t, u, "bob", "bob-pass-1")
 	form := func(v url.Values) resp {
 		return do(t, "POST", u+"/token", map[string]string{"Content-Type": "application/x-www-form-urlencoded"}, []byte(v.Encode()))
 	}
-	r = form(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "service": {"berth"}, "client_id": {"docker"}, "scope": {"repository:team/app:pull,push"}})
+	r := form(url.Values{"grant_type": {"refresh_token"}, "refresh_token": {tr.RefreshToken}, "service": {"berth"}, "client_id": {"docker"}, "scope": {"repository:team/app:pull,push"}})
 	var tr2 tokenResponse
 	if err := json.Unmarshal(r.body, &tr2); err != nil || r.status != 200 || tr2.AccessToken == "" {
 		t.Fatalf("refresh grant: %d %s", r.status, r.body)

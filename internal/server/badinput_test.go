@@ -26,13 +26,20 @@ func testServer(t *testing.T) (*httptest.Server, string) {
 	t.Helper()
 	dir := t.TempDir()
 	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dir, Auth: "none", MaxManifestSize: 1 << 20, UploadTTL: 3600e9, ShutdownTimeout: 1e9, BodyTimeout: 300 * time.Millisecond}
+	return serve(t, cfg), dir
+}
+
+// serve builds berth from cfg and serves its handler on a loopback port
+// until the test ends.
+func serve(t *testing.T, cfg *config.Config) *httptest.Server {
+	t.Helper()
 	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(func() { ts.Close(); srv.Close() })
-	return ts, dir
+	return ts
 }
 
 type resp struct {

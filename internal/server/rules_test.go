@@ -25,15 +25,24 @@ func TestQuotaRefusesBeforeKeeping(t *testing.T) {
 	if !strings.Contains(string(r.body), "quota of namespace team exceeded") {
 		t.Errorf("refusal does not name the quota: %s", r.body)
 	}
-	// Chunked: refused at the final PUT, and the upload is gone.
+	// Chunked: a chunk that would exceed the quota is refused and leaves
+	// the upload as it was.
 	start := do(t, "POST", u+"/v2/team/a/blobs/uploads/", bearer(tok), nil)
 	loc := u + start.header.Get("Location")
-	expect(t, "patch", do(t, "PATCH", loc, bearer(tok), big), 202, "")
-	expect(t, "over quota (chunked)", do(t, "PUT", loc+"?digest="+digestOf(big), bearer(tok), nil), 403, "DENIED")
+	expect(t, "patch over quota", do(t, "PATCH", loc, bearer(tok), big), 403, "DENIED")
+	if st := do(t, "GET", loc, bearer(tok), nil); st.status != 204 || st.header.Get("Range") != "0-0" {
+		t.Errorf("after the refused chunk: %d Range %q, want 204 0-0", st.status, st.header.Get("Range"))
+	}
+	// A chunk that fits, then the namespace fills up: refused at the final
+	// PUT, and the upload is gone.
+	part, other := big[:30], []byte(strings.Repeat("o", 20))
+	expect(t, "patch within quota", do(t, "PATCH", loc, bearer(tok), part), 202, "")
+	expect(t, "meanwhile", do(t, "POST", u+"/v2/team/a/blobs/uploads/?digest="+digestOf(other), bearer(tok), other), 201, "")
+	expect(t, "over quota (chunked)", do(t, "PUT", loc+"?digest="+digestOf(part), bearer(tok), nil), 403, "DENIED")
 	expect(t, "upload gone", do(t, "GET", loc, bearer(tok), nil), 404, "BLOB_UPLOAD_UNKNOWN")
-	expect(t, "blob not stored", do(t, "HEAD", u+"/v2/team/a/blobs/"+digestOf(big), bearer(tok), nil), 404, "")
-	if n := countFiles(t, filepath.Join(dir, "blobs")); n != 1 {
-		t.Errorf("%d blob files on disk, want only the accepted one", n)
+	expect(t, "blob not stored", do(t, "HEAD", u+"/v2/team/a/blobs/"+digestOf(part), bearer(tok), nil), 404, "")
+	if n := countFiles(t, filepath.Join(dir, "blobs")); n != 2 {
+		t.Errorf("%d blob files on disk, want only the two accepted ones", n)
 	}
 	// A blob the namespace already holds costs nothing: mounting it into
 	// another repository of the namespace is fine.
@@ -43,8 +52,8 @@ func TestQuotaRefusesBeforeKeeping(t *testing.T) {
 		Used  int64 `json:"used_bytes"`
 		Quota int64 `json:"quota_bytes"`
 	}
-	if json.Unmarshal(r.body, &usage) != nil || usage.Used != 60 || usage.Quota != 100 {
-		t.Fatalf("usage = %d %s, want 60 of 100", r.status, r.body)
+	if json.Unmarshal(r.body, &usage) != nil || usage.Used != 80 || usage.Quota != 100 {
+		t.Fatalf("usage = %d %s, want 80 of 100", r.status, r.body)
 	}
 }
 

@@ -42,7 +42,7 @@ type Server struct {
 // lockDataDir takes an exclusive lock on the data directory: the embedded
 // database and blob store belong to one process at a time.
 func lockDataDir(dir string) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(dir, "berth.lock"), os.O_CREATE|os.O_RDWR, 0o640)
+	f, err := os.OpenFile(filepath.Join(dir, "berth.lock"), os.O_CREATE|os.O_RDWR, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open lock file: %w", err)
 	}
@@ -60,7 +60,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		return nil, err
 	}
 	meta, blobs := st.meta, st.blobs
-	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks, Redirect: cfg.S3Redirect}, log)
+	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks, Redirect: cfg.S3Redirect, GCGrace: cfg.GCGrace,
+		MaxUploadSessions: cfg.MaxUploadSessions}, log)
 	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
 	s.gc.UseRetention(retention.NewPlanner(meta, svc.ImmutableTags), svc.FlushPulls)

@@ -84,8 +84,8 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 // PostgreSQL with up to conns connections, or SQLite in the data
 // directory, which it locks to this process.
 func (st *stores) openMetadata(ctx context.Context, cfg *config.Config, conns int) error {
-	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("create data directory: %w", err)
+	if err := makeDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	var meta *metadata.SQL
 	var err error
@@ -117,4 +117,21 @@ func Migrate(ctx context.Context, cfg *config.Config) (int, error) {
 		return 0, err
 	}
 	return st.meta.SchemaVersion(ctx)
+}
+
+// makeDataDir creates the data directory readable by this user only
+// (0700 whatever the umask). An existing directory keeps its mode: a
+// volume's root may belong to another user and be shared through its
+// group; the files berth creates in it are 0600 all the same.
+func makeDataDir(dir string) error {
+	if _, err := os.Stat(dir); err == nil {
+		return nil
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	if err := os.Chmod(dir, 0o700); err != nil {
+		return fmt.Errorf("create data directory: %w", err)
+	}
+	return nil
 }

@@ -34,6 +34,9 @@ type Claims struct {
 	IssuedAt  int64    `json:"iat"`
 	ID        string   `json:"jti"`
 	Access    []Access `json:"access"`
+	// Revocation is the subject's revocation epoch at issue: the token is
+	// refused once the subject's epoch has gone up (berth's own claim).
+	Revocation int64 `json:"rev,omitempty"`
 }
 
 // Allows reports whether the claims grant action on the resource.

@@ -7,8 +7,10 @@ package tokenapi
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -75,7 +77,7 @@ func (h *Handler) issue(w http.ResponseWriter, r *http.Request, p *auth.Principa
 		h.fail(w, r, errors.Join(auth.ErrInvalid, err))
 		return
 	}
-	granted, err := h.auth.Grant(r.Context(), p, requested)
+	granted, err := h.auth.Grant(r.Context(), p, requested, h.ClientIP(r))
 	if err != nil {
 		h.fail(w, r, err)
 		return
@@ -117,7 +119,13 @@ func (h *Handler) checkService(service string) error {
 // gets only what anonymous users may do), scope parameters, and
 // offline_token=true for a refresh token.
 func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
+	q, err := url.ParseQuery(r.URL.RawQuery)
+	if err != nil {
+		// Malformed, or more parameters than Go parses (10,000): refused
+		// whole, not read in part.
+		h.fail(w, r, errors.Join(auth.ErrInvalid, fmt.Errorf("query: %w", err)))
+		return
+	}
 	if err := h.checkService(q.Get("service")); err != nil {
 		h.fail(w, r, err)
 		return
@@ -125,7 +133,6 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 	p := &auth.Principal{Kind: auth.Anonymous}
 	refresh := ""
 	if user, pass, ok := r.BasicAuth(); ok {
-		var err error
 		if p, err = h.auth.Login(r.Context(), user, pass, h.ClientIP(r)); err != nil {
 			h.fail(w, r, err)
 			return

@@ -49,7 +49,11 @@ const (
 // clients push images (some layers shared between clients and images,
 // blobs uploaded monolithically, in PATCH chunks or by cross-repository
 // mount, after a HEAD as docker does), push indexes and referrers, move and
-// delete tags, delete manifests by digest and pull. Each client owns its
+// delete tags, delete manifests by digest and pull. As docker, a client
+// skips the upload of a blob that a HEAD finds, often through an old link
+// whose manifests were deleted; a manifest refused with
+// MANIFEST_BLOB_UNKNOWN for a blob that a HEAD or mount reported present
+// is counted and fails the test (docker does not retry). Each client owns its
 // tags, so pulls of its own tags must always succeed; pulls of other
 // clients' tags may miss, but whatever is served must be what was pushed.
 // Afterwards every tagged manifest must pull in full, a last collection
@@ -93,6 +97,9 @@ func TestGCStress(t *testing.T) {
 	gcWG.Wait()
 	lastWrite := time.Now()
 	w.logStats(duration)
+	if n := w.st.presentRefusals.Load(); n > 0 {
+		t.Errorf("%d manifest pushes were refused with MANIFEST_BLOB_UNKNOWN for a blob that a HEAD or mount had just reported present", n)
+	}
 
 	// Everything tagged pulls in full, and the registry holds exactly the
 	// tags the clients own.
@@ -283,6 +290,22 @@ func (r *gcsResp) errCode() string {
 	return ""
 }
 
+// errDigest returns the digest in the detail of the first registry error
+// of the body (MANIFEST_BLOB_UNKNOWN names the missing blob so).
+func (r *gcsResp) errDigest() string {
+	var e struct {
+		Errors []struct {
+			Detail struct {
+				Digest string `json:"digest"`
+			} `json:"detail"`
+		} `json:"errors"`
+	}
+	if json.Unmarshal(r.body, &e) == nil && len(e.Errors) > 0 {
+		return e.Errors[0].Detail.Digest
+	}
+	return ""
+}
+
 // do sends a request (target is a path or an absolute URL) with header
 // name/value pairs and reads the whole answer.
 func (a *gcsAPI) do(method, target string, body []byte, hdr ...string) (*gcsResp, error) {
@@ -401,7 +424,7 @@ type gcsRun struct {
 // gcsStats counts what the clients and the collector did.
 type gcsStats struct {
 	pushes, indexes, referrers, uploads, chunked, streamed, monolithic, mounts, mountFallbacks atomic.Int64
-	headHits, headRaces, slowRetries, retags, retagsRefused, tagDeletes, digestDeletes         atomic.Int64
+	headHits, presentRefusals, slowRetries, retags, retagsRefused, tagDeletes, digestDeletes   atomic.Int64
 	digestDeletesGone, ownPulls, foreignPulls, foreignMisses, foreignBlobMisses, blobsPulled   atomic.Int64
 	gcRuns, gcDryRuns, gcManifests, gcBlobs, gcBytes, gcUnlinked                               atomic.Int64
 }
@@ -784,40 +807,48 @@ func (c *gcsClient) newReferrer(s *gcsManifest) *gcsManifest {
 
 // ---- pushing ----
 
-// pushBlobs makes the blobs present in repo as docker does: HEAD each, and
-// upload or mount the missing ones. It reports whether a HEAD found one
-// already there (a push relying on an old link can lose a race with the
-// collector) and whether all went well.
-func (c *gcsClient) pushBlobs(repo string, blobs []*gcsBlob) (headHit bool, ok bool) {
+// pushBlobs makes the blobs present in repo as docker does: HEAD each,
+// skip those found, and upload or mount the missing ones. It returns when
+// each blob that the registry reported present without an upload (a HEAD
+// answering 200, a mount answering 201) was so reported: the client relies
+// on those, often old links whose manifests were deleted, and the registry
+// must keep them for the grace period. ok says whether all went well.
+func (c *gcsClient) pushBlobs(repo string, blobs []*gcsBlob) (present map[string]time.Time, ok bool) {
 	a := c.w.api
+	present = map[string]time.Time{}
 	for _, b := range blobs {
 		r, err := a.do(http.MethodHead, "/v2/"+repo+"/blobs/"+b.digest, nil)
 		if err != nil {
 			c.w.fail("client %d: %v", c.id, err)
-			return false, false
+			return nil, false
 		}
 		if r.status == http.StatusOK {
 			if r.header.Get("Content-Length") != strconv.Itoa(b.size) {
 				c.w.fail("client %d: %s: Content-Length %q, want %d", c.id, r, r.header.Get("Content-Length"), b.size)
-				return false, false
+				return nil, false
 			}
-			headHit = true
+			present[b.digest] = time.Now()
 			c.w.st.headHits.Add(1)
 			continue
 		}
 		if r.status != http.StatusNotFound {
 			c.w.fail("client %d: %s, want 200 or 404", c.id, r)
-			return false, false
+			return nil, false
 		}
-		if !c.uploadBlob(repo, b) {
-			return false, false
+		mounted, ok := c.uploadBlob(repo, b)
+		if !ok {
+			return nil, false
+		}
+		if mounted {
+			present[b.digest] = time.Now()
 		}
 	}
-	return headHit, true
+	return present, true
 }
 
-// uploadBlob uploads (or mounts) one blob in a random way.
-func (c *gcsClient) uploadBlob(repo string, b *gcsBlob) bool {
+// uploadBlob uploads (or mounts) one blob in a random way, and reports
+// whether a mount answered 201.
+func (c *gcsClient) uploadBlob(repo string, b *gcsBlob) (mounted, ok bool) {
 	a := c.w.api
 	data := b.bytes()
 	expect := func(r *gcsResp, err error, want int) bool {
@@ -842,15 +873,22 @@ func (c *gcsClient) uploadBlob(repo string, b *gcsBlob) bool {
 		r, err := a.do(http.MethodPost, uploads+"?"+url.Values{"mount": {b.digest}, "from": {from}}.Encode(), nil)
 		if err == nil && r.status == http.StatusCreated {
 			c.w.st.mounts.Add(1)
-			return expect(r, err, http.StatusCreated)
+			ok := expect(r, err, http.StatusCreated)
+			return ok, ok
 		}
 		if !expect(r, err, http.StatusAccepted) {
-			return false
+			return false, false
 		}
 		c.w.st.mountFallbacks.Add(1)
 		r, err = a.do(http.MethodPut, a.withDigest(r.header.Get("Location"), b.digest), data, "Content-Type", "application/octet-stream")
-		return expect(r, err, http.StatusCreated)
+		return false, expect(r, err, http.StatusCreated)
 	}
+	return false, c.sendBlob(uploads, b, data, expect)
+}
+
+// sendBlob uploads one blob's data in one of the ways clients do.
+func (c *gcsClient) sendBlob(uploads string, b *gcsBlob, data []byte, expect func(*gcsResp, error, int) bool) bool {
+	a := c.w.api
 	switch c.rng.IntN(4) {
 	case 0: // one POST with the body
 		c.w.st.monolithic.Add(1)
@@ -910,15 +948,15 @@ func (c *gcsClient) putManifest(m *gcsManifest, ref string) (*gcsResp, error) {
 	return c.w.api.do(http.MethodPut, "/v2/"+m.repo+"/manifests/"+ref, m.body, "Content-Type", m.mediaType)
 }
 
-// push pushes m's blobs and then m under ref, retrying when the manifest
-// is refused for a blob that a HEAD had found (the collector removed that
-// unused old link meanwhile). It reports whether the push was
-// acknowledged. A refusal after blobs uploaded well within the grace
-// period is a failure.
+// push pushes m's blobs and then m under ref, as docker does, and reports
+// whether the push was acknowledged. A MANIFEST_BLOB_UNKNOWN refusal well
+// within the grace period after the blob was uploaded, or after a HEAD or
+// mount reported it present, is a failure: Docker Engine does not retry
+// it. Only a push slower than half the grace period is retried.
 func (c *gcsClient) push(m *gcsManifest, ref string) bool {
 	for attempt := 0; attempt < 5; attempt++ {
 		start := time.Now()
-		headHit, ok := c.pushBlobs(m.repo, m.blobs)
+		present, ok := c.pushBlobs(m.repo, m.blobs)
 		if !ok {
 			return false
 		}
@@ -935,10 +973,17 @@ func (c *gcsClient) push(m *gcsManifest, ref string) bool {
 			return true
 		}
 		if r.status == http.StatusBadRequest && r.errCode() == "MANIFEST_BLOB_UNKNOWN" {
+			d := r.errDigest()
+			reported, wasPresent := present[d]
+			if wasPresent {
+				start = reported
+			}
 			switch took := time.Since(start); {
-			case headHit:
-				c.w.st.headRaces.Add(1)
-				continue
+			case wasPresent && took < gcsGrace/2:
+				c.w.st.presentRefusals.Add(1)
+				c.w.fail("client %d: %s refused %v after a HEAD or mount reported its blob %s present (the client skipped the upload; docker does not retry): %s",
+					c.id, m.kind, took.Round(time.Millisecond), d, r)
+				return false
 			case took < gcsGrace/2:
 				c.w.fail("client %d: %s refused %v after its blobs were uploaded, well within the %v grace period: %s", c.id, m.kind, took.Round(time.Millisecond), gcsGrace, r)
 				return false
@@ -1534,8 +1579,8 @@ func (w *gcsWorld) logStats(d time.Duration) {
 	w.t.Logf("load of %v with %d clients on %d repositories:", d, gcsClients, gcsRepoCount)
 	w.t.Logf("  pushes acknowledged: %d images, %d indexes, %d referrers; %d blob uploads (%d mounted, %d mounts fell back to uploads, %d chunked, %d one PATCH, %d monolithic); %d HEADs found the blob",
 		s.pushes.Load(), s.indexes.Load(), s.referrers.Load(), s.uploads.Load(), s.mounts.Load(), s.mountFallbacks.Load(), s.chunked.Load(), s.streamed.Load(), s.monolithic.Load(), s.headHits.Load())
-	w.t.Logf("  manifest pushes retried: %d after a HEAD-found blob was collected before the manifest PUT, %d slow (past half the grace period)",
-		s.headRaces.Load(), s.slowRetries.Load())
+	w.t.Logf("  manifest pushes refused: %d for a blob a HEAD or mount had reported present (must be 0); %d slow ones retried (past half the grace period)",
+		s.presentRefusals.Load(), s.slowRetries.Load())
 	w.t.Logf("  re-tags: %d acknowledged, %d refused (unreachable, collected); deletes: %d tags, %d manifests by digest (+%d already collected)",
 		s.retags.Load(), s.retagsRefused.Load(), s.tagDeletes.Load(), s.digestDeletes.Load(), s.digestDeletesGone.Load())
 	w.t.Logf("  pulls: %d of own tags, %d of other clients' tags (%d missed: moved or deleted; %d parts missing), %d blobs verified",
