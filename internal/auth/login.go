@@ -77,7 +77,10 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 		s.audit.failure(client, "login failed", "user", name, "client", client, "reason", err.Error())
 		return nil, err
 	}
-	held.release(ctx)
+	// The pair's failures, this attempt's included, are forgotten: the
+	// right secret came from this address.
+	held.client.Release(ctx)
+	held.account.Release(ctx)
 	s.pairs.Reset(ctx, pairKey(name, client))
 	s.known.remember(ctx, s.acc, name, client, s.now())
 	p.Epoch = epoch
@@ -85,13 +88,15 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 	return p, nil
 }
 
-// reservations are the attempts one login holds in the limiters.
-type reservations []*Reservation
+// reservations are the attempts one login holds in the limiters (account
+// is nil when the address is known to the account and its limit is
+// exhausted).
+type reservations struct{ client, pair, account *Reservation }
 
 func (rs reservations) release(ctx context.Context) {
-	for _, r := range rs {
-		r.Release(ctx)
-	}
+	rs.client.Release(ctx)
+	rs.pair.Release(ctx)
+	rs.account.Release(ctx)
 }
 
 func pairKey(name, client string) string { return name + " " + client }
@@ -105,23 +110,17 @@ func (s *Service) reserve(ctx context.Context, name, client string) (reservation
 	var held reservations
 	refuse := func(wait time.Duration) (reservations, error) {
 		held.release(ctx)
-		return nil, &RateLimitedError{RetryAfter: wait}
+		return reservations{}, &RateLimitedError{RetryAfter: wait}
 	}
-	for _, l := range []struct {
-		lim *Limiter
-		key string
-	}{{s.clients, client}, {s.pairs, pairKey(name, client)}} {
-		r, wait, ok := l.lim.Reserve(ctx, l.key)
-		if !ok {
-			return refuse(wait)
-		}
-		held = append(held, r)
+	var wait time.Duration
+	var ok bool
+	if held.client, wait, ok = s.clients.Reserve(ctx, client); !ok {
+		return refuse(wait)
 	}
-	r, wait, ok := s.accounts.Reserve(ctx, name)
-	if ok {
-		return append(held, r), nil
+	if held.pair, wait, ok = s.pairs.Reserve(ctx, pairKey(name, client)); !ok {
+		return refuse(wait)
 	}
-	if s.known.known(ctx, s.acc, name, client, s.now()) {
+	if held.account, wait, ok = s.accounts.Reserve(ctx, name); ok || s.known.known(ctx, s.acc, name, client, s.now()) {
 		return held, nil
 	}
 	return refuse(wait)

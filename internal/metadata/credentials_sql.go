@@ -91,6 +91,10 @@ func (s *SQL) KnownLoginAddress(ctx context.Context, account, address string, si
 	return n > 0, nil
 }
 
+// Login attempt counts are written with a lazy commit (PostgreSQL: no wait
+// for the disk): a crash loses at most the last moment's counts, which
+// only gives a guesser a few more tries, and a login costs no fsync.
+
 // ReserveLoginAttempt counts a login attempt of key at the given time,
 // unless key already has max attempts since the given time: then it
 // returns false and the oldest of them. The count and the insert are one
@@ -103,6 +107,9 @@ func (s *SQL) ReserveLoginAttempt(ctx context.Context, key string, at, since tim
 	var oldest time.Time
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		ok, oldest = false, time.Time{}
+		if err := s.lock(ctx, tx, s.dialect.lazyCommit); err != nil {
+			return err
+		}
 		if s.dialect.failureLock != "" {
 			if _, err := tx.ExecContext(ctx, s.dialect.placeholders(s.dialect.failureLock), key); err != nil {
 				return fmt.Errorf("lock login attempts: %w", err)
@@ -134,6 +141,9 @@ func (s *SQL) ReserveLoginAttempt(ctx context.Context, key string, at, since tim
 // (it succeeded, or was no guess).
 func (s *SQL) ReleaseLoginAttempt(ctx context.Context, key string, at time.Time) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.lock(ctx, tx, s.dialect.lazyCommit); err != nil {
+			return err
+		}
 		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE failure_key = ? AND at = ?`, key, at.UnixNano()); err != nil {
 			return fmt.Errorf("release login attempt: %w", err)
 		}
@@ -144,6 +154,9 @@ func (s *SQL) ReleaseLoginAttempt(ctx context.Context, key string, at time.Time)
 // ClearLoginFailures forgets a key's failed logins.
 func (s *SQL) ClearLoginFailures(ctx context.Context, key string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		if err := s.lock(ctx, tx, s.dialect.lazyCommit); err != nil {
+			return err
+		}
 		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE failure_key = ?`, key); err != nil {
 			return fmt.Errorf("clear login failures: %w", err)
 		}

@@ -32,6 +32,9 @@ type dialect struct {
 	// failureLock serializes the login attempts of one key across
 	// replicas within a transaction (one placeholder: the key).
 	failureLock string
+	// lazyCommit starts a transaction whose loss in a crash costs nothing
+	// (login attempt counts): its commit does not wait for the disk.
+	lazyCommit string
 	// migrationLock and migrationUnlock bracket schema migrations, so that
 	// replicas starting together migrate once.
 	migrationLock, migrationUnlock string
@@ -75,6 +78,7 @@ var postgresDialect = dialect{
 	// The two-key form is a key space of its own, apart from the one-key
 	// locks above; the class is "bert" in ASCII.
 	failureLock:     "SELECT pg_advisory_xact_lock(1650553460, hashtext(?))",
+	lazyCommit:      "SET LOCAL synchronous_commit TO OFF",
 	migrationUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", lockKeyMigrations),
 }
 

@@ -52,6 +52,7 @@ func TestOnPostgres(t *testing.T) {
 		"RobotLifetimeBounded":       TestRobotLifetimeBounded,
 		"AuditLogBounded":            TestAuditLogBoundedPerRequest,
 		"StrangerCannotLockOut":      TestStrangerCannotLockOwnerOut,
+		"ConcurrentBruteForce":       TestConcurrentBruteForce,
 		"ImmutableProtectsContent":   TestImmutableTagsProtectContent,
 		"QuotaCountsManifests":       TestQuotaCountsManifests,
 		"UploadsCountAgainstQuota":   TestUploadsCountAgainstQuota,

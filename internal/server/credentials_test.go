@@ -315,6 +315,25 @@ func parallel(n int, fn func(i int) int) map[int]int {
 // stranger's failures do not keep the owner out.
 func TestConcurrentBruteForceOnReplicas(t *testing.T) {
 	a, b, dirA, dirB := replicaPair(t, behindProxy)
+	bruteForce(t, a, b, dirA, dirB)
+}
+
+// The same guesses against one server (SQLite, or PostgreSQL under
+// TestOnPostgres): the limits hold within one process too.
+func TestConcurrentBruteForce(t *testing.T) {
+	ts, dir := authServer(t, behindProxy)
+	bruteForce(t, ts, ts, dir, dir)
+}
+
+// bruteForce sends parallel guesses alternately to a and b, whose audit
+// logs are in dirA and dirB (the same server may be given twice).
+func bruteForce(t *testing.T, a, b *httptest.Server, dirA, dirB string) {
+	if dirA == dirB {
+		dirB = t.TempDir() // one log, counted once
+		if err := os.WriteFile(filepath.Join(dirB, "audit.log"), nil, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
 	pick := func(i int) string {
 		if i%2 == 0 {
 			return a.URL

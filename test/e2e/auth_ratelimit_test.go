@@ -8,16 +8,22 @@ import (
 	"testing"
 )
 
-// loginLimit is the number of failed logins within a minute that berth
-// answers normally (401); the next attempt gets 429.
+// loginLimit is the number of failed logins of one account from one
+// address within a minute that berth answers normally (401); the next
+// attempt gets 429.
 const loginLimit = 5
+
+// accountLimit is the number of failed logins of one account within 15
+// minutes, from addresses it has not logged in from, that block it from
+// every such address (not from those it has used).
+const accountLimit = 20
 
 // clientLimit is the number of failed logins within a minute from one
 // client address (of any accounts) that blocks that address.
 const clientLimit = 30
 
 // checkRetryAfter fails the test unless r is a 429 with a Retry-After of
-// 1 to 60 seconds.
+// 1 second to 15 minutes (the longest window, the per-account one).
 func checkRetryAfter(t *testing.T, what string, r authResult) {
 	t.Helper()
 	if r.Status != http.StatusTooManyRequests {
@@ -26,8 +32,8 @@ func checkRetryAfter(t *testing.T, what string, r authResult) {
 	}
 	ra := r.Header.Get("Retry-After")
 	secs, err := strconv.Atoi(ra)
-	if err != nil || secs < 1 || secs > 60 {
-		t.Errorf("%s: 429 with Retry-After %q, want a number of seconds from 1 to 60", what, ra)
+	if err != nil || secs < 1 || secs > 900 {
+		t.Errorf("%s: 429 with Retry-After %q, want a number of seconds from 1 to 900", what, ra)
 		return
 	}
 	t.Logf("%s: 429, Retry-After: %s", what, ra)
@@ -44,8 +50,9 @@ func badLogin(t *testing.T, b *authBerth, user, xff string) authResult {
 	return authDo(t, http.MethodGet, b.tokenURL("repository:"+user+"/app:pull"), nil, opts...)
 }
 
-// TestAuthLoginRateLimit checks the brute-force limit: 5 failed logins
-// within a minute per account and per client address, then 429 with
+// TestAuthLoginRateLimit checks the brute-force limits: 5 failed logins
+// within a minute per account and address, 30 per address, 20 in 15
+// minutes per account from addresses it has not used, then 429 with
 // Retry-After, on the token endpoint (GET and POST) and the admin API.
 func TestAuthLoginRateLimit(t *testing.T) {
 	skipIfShort(t)
@@ -99,23 +106,34 @@ func TestAuthLoginRateLimit(t *testing.T) {
 		carolPass := b.addUser(t, "carol", false)
 		davePass := b.addUser(t, "dave", false)
 
-		// Per account: carol's password guessed from 5 addresses.
-		for i := 1; i <= loginLimit; i++ {
+		// carol works from 192.0.2.9.
+		if r := authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", carolPass),
+			reqHeader("X-Forwarded-For", "192.0.2.9")); r.Status != http.StatusOK {
+			t.Fatalf("carol's login from her address: got %s", r)
+		}
+		// Per account: carol's password guessed from 20 other addresses.
+		for i := 1; i <= accountLimit; i++ {
 			r := authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", "wrong"+strconv.Itoa(i)+"-"+randomHex(t, 4)),
 				reqHeader("X-Forwarded-For", "203.0.113."+strconv.Itoa(i)))
 			if r.Status != http.StatusUnauthorized {
-				t.Fatalf("admin API failed login %d of %d: got %s, want 401", i, loginLimit, r)
+				t.Fatalf("admin API failed login %d of %d: got %s, want 401", i, accountLimit, r)
 			}
 		}
-		checkRetryAfter(t, "admin API: 6th failed login for carol (from a 6th address)",
+		checkRetryAfter(t, "admin API: 21st failed login for carol (from a 21st address)",
 			authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", "wrong-again"),
-				reqHeader("X-Forwarded-For", "203.0.113.6")))
-		checkRetryAfter(t, "admin API: carol's right password, from a fresh address, after 6 failures",
+				reqHeader("X-Forwarded-For", "203.0.113.21")))
+		checkRetryAfter(t, "admin API: carol's right password, from a fresh address, after 20 failures",
 			authDo(t, http.MethodGet, b.URL+"/api/v1/whoami", nil, reqBasic("carol", carolPass),
-				reqHeader("X-Forwarded-For", "203.0.113.7")))
-		checkRetryAfter(t, "GET /token: carol's right password after 6 failures on the admin API",
+				reqHeader("X-Forwarded-For", "203.0.113.22")))
+		checkRetryAfter(t, "GET /token: carol's right password from a fresh address after 20 failures on the admin API",
 			authDo(t, http.MethodGet, b.tokenURL("repository:carol/app:pull"), nil, reqBasic("carol", carolPass),
-				reqHeader("X-Forwarded-For", "203.0.113.8")))
+				reqHeader("X-Forwarded-For", "203.0.113.23")))
+		// The strangers do not lock carol out of her own address.
+		for _, u := range []string{b.URL + "/api/v1/whoami", b.tokenURL("repository:carol/app:pull")} {
+			if r := authDo(t, http.MethodGet, u, nil, reqBasic("carol", carolPass), reqHeader("X-Forwarded-For", "192.0.2.9")); r.Status != http.StatusOK {
+				t.Errorf("carol from her own address while strangers are blocked: got %s, want 200", r)
+			}
+		}
 
 		// Per address: clientLimit accounts guessed from one address.
 		for i := 1; i <= clientLimit; i++ {
