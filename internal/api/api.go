@@ -37,6 +37,16 @@ func (h *Handler) subject(r *http.Request) (string, bool) {
 	return c.Subject, true
 }
 
+// mayPush reports whether the request's token grants push on repo (any
+// request may on an open registry).
+func (h *Handler) mayPush(r *http.Request, repo string) bool {
+	if h.guard == nil {
+		return true
+	}
+	c, _ := r.Context().Value(claimsKey{}).(*token.Claims)
+	return c != nil && c.Allows("repository", repo, "push")
+}
+
 // tokenID returns the id of the request's token, "" without auth.
 func tokenID(r *http.Request) string {
 	if c, _ := r.Context().Value(claimsKey{}).(*token.Claims); c != nil {

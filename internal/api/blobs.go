@@ -20,7 +20,7 @@ func setDigest(hd http.Header, d reference.Digest) {
 }
 
 func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
-	size, err := h.svc.StatBlob(r.Context(), rt.Name, rt.Digest)
+	size, err := h.svc.StatBlob(r.Context(), rt.Name, rt.Digest, h.mayPush(r, rt.Name))
 	if err != nil {
 		return err
 	}

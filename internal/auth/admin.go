@@ -218,10 +218,21 @@ func (s *Service) SetMember(ctx context.Context, actor *Principal, ns, user stri
 	if _, err := s.acc.GetUser(ctx, user); err != nil {
 		return storeErr(err, "user "+user)
 	}
+	before, err := s.acc.UserRoles(ctx, user)
+	if err != nil {
+		return err
+	}
 	if err := storeErr(s.acc.SetMember(ctx, metadata.Member{Namespace: ns, User: user, Role: string(role)}), "namespace "+ns); err != nil {
 		return err
 	}
-	s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
+	if old := Role(before[ns]); old != "" && len(role.Actions()) < len(old.Actions()) {
+		// A lowered role: the tokens granted under the old one stop. A
+		// raised one needs nothing (they grant less than now allowed).
+		if err := s.acc.RevokeTokens(ctx, user); err != nil {
+			return fmt.Errorf("revoke tokens of %s: %w", user, err)
+		}
+		s.revs.refresh(ctx, true) // effective here at once, elsewhere within RevocationInterval
+	}
 	s.auditChange(actor, "member set", "namespace", ns, "user", user, "role", role)
 	return nil
 }

@@ -52,7 +52,7 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 	if len(name) > maxNameLen || name == "" {
 		// No account has such a name; it still costs the client an
 		// attempt, and is logged cut short.
-		r, wait, ok := s.clients.Reserve(ctx, client)
+		r, wait, ok := s.clients.Reserve(ctx, clientKey(client))
 		if !ok {
 			s.audit.warn(client, "login refused", "user", name, "client", client, "reason", "rate limited")
 			return nil, &RateLimitedError{RetryAfter: wait}
@@ -66,15 +66,21 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 		s.audit.warn(client, "login refused", "user", name, "client", client, "reason", "rate limited")
 		return nil, err
 	}
-	epoch := s.revs.epoch(ctx, name) // before the account's state is read
+	epoch := s.revs.current(ctx, name) // before the account's state is read
 	p, err := s.check(ctx, name, secret)
-	if err != nil {
-		// Only guesses count: a revoked or expired robot whose secret was
-		// right is refused, but is no attack to slow down.
-		if err != ErrBadCredentials {
-			held.release(ctx)
-		}
+	switch {
+	case err == ErrBadCredentials:
+		// A guess: every reservation stays counted.
 		s.audit.failure(client, "login failed", "user", name, "client", client, "reason", err.Error())
+		return nil, err
+	case err != nil:
+		// A revoked or expired robot whose secret was right is no attack
+		// on the account or the address, but it is not repeated at will
+		// either: it counts for the pair alone, and its record comes out
+		// of the client's audit budget.
+		held.client.Release(ctx)
+		held.account.Release(ctx)
+		s.audit.warn(client, "login failed", "user", name, "client", client, "reason", err.Error())
 		return nil, err
 	}
 	// The pair's failures, this attempt's included, are forgotten: the
@@ -82,7 +88,12 @@ func (s *Service) Login(ctx context.Context, name, secret, client string) (*Prin
 	held.client.Release(ctx)
 	held.account.Release(ctx)
 	s.pairs.Reset(ctx, pairKey(name, client))
-	s.known.remember(ctx, s.acc, name, client, s.now())
+	if p.Via == ViaPassword {
+		// Only the account's own secret makes an address known: a leaked
+		// pull credential must not exempt its holder's addresses from the
+		// account's limit.
+		s.known.remember(ctx, s.acc, name, clientKey(client), s.now())
+	}
 	p.Epoch = epoch
 	s.audit.info(client, "login", "user", name, "client", client)
 	return p, nil
@@ -99,7 +110,8 @@ func (rs reservations) release(ctx context.Context) {
 	rs.account.Release(ctx)
 }
 
-func pairKey(name, client string) string { return name + " " + client }
+// pairKey is the key of an account and client address pair.
+func pairKey(name, client string) string { return name + " " + clientKey(client) }
 
 // reserve counts a login attempt of name from client in every limiter, or
 // refuses it (counting nothing) when one of them is exhausted. The limit
@@ -114,13 +126,13 @@ func (s *Service) reserve(ctx context.Context, name, client string) (reservation
 	}
 	var wait time.Duration
 	var ok bool
-	if held.client, wait, ok = s.clients.Reserve(ctx, client); !ok {
+	if held.client, wait, ok = s.clients.Reserve(ctx, clientKey(client)); !ok {
 		return refuse(wait)
 	}
 	if held.pair, wait, ok = s.pairs.Reserve(ctx, pairKey(name, client)); !ok {
 		return refuse(wait)
 	}
-	if held.account, wait, ok = s.accounts.Reserve(ctx, name); ok || s.known.known(ctx, s.acc, name, client, s.now()) {
+	if held.account, wait, ok = s.accounts.Reserve(ctx, name); ok || s.known.known(ctx, s.acc, name, clientKey(client), s.now()) {
 		return held, nil
 	}
 	return refuse(wait)
@@ -184,7 +196,7 @@ func (s *Service) bearer(ctx context.Context, secret, name string) (*Principal, 
 	if name != "" && g.Subject != name || !s.now().Before(g.Expires) {
 		return nil, ErrBadCredentials
 	}
-	epoch := s.revs.epoch(ctx, g.Subject) // before the account's state is read
+	epoch := s.revs.current(ctx, g.Subject) // before the account's state is read
 	p, err := s.Principal(ctx, g.Subject)
 	if err != nil {
 		return nil, err
@@ -203,7 +215,7 @@ func (s *Service) bearer(ctx context.Context, secret, name string) (*Principal, 
 // Refresh exchanges a refresh token for the principal it was issued to.
 // Failures count against the client address.
 func (s *Service) Refresh(ctx context.Context, refresh, client string) (*Principal, error) {
-	r, wait, ok := s.clients.Reserve(ctx, client)
+	r, wait, ok := s.clients.Reserve(ctx, clientKey(client))
 	if !ok {
 		s.audit.warn(client, "refresh refused", "client", client, "reason", "rate limited")
 		return nil, &RateLimitedError{RetryAfter: wait}
@@ -266,7 +278,7 @@ func (k *knownAddresses) remember(ctx context.Context, acc metadata.Accounts, na
 	}
 	k.written[key] = now
 	k.mu.Unlock()
-	if err := acc.RememberLoginAddress(context.WithoutCancel(ctx), name, client, now); err != nil {
+	if err := acc.RememberLoginAddress(context.WithoutCancel(ctx), name, client, now, now.Add(-k.ttl)); err != nil {
 		k.mu.Lock()
 		delete(k.written, key)
 		k.mu.Unlock()

@@ -74,6 +74,18 @@ func (r *revocations) refresh(ctx context.Context, force bool) {
 	r.mu.Unlock()
 }
 
+// current reads subject's revocation epoch from the store, for a token
+// about to be issued: the cache may be a second behind a revocation made
+// on another replica, and a token issued with a stale epoch would be
+// refused a moment later. Should the store fail, the cache answers.
+func (r *revocations) current(ctx context.Context, subject string) int64 {
+	epoch, err := r.acc.RevocationEpoch(ctx, subject)
+	if err != nil {
+		return r.epoch(ctx, subject)
+	}
+	return epoch
+}
+
 // epoch returns subject's current revocation epoch.
 func (r *revocations) epoch(ctx context.Context, subject string) int64 {
 	r.refresh(ctx, false)

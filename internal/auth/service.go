@@ -122,7 +122,7 @@ func New(acc Store, keys *token.Keys, opts Options, audit *slog.Logger) *Service
 		clients:  NewLimiter(opts.MaxClientFailures, opts.FailureWindow),
 		accounts: NewLimiter(opts.MaxAccountFailures, opts.AccountWindow),
 		known:    knownAddresses{ttl: opts.KnownAddressTTL, written: map[string]time.Time{}},
-		audit:    &auditLog{log: audit, now: time.Now, buckets: map[string]*auditBucket{}},
+		audit:    &auditLog{log: audit, now: time.Now, buckets: map[string]*bucket{}},
 		now:      time.Now, cache: map[string]*token.Claims{}}
 	s.revs = &revocations{acc: acc, log: audit, now: time.Now, epochs: map[string]int64{}}
 	if opts.SharedLimits {
@@ -324,7 +324,9 @@ func (s *Service) Issue(p *Principal, granted []token.Access) (string, *token.Cl
 // as the identity token of its login). It returns "" when identity tokens
 // are off.
 func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error) {
-	if !s.opts.IdentityTokens {
+	if !s.opts.IdentityTokens || p.Via != ViaPassword {
+		// Only a password buys a refresh token: a pull credential traded
+		// for one would push and renew itself.
 		return "", nil
 	}
 	tok := refreshPrefix + randomSecret(32)

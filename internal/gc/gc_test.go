@@ -43,6 +43,7 @@ func TestOnPostgres(t *testing.T) {
 		"UploadForAManifestNotPushedYet":        TestUploadForAManifestNotPushedYet,
 		"RetentionSparesTagPushedAfterDecision": TestRetentionSparesTagPushedAfterItsDecision,
 		"HeadKeepsOldUnusedLinkAlive":           TestHeadKeepsAnOldUnusedLinkAlive,
+		"PullerHeadKeepsNothing":                TestPullerHeadKeepsNothing,
 		"HeadRacingTheSweep":                    TestHeadRacingTheSweep,
 		"MountKeepsOldUnusedLinkAlive":          TestMountKeepsAnOldUnusedLinkAlive,
 	} {
@@ -116,10 +117,10 @@ func (e *env) manifest(repo, ref string, extra string, blobs ...reference.Digest
 	e.t.Helper()
 	var layers []string
 	for _, b := range blobs[1:] {
-		size, _ := e.svc.StatBlob(e.ctx, repo, b)
+		size, _ := e.svc.StatBlob(e.ctx, repo, b, true)
 		layers = append(layers, fmt.Sprintf(`{"mediaType":"application/octet-stream","digest":"%s","size":%d}`, b, size))
 	}
-	csize, _ := e.svc.StatBlob(e.ctx, repo, blobs[0])
+	csize, _ := e.svc.StatBlob(e.ctx, repo, blobs[0], true)
 	body := fmt.Sprintf(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"%s","size":%d},"layers":[%s]%s}`,
 		blobs[0], csize, strings.Join(layers, ","), extra)
 	if ref == "" { // untagged: push by digest
@@ -275,7 +276,7 @@ func TestManifestPushRacingTheSweep(t *testing.T) {
 	e.gc.beforeBlobs = func() {
 		// The sweep has unlinked the layer; a client pushes it again and
 		// then a manifest that uses it.
-		if _, err := e.svc.StatBlob(e.ctx, "r", layer); err == nil {
+		if _, err := e.svc.StatBlob(e.ctx, "r", layer, true); err == nil {
 			t.Error("the sweep did not unlink the unused layer")
 		}
 		e.blob("r", "layer pushed long ago, unused")
@@ -464,11 +465,11 @@ func TestHeadKeepsAnOldUnusedLinkAlive(t *testing.T) {
 		t.Fatalf("dry run = %+v, %v; want the old unused link and its blob", dry, err)
 	}
 
-	if size, err := e.svc.StatBlob(e.ctx, "r", layer); err != nil || size != layerSize {
+	if size, err := e.svc.StatBlob(e.ctx, "r", layer, true); err != nil || size != layerSize {
 		t.Fatalf("HEAD = %d, %v; want %d", size, err, layerSize)
 	}
 	refreshed := e.linkedAt("r", layer)
-	if _, err := e.svc.StatBlob(e.ctx, "r", layer); err != nil {
+	if _, err := e.svc.StatBlob(e.ctx, "r", layer, true); err != nil {
 		t.Fatalf("second HEAD: %v", err)
 	}
 	again := e.linkedAt("r", layer)
@@ -494,6 +495,27 @@ func TestHeadKeepsAnOldUnusedLinkAlive(t *testing.T) {
 	}
 }
 
+// TestPullerHeadKeepsNothing: a HEAD by a client that may only pull does
+// not refresh a link, so pullers cannot keep unreferenced blobs (and
+// their quota) alive by HEADing them.
+func TestPullerHeadKeepsNothing(t *testing.T) {
+	e := newEnv(t)
+	layer, layerSize := e.blob("r", "layer of an image deleted long ago")
+	e.age(layer)
+	aged := e.linkedAt("r", layer)
+	e.clock = time.Now()
+	if size, err := e.svc.StatBlob(e.ctx, "r", layer, false); err != nil || size != layerSize {
+		t.Fatalf("HEAD = %d, %v; want %d", size, err, layerSize)
+	}
+	if now := e.linkedAt("r", layer); now != aged {
+		t.Fatalf("a puller's HEAD moved the link's time %d -> %d", aged, now)
+	}
+	r, err := e.gc.Run(e.ctx, false)
+	if err != nil || r.Unlinked != 1 || r.Blobs != 1 {
+		t.Fatalf("collection = %+v, %v; want the old unused link and its blob gone", r, err)
+	}
+}
+
 // TestHeadRacingTheSweep: a HEAD whose refresh commits before the sweep's
 // transaction keeps the link; a HEAD after the sweep removed the link
 // answers BLOB_UNKNOWN and does not make it again, so the blob is
@@ -508,12 +530,12 @@ func TestHeadRacingTheSweep(t *testing.T) {
 	e.age(late)
 	e.clock = time.Now()
 	e.gc.afterPlan = func() {
-		if _, err := e.svc.StatBlob(e.ctx, "early", early); err != nil {
+		if _, err := e.svc.StatBlob(e.ctx, "early", early, true); err != nil {
 			t.Errorf("HEAD before the sweep: %v", err)
 		}
 	}
 	e.gc.beforeBlobs = func() {
-		if _, err := e.svc.StatBlob(e.ctx, "late", late); errcode.As(err).Code != errcode.BlobUnknown {
+		if _, err := e.svc.StatBlob(e.ctx, "late", late, true); errcode.As(err).Code != errcode.BlobUnknown {
 			t.Errorf("HEAD after the sweep removed the link: %v, want BLOB_UNKNOWN", err)
 		}
 		if at := e.linkedAt("late", late); at != 0 {

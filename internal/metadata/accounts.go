@@ -89,9 +89,14 @@ type Accounts interface {
 	// time its access tokens must stop working: a robot revoked, a user or
 	// namespace deleted, a password or role changed.
 	RevocationEpochs(ctx context.Context, since time.Time) (map[string]int64, error)
+	// RevocationEpoch returns subject's current revocation epoch.
+	RevocationEpoch(ctx context.Context, subject string) (int64, error)
+	// RevokeTokens raises subject's revocation epoch.
+	RevokeTokens(ctx context.Context, subject string) error
 	// RememberLoginAddress notes a successful login of account from
-	// address.
-	RememberLoginAddress(ctx context.Context, account, address string, at time.Time) error
+	// address, and forgets the addresses it has not logged in from since
+	// forget.
+	RememberLoginAddress(ctx context.Context, account, address string, at, forget time.Time) error
 	// KnownLoginAddress reports whether account logged in successfully
 	// from address at or after since.
 	KnownLoginAddress(ctx context.Context, account, address string, since time.Time) (bool, error)

@@ -206,9 +206,16 @@ func (s *SQL) DeleteNamespace(ctx context.Context, name string) error {
 		// The robots' access tokens stop working and their pull
 		// credentials go with them: a robot created again under the same
 		// name starts with nothing.
-		if _, err := s.exec(ctx, tx, `INSERT INTO revocations (subject, epoch, updated_at) SELECT name, 1, ? FROM robots WHERE namespace = ?
-			ON CONFLICT (subject) DO UPDATE SET epoch = revocations.epoch + 1, updated_at = excluded.updated_at`, now(), name); err != nil {
-			return fmt.Errorf("delete namespace: revoke robots: %w", err)
+		// Its members' tokens, which may grant access to it, too.
+		for _, q := range []string{
+			`INSERT INTO revocations (subject, epoch, updated_at) SELECT name, 1, ? FROM robots WHERE namespace = ?
+			ON CONFLICT (subject) DO UPDATE SET epoch = revocations.epoch + 1, updated_at = excluded.updated_at`,
+			`INSERT INTO revocations (subject, epoch, updated_at) SELECT username, 1, ? FROM members WHERE namespace = ?
+			ON CONFLICT (subject) DO UPDATE SET epoch = revocations.epoch + 1, updated_at = excluded.updated_at`,
+		} {
+			if _, err := s.exec(ctx, tx, q, now(), name); err != nil {
+				return fmt.Errorf("delete namespace: revoke tokens: %w", err)
+			}
 		}
 		for _, q := range []string{
 			`DELETE FROM refresh_tokens WHERE subject IN (SELECT name FROM robots WHERE namespace = ?)`,
@@ -232,10 +239,7 @@ func (s *SQL) SetMember(ctx context.Context, m Member) error {
 		if err != nil && (strings.Contains(err.Error(), "FOREIGN KEY") || strings.Contains(err.Error(), "foreign key")) {
 			return ErrNotFound
 		}
-		if err != nil {
-			return err
-		}
-		return s.revoke(ctx, tx, m.User)
+		return err
 	})
 }
 

@@ -19,6 +19,24 @@ func (s *SQL) revoke(ctx context.Context, tx *sql.Tx, subject string) error {
 	return nil
 }
 
+// RevocationEpoch implements Accounts.
+func (s *SQL) RevocationEpoch(ctx context.Context, subject string) (int64, error) {
+	var epoch int64
+	err := s.queryRow(ctx, nil, `SELECT epoch FROM revocations WHERE subject = ?`, subject).Scan(&epoch)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("read revocation of %s: %w", subject, err)
+	}
+	return epoch, nil
+}
+
+// RevokeTokens implements Accounts.
+func (s *SQL) RevokeTokens(ctx context.Context, subject string) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.revoke(ctx, tx, subject) })
+}
+
 // RevocationEpochs implements Accounts.
 func (s *SQL) RevocationEpochs(ctx context.Context, since time.Time) (map[string]int64, error) {
 	rows, err := s.query(ctx, `SELECT subject, epoch FROM revocations WHERE updated_at >= ?`, since.UnixNano())
@@ -69,12 +87,15 @@ func (s *SQL) RefreshToken(ctx context.Context, hash string) (*Grant, error) {
 }
 
 // RememberLoginAddress implements Accounts.
-func (s *SQL) RememberLoginAddress(ctx context.Context, account, address string, at time.Time) error {
+func (s *SQL) RememberLoginAddress(ctx context.Context, account, address string, at, forget time.Time) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := s.exec(ctx, tx, `INSERT INTO login_addresses (account, address, last_success) VALUES (?, ?, ?)
 			ON CONFLICT (account, address) DO UPDATE SET last_success = excluded.last_success`, account, address, at.UnixNano())
 		if err != nil {
 			return fmt.Errorf("remember login address: %w", err)
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM login_addresses WHERE account = ? AND last_success < ?`, account, forget.UnixNano()); err != nil {
+			return fmt.Errorf("forget login addresses: %w", err)
 		}
 		return nil
 	})
@@ -95,13 +116,18 @@ func (s *SQL) KnownLoginAddress(ctx context.Context, account, address string, si
 // for the disk): a crash loses at most the last moment's counts, which
 // only gives a guesser a few more tries, and a login costs no fsync.
 
+// failureHorizon is how long a login attempt is kept at the most: longer
+// than any limit's window.
+const failureHorizon = 24 * time.Hour
+
 // ReserveLoginAttempt counts a login attempt of key at the given time,
 // unless key already has max attempts since the given time: then it
 // returns false and the oldest of them. The count and the insert are one
 // transaction, serialized per key across replicas (PostgreSQL: an advisory
 // lock on the key's hash; SQLite: its one writer), so that parallel
-// attempts cannot all pass the check before any is counted. Attempts older
-// than since are forgotten, of every key.
+// attempts cannot all pass the check before any is counted. key's attempts
+// older than since are forgotten, and every key's older than
+// failureHorizon.
 func (s *SQL) ReserveLoginAttempt(ctx context.Context, key string, at, since time.Time, max int) (bool, time.Time, error) {
 	var ok bool
 	var oldest time.Time
@@ -115,7 +141,13 @@ func (s *SQL) ReserveLoginAttempt(ctx context.Context, key string, at, since tim
 				return fmt.Errorf("lock login attempts: %w", err)
 			}
 		}
-		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE at < ?`, since.UnixNano()); err != nil {
+		// Each key is pruned with its own window: limits with longer
+		// windows share the table. What no key looks at any more goes
+		// after failureHorizon.
+		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE failure_key = ? AND at < ?`, key, since.UnixNano()); err != nil {
+			return fmt.Errorf("prune login failures: %w", err)
+		}
+		if _, err := s.exec(ctx, tx, `DELETE FROM login_failures WHERE at < ?`, at.Add(-failureHorizon).UnixNano()); err != nil {
 			return fmt.Errorf("prune login failures: %w", err)
 		}
 		var n int

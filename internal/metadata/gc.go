@@ -97,8 +97,13 @@ func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error
 	cutoff := req.Before.UnixNano()
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		*plan = GCPlan{} // a retried transaction starts over
-		if err := s.lock(ctx, tx, s.dialect.sweepLock); err != nil {
-			return err
+		// A scoped dry run (a policy tried by a namespace owner) removes
+		// no links and no blobs and is rolled back: it does not stop the
+		// registry's pushes with the sweep's lock.
+		if req.Scope == "" {
+			if err := s.lock(ctx, tx, s.dialect.sweepLock); err != nil {
+				return err
+			}
 		}
 		for _, d := range req.DeleteTags {
 			res, err := s.exec(ctx, tx, `DELETE FROM tags WHERE repository_id = (SELECT id FROM repositories WHERE name = ?)

@@ -35,6 +35,8 @@ type dialect struct {
 	// lazyCommit starts a transaction whose loss in a crash costs nothing
 	// (login attempt counts): its commit does not wait for the disk.
 	lazyCommit string
+	// bytewiseNames makes repository and tag names compare byte by byte.
+	bytewiseNames string
 	// migrationLock and migrationUnlock bracket schema migrations, so that
 	// replicas starting together migrate once.
 	migrationLock, migrationUnlock string
@@ -55,6 +57,7 @@ var sqliteDialect = dialect{
 	placeholders:    func(q string) string { return q },
 	liveManifests:   liveManifestsSQLite,
 	cacheStatements: true,
+	bytewiseNames:   "SELECT 1",
 }
 
 // Advisory lock keys of PostgreSQL (arbitrary constants: "berth" + use).
@@ -77,8 +80,10 @@ var postgresDialect = dialect{
 	migrationLock: fmt.Sprintf("SELECT pg_advisory_lock(%d)", lockKeyMigrations),
 	// The two-key form is a key space of its own, apart from the one-key
 	// locks above; the class is "bert" in ASCII.
-	failureLock:     "SELECT pg_advisory_xact_lock(1650553460, hashtext(?))",
-	lazyCommit:      "SET LOCAL synchronous_commit TO OFF",
+	failureLock: "SELECT pg_advisory_xact_lock(1650553460, hashtext(?))",
+	lazyCommit:  "SET LOCAL synchronous_commit TO OFF",
+	bytewiseNames: `ALTER TABLE repositories ALTER COLUMN name TYPE TEXT COLLATE "C";
+	ALTER TABLE tags ALTER COLUMN name TYPE TEXT COLLATE "C"`,
 	migrationUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", lockKeyMigrations),
 }
 
@@ -258,8 +263,14 @@ var migrations = []string{
 	// are not counted; they expire after upload_ttl.
 	`ALTER TABLE uploads ADD COLUMN namespace TEXT NOT NULL DEFAULT '';
 	CREATE INDEX uploads_namespace ON uploads(namespace)`,
+	// Repository and tag names compare byte by byte, as the distribution
+	// specification orders listings and as the name ranges of scoped
+	// collections and retention dry runs assume, whatever the database's
+	// collation (en_US.UTF-8 ignores '/' at first: "team/app" > "team0").
+	// SQLite compares bytes already.
+	`{{BYTEWISE_NAMES}}`,
 }
 
 func (d dialect) render(m string) string {
-	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType).Replace(m)
+	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType, "{{BYTEWISE_NAMES}}", d.bytewiseNames).Replace(m)
 }

@@ -103,11 +103,16 @@ func ValidUploadID(id string) bool {
 
 // ---- blobs ----
 
-// StatBlob returns the size of a blob in a repository, for a HEAD. A client
-// told that the blob exists skips its upload and relies on it in the
-// manifest it pushes next, so the link is kept alive for the grace period
-// (see keepAlive); a link younger than that costs no write.
-func (s *Service) StatBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
+// StatBlob returns the size of a blob in a repository, for a HEAD. A
+// pushing client (keep: it may push to repo) told that the blob exists
+// skips its upload and relies on it in the manifest it pushes next, so the
+// link is kept alive for the grace period (see keepAlive); a link younger
+// than that costs no write. A HEAD by a client that may only pull changes
+// nothing: pullers cannot keep unreferenced blobs alive.
+func (s *Service) StatBlob(ctx context.Context, repo string, d reference.Digest, keep bool) (int64, error) {
+	if !keep {
+		return s.statBlob(ctx, repo, d)
+	}
 	size, err := s.meta.KeepBlobLink(ctx, repo, d, s.keepAlive())
 	return blobSize(size, err, d)
 }

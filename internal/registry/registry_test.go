@@ -93,7 +93,7 @@ func TestFailedCommitKeepsTheSession(t *testing.T) {
 	if _, err := s.FinishUpload(ctx, "r", id, d, nil); err != nil {
 		t.Fatalf("retry: %v", err)
 	}
-	if size, err := s.StatBlob(ctx, "r", d); err != nil || size != int64(len(data)) {
+	if size, err := s.StatBlob(ctx, "r", d, true); err != nil || size != int64(len(data)) {
 		t.Fatalf("blob after retry: %d, %v", size, err)
 	}
 }
@@ -139,16 +139,16 @@ func TestUploadBelongsToItsRepository(t *testing.T) {
 	if _, err := s.FinishUpload(ctx, "a", id, d, &Chunk{Body: strings.NewReader("x"), Start: 0, Length: 1}); err != nil {
 		t.Fatalf("sha512 upload: %v", err)
 	}
-	if size, err := s.StatBlob(ctx, "a", d); err != nil || size != 1 {
+	if size, err := s.StatBlob(ctx, "a", d, true); err != nil || size != 1 {
 		t.Fatalf("StatBlob = %d, %v", size, err)
 	}
-	if _, err := s.StatBlob(ctx, "b", d); errcode.As(err).Code != errcode.BlobUnknown {
+	if _, err := s.StatBlob(ctx, "b", d, true); errcode.As(err).Code != errcode.BlobUnknown {
 		t.Fatalf("blob visible in another repository: %v", err)
 	}
 	if ok, err := s.Mount(ctx, "b", d, ""); !ok || err != nil {
 		t.Fatalf("mount without from: %v %v", ok, err)
 	}
-	if _, err := s.StatBlob(ctx, "b", d); err != nil {
+	if _, err := s.StatBlob(ctx, "b", d, true); err != nil {
 		t.Fatalf("blob not mounted: %v", err)
 	}
 }

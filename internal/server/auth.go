@@ -73,6 +73,9 @@ func (o *origin) baseURL(r *http.Request) string {
 
 // clientIP is the address failed logins are counted against: the peer, or
 // behind trusted proxies the nearest untrusted address in X-Forwarded-For.
+// When every hop is trusted (clients inside the trusted ranges, such as
+// nodes behind an ingress), it is the first hop, the client itself, not
+// the proxy: clients behind one proxy must not share one limit.
 func (o *origin) clientIP(r *http.Request) string {
 	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
@@ -82,6 +85,7 @@ func (o *origin) clientIP(r *http.Request) string {
 		return host
 	}
 	hops := strings.Split(r.Header.Get("X-Forwarded-For"), ",")
+	first := host
 	for i := len(hops) - 1; i >= 0; i-- {
 		a, err := netip.ParseAddr(strings.TrimSpace(hops[i]))
 		if err != nil {
@@ -90,8 +94,9 @@ func (o *origin) clientIP(r *http.Request) string {
 		if !o.trustedAddr(a.Unmap()) {
 			return a.String()
 		}
+		first = a.String()
 	}
-	return host
+	return first
 }
 
 // guard adapts the auth service to what the registry API needs.

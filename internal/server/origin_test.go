@@ -34,6 +34,11 @@ func TestOriginFollowsOnlyTrustedProxies(t *testing.T) {
 		{"203.0.113.50:1", "http://berth.internal:5000", "203.0.113.50", fwd}, // not a proxy: headers ignored
 		{"10.9.9.9:1234", "http://berth.internal:5000", "10.9.9.9", nil},
 		{"10.9.9.9:1234", "http://berth.internal:5000", "10.9.9.9", map[string]string{"X-Forwarded-Host": `evil" realm="x`}},
+		// Clients inside the trusted ranges (nodes behind an ingress) are
+		// told apart by the first hop, not lumped into the proxy's address.
+		{"10.9.9.9:1234", "http://berth.internal:5000", "10.4.4.4", map[string]string{"X-Forwarded-For": "10.4.4.4"}},
+		{"10.9.9.9:1234", "http://berth.internal:5000", "10.4.4.4", map[string]string{"X-Forwarded-For": "10.4.4.4, 10.1.2.3"}},
+		{"10.9.9.9:1234", "http://berth.internal:5000", "10.1.2.3", map[string]string{"X-Forwarded-For": "junk, 10.1.2.3"}},
 	}
 	for _, c := range cases {
 		r := req(c.remote, c.hdr)
