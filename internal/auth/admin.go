@@ -179,6 +179,9 @@ func (s *Service) SetPublic(ctx context.Context, actor *Principal, name string, 
 	if err := storeErr(s.acc.SetNamespacePublic(ctx, name, public), "namespace "+name); err != nil {
 		return nil, err
 	}
+	if !public {
+		s.revs.refresh(ctx, true) // anonymous tokens stop here at once, elsewhere within RevocationInterval
+	}
 	s.auditChange(actor, "namespace visibility changed", "namespace", name, "public", public)
 	return s.acc.GetNamespace(ctx, name)
 }

@@ -133,6 +133,14 @@ func New(acc Store, keys *token.Keys, opts Options, audit *slog.Logger) *Service
 	return s
 }
 
+// Anonymous is the principal of a request without credentials. Its tokens
+// carry the anonymous revocation epoch, which goes up when a namespace is
+// made private (the cached value: a token issued a moment before is
+// refused a moment after, and grants nothing private anyway).
+func (s *Service) Anonymous(ctx context.Context) *Principal {
+	return &Principal{Kind: Anonymous, Epoch: s.revs.epoch(ctx, "")}
+}
+
 // Keys returns the token signing keys.
 func (s *Service) Keys() *token.Keys { return s.keys }
 
@@ -390,7 +398,7 @@ func (s *Service) Verify(ctx context.Context, tok string) (*token.Claims, error)
 			return nil, err
 		}
 	}
-	if c.Subject != "" && s.revs.epoch(ctx, c.Subject) > c.Revocation {
+	if s.revs.epoch(ctx, c.Subject) > c.Revocation {
 		return nil, ErrRevoked
 	}
 	if err := c.Validate(s.now(), s.opts.Issuer, s.opts.Service); err != nil {

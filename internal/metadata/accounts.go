@@ -61,6 +61,8 @@ type Accounts interface {
 	CreateNamespace(ctx context.Context, ns Namespace) error
 	GetNamespace(ctx context.Context, name string) (*Namespace, error)
 	ListNamespaces(ctx context.Context) ([]Namespace, error)
+	// SetNamespacePublic makes a namespace public or private; making it
+	// private raises the revocation epoch of anonymous tokens (subject "").
 	SetNamespacePublic(ctx context.Context, name string, public bool) error
 	// DeleteNamespace deletes a namespace's settings, members and robots
 	// (its repositories stay).

@@ -196,7 +196,11 @@ func (s *SQL) ListNamespaces(ctx context.Context) ([]Namespace, error) {
 // SetNamespacePublic implements Accounts.
 func (s *SQL) SetNamespacePublic(ctx context.Context, name string, public bool) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		return affected(s.exec(ctx, tx, `UPDATE namespaces SET public = ? WHERE name = ?`, boolInt(public), name))
+		if err := affected(s.exec(ctx, tx, `UPDATE namespaces SET public = ? WHERE name = ?`, boolInt(public), name)); err != nil || public {
+			return err
+		}
+		// Made private: anonymous tokens (subject "") stop.
+		return s.revoke(ctx, tx, "")
 	})
 }
 

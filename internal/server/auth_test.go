@@ -58,6 +58,7 @@ func TestOnPostgres(t *testing.T) {
 		"RevokedSecretIsLimited":     TestRevokedSecretIsLimited,
 		"IPv6ClientIsItsSlash64":     TestIPv6ClientIsItsSlash64,
 		"NamespaceDeletionRevokes":   TestNamespaceDeletionRevokesMembersTokens,
+		"PrivateStopsAnonymous":      TestPrivateNamespaceStopsAnonymousTokens,
 		"ImmutableProtectsContent":   TestImmutableTagsProtectContent,
 		"QuotaCountsManifests":       TestQuotaCountsManifests,
 		"UploadsCountAgainstQuota":   TestUploadsCountAgainstQuota,

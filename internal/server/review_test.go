@@ -146,3 +146,23 @@ func TestNamespaceDeletionRevokesMembersTokens(t *testing.T) {
 		t.Fatalf("bob's token after he was removed: %d, want 401", r.status)
 	}
 }
+
+// Making a namespace private stops the anonymous tokens that could pull
+// from it.
+func TestPrivateNamespaceStopsAnonymousTokens(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	admin := tokenFor(t, u, "admin", adminPass, "repository:team/app:pull,push")
+	data := []byte("public layer")
+	expect(t, "push", do(t, "POST", u+"/v2/team/app/blobs/uploads/?digest="+digestOf(data), bearer(admin), data), 201, "")
+	must(t, "PATCH", u+"/api/v1/namespaces/team", adminHdr(), `{"public":true}`)
+	anon := tokenFor(t, u, "", "", "repository:team/app:pull")
+	expect(t, "anonymous pull while public", do(t, "GET", u+"/v2/team/app/blobs/"+digestOf(data), bearer(anon), nil), 200, "")
+	must(t, "PATCH", u+"/api/v1/namespaces/team", adminHdr(), `{"public":false}`)
+	if r := do(t, "GET", u+"/v2/team/app/blobs/"+digestOf(data), bearer(anon), nil); r.status != 401 {
+		t.Fatalf("anonymous token after the namespace was made private: %d, want 401", r.status)
+	}
+	if r := do(t, "GET", u+"/v2/team/app/blobs/"+digestOf(data), bearer(admin), nil); r.status != 200 {
+		t.Fatalf("admin's token after the change: %d", r.status)
+	}
+}

@@ -130,7 +130,7 @@ func (h *Handler) get(w http.ResponseWriter, r *http.Request) {
 		h.fail(w, r, err)
 		return
 	}
-	p := &auth.Principal{Kind: auth.Anonymous}
+	p := h.auth.Anonymous(r.Context())
 	refresh := ""
 	if user, pass, ok := r.BasicAuth(); ok {
 		if p, err = h.auth.Login(r.Context(), user, pass, h.ClientIP(r)); err != nil {
