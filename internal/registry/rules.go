@@ -160,16 +160,24 @@ func (s *Service) checkManifestQuota(ctx context.Context, repo string, d referen
 
 // uploadRoom returns how many bytes an upload of repo may hold without
 // taking its namespace over its quota (the namespace's usage plus the
-// upload), the usage and the quota; a quota of 0 means no limit: none is
-// set, or the upload is of blob d (when known, "" otherwise) and the
-// namespace holds it already.
+// upload), the usage and the quota; a quota of 0 means no limit (none is
+// set). When the upload is of blob d (when known, "" otherwise) and the
+// namespace holds it already, it costs nothing, and may hold that blob's
+// size: no more.
 func (s *Service) uploadRoom(ctx context.Context, repo string, d reference.Digest) (room, used, quota int64, err error) {
 	_, quota, used, holds, err := s.usage(ctx, repo, string(d))
 	if err != nil || quota <= 0 {
 		return 0, 0, 0, err
 	}
 	if holds {
-		return 0, used, 0, nil
+		// The blob costs nothing, but the upload may not hold more than
+		// the blob: a larger body under its digest is no upload of it.
+		switch size, err := s.meta.BlobSize(ctx, d); {
+		case err == nil:
+			return size, used, quota, nil
+		case !errors.Is(err, metadata.ErrNotFound): // else collected meanwhile: it costs again
+			return 0, 0, 0, internal(err, "blob size")
+		}
 	}
 	return quota - used, used, quota, nil
 }

@@ -186,6 +186,10 @@ func TestUploadsCountAgainstQuota(t *testing.T) {
 	// uploaded again under its digest.
 	expect(t, "held blob, monolithic", do(t, "POST", u+"/v2/team/b/blobs/uploads/?digest="+digestOf(data), bearer(tok), data), 201, "")
 	expect(t, "new blob, monolithic", do(t, "POST", u+"/v2/team/b/blobs/uploads/?digest="+digestOf(over), bearer(tok), over), 403, "DENIED")
+	// A body larger than the held blob it names is no upload of it: it is
+	// cut off at the blob's size, not written whole and then refused.
+	big := []byte(strings.Repeat("b", 8<<20))
+	expect(t, "8 MiB under a held 100-byte blob's digest", do(t, "POST", u+"/v2/team/b/blobs/uploads/?digest="+digestOf(data), bearer(tok), big), 403, "DENIED")
 }
 
 // TestUploadSessionsAreBounded: a namespace holds at most 100 open upload
