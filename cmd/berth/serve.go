@@ -29,6 +29,7 @@ settings at all berth listens on :5000 and keeps everything under ./data.`,
 			if err != nil {
 				return err
 			}
+			cfg.Version = versionString()
 			log := newLogger(cfg)
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()

@@ -52,6 +52,14 @@ type Config struct {
 
 	// MaxUploadSessions bounds the open upload sessions per namespace.
 	MaxUploadSessions int
+	// MetricsAddr serves /metrics on a listener of its own, without
+	// authentication; MetricsPublic serves /metrics on the main listener
+	// without authentication (else it needs an admin's credentials).
+	MetricsAddr   string
+	MetricsPublic bool
+
+	// Version is the binary's version (not a setting), for metrics.
+	Version string
 }
 
 // Option is one configuration setting. Its key names it in YAML
@@ -116,14 +124,7 @@ var Options = []Option{
 	{"external_url", "", "URL clients reach berth at (e.g. https://registry.example.com), used in auth challenges; empty derives it from each request", str(func(c *Config) *string { return &c.ExternalURL })},
 	{"trusted_proxies", "", "comma-separated addresses or CIDRs of reverse proxies whose X-Forwarded-Proto/Host/For headers are believed", str(func(c *Config) *string { return &c.TrustedProxies })},
 	{"token_ttl", "5m", "lifetime of access tokens", dur(func(c *Config) *time.Duration { return &c.TokenTTL })},
-	{"identity_tokens", "false", "answer docker login's offline_token=true with a refresh token, which docker stores as identitytoken instead of the password; off by default because the kubelet cannot use identity tokens, so a pull Secret made from such a docker config fails", func(c *Config, v string) error {
-		b, err := strconv.ParseBool(v)
-		if err != nil {
-			return fmt.Errorf("want true or false, got %q", v)
-		}
-		c.IdentityTokens = b
-		return nil
-	}},
+	{"identity_tokens", "false", "answer docker login's offline_token=true with a refresh token, which docker stores as identitytoken instead of the password; off by default because the kubelet cannot use identity tokens, so a pull Secret made from such a docker config fails", boolean(func(c *Config) *bool { return &c.IdentityTokens })},
 	{"tls_cert", "", "TLS certificate file (PEM); with tls_key, berth serves HTTPS", str(func(c *Config) *string { return &c.TLSCert })},
 	{"tls_key", "", "TLS private key file (PEM)", str(func(c *Config) *string { return &c.TLSKey })},
 	{"log_level", "info", "log level: debug, info, warn or error", oneOf(func(c *Config) *string { return &c.LogLevel }, "debug", "info", "warn", "error")},
@@ -148,6 +149,8 @@ var Options = []Option{
 	{"body_timeout", "2m", "a request body that sends nothing for this long is cut off, freeing its connection and upload", dur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
 	{"gc_interval", "24h", "how often garbage collection runs while berth serves (also on demand: berth gc)", dur(func(c *Config) *time.Duration { return &c.GCInterval })},
 	{"gc_grace", "1h", "content younger than this is never collected: blobs pushed for a manifest not pushed yet, manifests pushed before their index", dur(func(c *Config) *time.Duration { return &c.GCGrace })},
+	{"metrics_addr", "", "address of a listener of its own serving Prometheus metrics at /metrics without authentication (e.g. 127.0.0.1:9090 or :9090 inside a pod); empty serves them only on the main listener", str(func(c *Config) *string { return &c.MetricsAddr })},
+	{"metrics_public", "false", "serve /metrics on the main listener without authentication; else, with auth on, it needs an admin's Basic credentials", boolean(func(c *Config) *bool { return &c.MetricsPublic })},
 	{"debug_addr", "", "address for Go profiling endpoints (/debug/pprof/); empty turns them off; keep it on loopback", str(func(c *Config) *string { return &c.DebugAddr })},
 	{"keys_dir", "", "directory of the token signing keys (*.pem, ECDSA P-256; the name sorting last signs); empty is <data_dir>/keys. Replicas must share it (e.g. one Kubernetes Secret)", str(func(c *Config) *string { return &c.KeysDir })},
 	{"storage", "filesystem", "where blobs live: \"filesystem\" (under data_dir) or \"s3\" (an S3-compatible bucket, for several replicas)", oneOf(func(c *Config) *string { return &c.Storage }, "filesystem", "s3")},

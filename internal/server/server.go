@@ -21,6 +21,7 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/retention"
 )
@@ -37,6 +38,7 @@ type Server struct {
 	// closeAudit closes the audit log (nil without auth).
 	closeAudit func() error
 	gc         *gc.Collector
+	metrics    *metrics.Metrics
 }
 
 // lockDataDir takes an exclusive lock on the data directory: the embedded
@@ -62,8 +64,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	meta, blobs := st.meta, st.blobs
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks, Redirect: cfg.S3Redirect, GCGrace: cfg.GCGrace,
 		MaxUploadSessions: cfg.MaxUploadSessions}, log)
-	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st}
+	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st, metrics: metrics.New(cfg.Version)}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
+	s.metrics.Register(metrics.GC(s.gc.Totals())...)
 	s.gc.UseRetention(retention.NewPlanner(meta, svc.ImmutableTags), svc.FlushPulls)
 	if st.tryRun != nil {
 		s.gc.UseRunLock(st.tryRun)
@@ -71,6 +74,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	runGC := s.gc.RunWith
 	mux := http.NewServeMux()
 	var g api.Guard
+	var ag *guard
 	if cfg.Auth != "token" {
 		// An open registry: anyone may collect garbage, as anyone may delete.
 		mux.HandleFunc("POST /api/v1/gc", func(w http.ResponseWriter, r *http.Request) {
@@ -85,7 +89,8 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		})
 	}
 	if cfg.Auth == "token" {
-		ag, closeAudit, err := setupAuth(ctx, cfg, meta, log, mux, runGC)
+		var closeAudit func() error
+		ag, closeAudit, err = setupAuth(ctx, cfg, meta, log, mux, runGC)
 		if err != nil {
 			st.close()
 			return nil, err
@@ -94,8 +99,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
+	mux.Handle("GET /metrics", s.metricsEndpoint(ag))
 	s.http = &http.Server{
-		Handler:           logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux))),
+		Handler:           s.metrics.Middleware(classify, logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux)))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -147,6 +153,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.cfg.DebugAddr != "" {
 		go s.serveDebug()
+	}
+	if s.cfg.MetricsAddr != "" {
+		go s.serveMetrics()
 	}
 	errc := make(chan error, 1)
 	go func() {
@@ -220,15 +229,29 @@ func routeV2(v2, other http.Handler) http.Handler {
 	})
 }
 
+// serveMetrics serves /metrics, without authentication, on the metrics
+// address.
+func (s *Server) serveMetrics() {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	s.serveAux("metrics", s.cfg.MetricsAddr, mux)
+}
+
 // serveDebug serves the Go profiler on the debug address.
 func (s *Server) serveDebug() {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/debug/pprof/", pprof.Index)
 	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
-	s.log.Info("debug endpoints listening", "addr", s.cfg.DebugAddr)
-	srv := &http.Server{Addr: s.cfg.DebugAddr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	s.serveAux("debug", s.cfg.DebugAddr, mux)
+}
+
+// serveAux serves an auxiliary listener (metrics, profiling) until the
+// process ends.
+func (s *Server) serveAux(what, addr string, h http.Handler) {
+	s.log.Info(what+" listening", "addr", addr)
+	srv := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 10 * time.Second}
 	if err := srv.ListenAndServe(); err != nil {
-		s.log.Error("debug listener failed", "err", err)
+		s.log.Error(what+" listener failed", "err", err)
 	}
 }

@@ -1,0 +1,168 @@
+// Package metrics exports berth's Prometheus metrics: HTTP requests by
+// route kind, the registry operations they carry out (pushes, pulls,
+// mounts, deletions and their bytes), garbage collection, and the Go
+// runtime and process. It knows nothing of the registry's rules; the server
+// tells it how to classify a request.
+package metrics
+
+import (
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/berth-registry/berth/internal/httprec"
+)
+
+// Route kinds a request is counted under (the label "route"): bounded, never
+// a repository name or digest.
+const (
+	RouteBase      = "base"
+	RouteCatalog   = "catalog"
+	RouteTags      = "tags"
+	RouteManifest  = "manifest"
+	RouteBlob      = "blob"
+	RouteUpload    = "upload"
+	RouteReferrers = "referrers"
+	RouteToken     = "token"
+	RouteAdmin     = "admin"
+	RouteHealth    = "health"
+	RouteMetrics   = "metrics"
+	RouteOther     = "other"
+)
+
+// Metrics holds berth's collectors in a registry of their own.
+type Metrics struct {
+	reg *prometheus.Registry
+
+	requests *prometheus.CounterVec
+	duration *prometheus.HistogramVec
+	received *prometheus.CounterVec
+	sent     *prometheus.CounterVec
+	inFlight prometheus.Gauge
+
+	operations *prometheus.CounterVec
+	blobBytes  *prometheus.CounterVec
+}
+
+// New returns the metrics of one berth process, with the Go runtime and
+// process collectors and a build-info gauge labelled with version.
+func New(version string) *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		reg: reg,
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_http_requests_total",
+			Help: "HTTP requests answered, by route kind, method and status class (2xx, 4xx...).",
+		}, []string{"route", "method", "code"}),
+		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "berth_http_request_duration_seconds",
+			Help:    "Time from a request's arrival to the end of its answer, by route kind and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}, []string{"route", "method"}),
+		received: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_http_request_bytes_total",
+			Help: "Bytes of request bodies read, by route kind.",
+		}, []string{"route"}),
+		sent: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_http_response_bytes_total",
+			Help: "Bytes of response bodies written, by route kind.",
+		}, []string{"route"}),
+		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "berth_http_requests_in_flight",
+			Help: "Requests being served now.",
+		}),
+		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_registry_operations_total",
+			Help: "Registry operations that succeeded: manifest_push, manifest_pull, manifest_delete, blob_upload, blob_mount, blob_pull, blob_delete.",
+		}, []string{"operation"}),
+		blobBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "berth_registry_blob_bytes_total",
+			Help: "Blob bytes received by uploads (direction=in) and sent by blob pulls (direction=out).",
+		}, []string{"direction"}),
+	}
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "berth_build_info",
+		Help:        "Always 1; its labels say which berth runs.",
+		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion()},
+	})
+	build.Set(1)
+	reg.MustRegister(m.requests, m.duration, m.received, m.sent, m.inFlight, m.operations, m.blobBytes, build,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func goVersion() string {
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		return bi.GoVersion
+	}
+	return "unknown"
+}
+
+// Register adds collectors of other packages (garbage collection, stores).
+func (m *Metrics) Register(cs ...prometheus.Collector) { m.reg.MustRegister(cs...) }
+
+// Handler serves the metrics in Prometheus' text format.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// Classified is how the server describes a request: its route kind, the
+// registry operation it carries out when it succeeds, and whether its body
+// (blob bytes in) or its answer (blob bytes out) is blob content.
+type Classified struct {
+	Route string
+	// Operation is counted when the answer's status is SuccessStatus (or
+	// any 2xx when that is 0); "" counts none.
+	Operation     string
+	SuccessStatus int
+	// BlobBytes is "in" (an upload's body), "out" (a blob's content) or "".
+	BlobBytes string
+}
+
+func (c Classified) succeeded(status int) bool {
+	if c.SuccessStatus != 0 {
+		return status == c.SuccessStatus
+	}
+	return status/100 == 2
+}
+
+// Middleware counts and times every request that next serves; classify
+// names its route kind and operation.
+func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := classify(r)
+		start := time.Now()
+		m.inFlight.Inc()
+		body := &countingBody{ReadCloser: r.Body}
+		if r.Body != nil && r.Body != http.NoBody {
+			r.Body = body
+		}
+		cw := &httprec.Recorder{ResponseWriter: w}
+		defer func() {
+			m.inFlight.Dec()
+			status := cw.Answered()
+			m.requests.WithLabelValues(c.Route, r.Method, strconv.Itoa(status/100)+"xx").Inc()
+			m.duration.WithLabelValues(c.Route, r.Method).Observe(time.Since(start).Seconds())
+			m.received.WithLabelValues(c.Route).Add(float64(body.n))
+			m.sent.WithLabelValues(c.Route).Add(float64(cw.Bytes))
+			if !c.succeeded(status) {
+				return
+			}
+			if c.Operation != "" {
+				m.operations.WithLabelValues(c.Operation).Inc()
+			}
+			switch c.BlobBytes {
+			case "in":
+				m.blobBytes.WithLabelValues("in").Add(float64(body.n))
+			case "out":
+				m.blobBytes.WithLabelValues("out").Add(float64(cw.Bytes))
+			}
+		}()
+		next.ServeHTTP(cw, r)
+	})
+}

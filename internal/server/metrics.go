@@ -1,0 +1,117 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/berth-registry/berth/internal/api"
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/metrics"
+)
+
+// classify names a request's route kind and the registry operation it
+// carries out, for metrics.
+func classify(r *http.Request) metrics.Classified {
+	p := r.URL.Path
+	switch {
+	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
+		rt, err := api.ParseRoute(p)
+		if err != nil {
+			return metrics.Classified{Route: metrics.RouteOther}
+		}
+		return classifyRoute(rt, r)
+	case p == "/token" || strings.HasPrefix(p, "/token/"):
+		return metrics.Classified{Route: metrics.RouteToken}
+	case strings.HasPrefix(p, "/api/"):
+		return metrics.Classified{Route: metrics.RouteAdmin}
+	case p == "/healthz" || p == "/readyz":
+		return metrics.Classified{Route: metrics.RouteHealth}
+	case p == "/metrics":
+		return metrics.Classified{Route: metrics.RouteMetrics}
+	}
+	return metrics.Classified{Route: metrics.RouteOther}
+}
+
+// classifyRoute maps a Distribution API route and method to its kind and
+// operation.
+func classifyRoute(rt api.Route, r *http.Request) metrics.Classified {
+	switch rt.Kind {
+	case api.KindBase:
+		return metrics.Classified{Route: metrics.RouteBase}
+	case api.KindCatalog:
+		return metrics.Classified{Route: metrics.RouteCatalog}
+	case api.KindTags:
+		return metrics.Classified{Route: metrics.RouteTags}
+	case api.KindReferrers:
+		return metrics.Classified{Route: metrics.RouteReferrers}
+	case api.KindManifest:
+		c := metrics.Classified{Route: metrics.RouteManifest}
+		switch r.Method {
+		case http.MethodPut:
+			c.Operation, c.SuccessStatus = "manifest_push", http.StatusCreated
+		case http.MethodGet:
+			c.Operation, c.SuccessStatus = "manifest_pull", http.StatusOK
+		case http.MethodDelete:
+			c.Operation, c.SuccessStatus = "manifest_delete", http.StatusAccepted
+		}
+		return c
+	case api.KindBlob:
+		c := metrics.Classified{Route: metrics.RouteBlob}
+		switch r.Method {
+		case http.MethodGet:
+			c.Operation, c.BlobBytes = "blob_pull", "out"
+		case http.MethodDelete:
+			c.Operation, c.SuccessStatus = "blob_delete", http.StatusAccepted
+		}
+		return c
+	case api.KindUploadStart, api.KindUpload:
+		c := metrics.Classified{Route: metrics.RouteUpload}
+		if r.Method == http.MethodPost || r.Method == http.MethodPatch || r.Method == http.MethodPut {
+			c.BlobBytes = "in"
+		}
+		switch {
+		case r.Method == http.MethodPost && r.URL.Query().Has("mount"):
+			c.Operation, c.SuccessStatus = "blob_mount", http.StatusCreated
+		case r.Method == http.MethodPost || r.Method == http.MethodPut:
+			c.Operation, c.SuccessStatus = "blob_upload", http.StatusCreated
+		}
+		return c
+	}
+	return metrics.Classified{Route: metrics.RouteOther}
+}
+
+// metricsEndpoint serves /metrics on the main listener: open without auth
+// or with metrics_public, else to admins' Basic credentials (Prometheus'
+// basic_auth).
+func (s *Server) metricsEndpoint(g *guard) http.Handler {
+	h := s.metrics.Handler()
+	if g == nil || s.cfg.MetricsPublic {
+		return h
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		user, pass, ok := r.BasicAuth()
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
+			http.Error(w, "metrics need an admin's credentials (or metrics_public, or metrics_addr)", http.StatusUnauthorized)
+			return
+		}
+		p, err := g.auth.LoginAdmin(r.Context(), user, pass, g.origin.clientIP(r))
+		var rl *auth.RateLimitedError
+		switch {
+		case errors.As(err, &rl):
+			w.Header().Set("Retry-After", strconv.Itoa(int(rl.RetryAfter.Seconds())+1))
+			http.Error(w, err.Error(), http.StatusTooManyRequests)
+			return
+		case err != nil:
+			w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
+			http.Error(w, "invalid credentials", http.StatusUnauthorized)
+			return
+		case p.Kind != auth.UserKind || !p.Admin:
+			http.Error(w, "metrics are for admins", http.StatusForbidden)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
