@@ -9,7 +9,9 @@
 #     with its own root, state and socket, next to Docker's), and
 #     postgresql (tests start their own servers with initdb and pg_ctl as
 #     the postgres user on loopback ports; the package's own cluster is
-#     stopped and kept from starting at boot).
+#     stopped and kept from starting at boot), and
+#     prometheus (the metrics test runs its own server scraping berth; the
+#     package's service is stopped).
 #   - Go tools built from the Go module proxy, each cached by version in
 #     $BERTH_TOOLS_DIR (default ~/.cache/berth-tools, outside the clone) and
 #     symlinked into $BERTH_TOOLS_DIR/bin:
@@ -34,7 +36,7 @@ CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
 CRICTL_VERSION="v1.37.0"
 VERSITYGW_VERSION="v1.8.0"
 
-APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql)
+APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus)
 
 TOOLS_DIR="${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
@@ -73,32 +75,33 @@ install_apt_packages() {
 	done
 }
 
-# stop_registry_service makes sure the docker-registry package's own service
-# is neither running nor started at boot: the benchmarks start their own
-# Distribution instance with their own configuration and port.
-stop_registry_service() {
+# stop_service NAME PIDFILE makes sure a package's own service is neither
+# running nor started at boot: the tests and benchmarks start their own
+# instances (Distribution for the benchmarks, Prometheus for the metrics
+# test) with their own configuration and ports.
+stop_service() {
+	local name=$1 pidfile=$2 i
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
-		if systemctl is-enabled --quiet docker-registry 2>/dev/null ||
-			systemctl is-active --quiet docker-registry 2>/dev/null; then
-			log "stopping and disabling the docker-registry systemd service"
-			systemctl disable --now docker-registry >/dev/null 2>&1 || true
+		if systemctl is-enabled --quiet "$name" 2>/dev/null ||
+			systemctl is-active --quiet "$name" 2>/dev/null; then
+			log "stopping and disabling the $name systemd service"
+			systemctl disable --now "$name" >/dev/null 2>&1 || true
 		fi
-	elif [ -x /etc/init.d/docker-registry ]; then
-		if /etc/init.d/docker-registry status >/dev/null 2>&1; then
-			log "stopping the docker-registry init service"
-			/etc/init.d/docker-registry stop || true
+	elif [ -x "/etc/init.d/$name" ]; then
+		if "/etc/init.d/$name" status >/dev/null 2>&1; then
+			log "stopping the $name init service"
+			"/etc/init.d/$name" stop || true
 		fi
-		if command -v update-rc.d >/dev/null 2>&1 && ls /etc/rc[2-5].d/S*docker-registry >/dev/null 2>&1; then
-			update-rc.d docker-registry disable >/dev/null 2>&1 || true
+		if command -v update-rc.d >/dev/null 2>&1 && ls /etc/rc[2-5].d/S*"$name" >/dev/null 2>&1; then
+			update-rc.d "$name" disable >/dev/null 2>&1 || true
 		fi
 	fi
-	# The init script's stop does not wait for the process to exit.
-	local pidfile=/var/run/docker-registry.pid i
+	# An init script's stop does not wait for the process to exit.
 	for i in $(seq 50); do
 		[ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null || return 0
 		sleep 0.2
 	done
-	die "the docker-registry service is still running (pid $(cat "$pidfile"))"
+	die "the $name service is still running (pid $(cat "$pidfile"))"
 }
 
 # go_tool NAME VERSION BUILD_FUNCTION builds a Go tool into
@@ -180,7 +183,8 @@ stop_postgresql_service() {
 main() {
 	local start=$SECONDS
 	install_apt_packages
-	stop_registry_service
+	stop_service docker-registry /var/run/docker-registry.pid
+	stop_service prometheus /run/prometheus/prometheus.pid
 	stop_postgresql_service
 	mkdir -p "$BIN_DIR"
 	go_tool crane "$CRANE_VERSION" build_crane
