@@ -49,6 +49,27 @@ const (
 // addresses it has never logged in from; too many give a
 // *RateLimitedError (see docs/auth.md, "Brute force").
 func (s *Service) Login(ctx context.Context, name, secret, client string) (*Principal, error) {
+	p, err := s.login(ctx, name, secret, client)
+	s.count(err)
+	return p, err
+}
+
+// count adds a login's outcome to the counters.
+func (s *Service) count(err error) {
+	var rl *RateLimitedError
+	switch {
+	case err == nil:
+		s.counters.LoginsOK.Add(1)
+	case errors.As(err, &rl):
+		s.counters.LoginsRateLimited.Add(1)
+	case err == ErrBadCredentials:
+		s.counters.LoginsFailed.Add(1)
+	default:
+		s.counters.LoginsRefused.Add(1)
+	}
+}
+
+func (s *Service) login(ctx context.Context, name, secret, client string) (*Principal, error) {
 	if len(name) > maxNameLen || name == "" {
 		// No account has such a name; it still costs the client an
 		// attempt, and is logged cut short.
@@ -215,6 +236,12 @@ func (s *Service) bearer(ctx context.Context, secret, name string) (*Principal, 
 // Refresh exchanges a refresh token for the principal it was issued to.
 // Failures count against the client address.
 func (s *Service) Refresh(ctx context.Context, refresh, client string) (*Principal, error) {
+	p, err := s.refresh(ctx, refresh, client)
+	s.count(err)
+	return p, err
+}
+
+func (s *Service) refresh(ctx context.Context, refresh, client string) (*Principal, error) {
 	r, wait, ok := s.clients.Reserve(ctx, clientKey(client))
 	if !ok {
 		s.audit.warn(client, "refresh refused", "client", client, "reason", "rate limited")

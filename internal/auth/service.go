@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
@@ -88,7 +89,24 @@ type Service struct {
 
 	cacheMu sync.Mutex
 	cache   map[string]*token.Claims // verified access tokens
+
+	counters Counters
 }
+
+// Counters are running totals of logins and tokens since the process
+// started, for metrics.
+type Counters struct {
+	// Logins by outcome: accepted; a wrong secret (a guess); refused
+	// although the secret was right (a revoked or expired robot); refused
+	// by a rate limit before any check.
+	LoginsOK, LoginsFailed, LoginsRefused, LoginsRateLimited atomic.Int64
+	// TokensIssued counts access tokens; ScopesDenied the scopes of token
+	// requests that were not granted.
+	TokensIssued, ScopesDenied atomic.Int64
+}
+
+// Counters returns the service's running totals.
+func (s *Service) Counters() *Counters { return &s.counters }
 
 // New returns the auth service. audit receives one record per login,
 // denial and administrative change.
@@ -295,6 +313,7 @@ func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Acc
 		out = append(out, token.Access{Type: req.Type, Name: req.Name, Actions: acts})
 	}
 	if len(denied) > 0 {
+		s.counters.ScopesDenied.Add(int64(len(denied)))
 		args := []any{"subject", p.Name, "client", client, "denied", len(denied),
 			"resources", strings.Join(denied[:min(len(denied), maxDeniedListed)], " ")}
 		s.audit.info(client, "access denied", args...)
@@ -325,6 +344,9 @@ func (s *Service) Issue(p *Principal, granted []token.Access) (string, *token.Cl
 		c.Access = []token.Access{}
 	}
 	tok, err := s.keys.Sign(c)
+	if err == nil {
+		s.counters.TokensIssued.Add(1)
+	}
 	return tok, c, err
 }
 

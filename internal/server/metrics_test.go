@@ -132,5 +132,18 @@ func TestMetricsNeedAnAdmin(t *testing.T) {
 			m[`berth_http_requests_total{code="2xx",method="PUT",route="admin"}`], m[`berth_http_requests_total{code="4xx",method="GET",route="metrics"}`])
 	}
 	pub, _ := authServer(t, func(c *config.Config) { c.MetricsPublic = true })
-	scrape(t, pub.URL, nil)
+	getToken(t, pub.URL, "alice", "wrong-pass")
+	getToken(t, pub.URL, "", "", "repository:team/app:pull")
+	tokenFor(t, pub.URL, "alice", "alice-pass-1", "repository:team/app:pull", "repository:other/x:pull")
+	m = scrape(t, pub.URL, nil)
+	for key, want := range map[string]float64{
+		`berth_auth_logins_total{outcome="ok"}`:     7, // the setup's 6 admin calls and alice's token
+		`berth_auth_logins_total{outcome="failed"}`: 1,
+		`berth_auth_tokens_issued_total`:            2,
+		`berth_auth_scopes_denied_total`:            2, // team/app for the anonymous, other/x for alice
+	} {
+		if m[key] != want {
+			t.Errorf("%s = %v, want %v", key, m[key], want)
+		}
+	}
 }

@@ -96,6 +96,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			return nil, err
 		}
 		g, s.closeAudit = ag, closeAudit
+		s.metrics.Register(metrics.Auth(ag.auth.Counters())...)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)

@@ -200,6 +200,15 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	if v, _ := prom.query(t, `sum(berth_http_requests_total{code="5xx"})`); v != 0 {
 		t.Errorf("5xx answers: %v", v)
 	}
+	// Every expression docs/operations.md offers evaluates without error
+	// (query fails the test on an error).
+	exprs := docExpressions(t, filepath.Join("..", "..", "docs", "operations.md"))
+	if len(exprs) < 5 {
+		t.Fatalf("found %d PromQL expressions in docs/operations.md", len(exprs))
+	}
+	for _, e := range exprs {
+		prom.query(t, e)
+	}
 	r, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -212,4 +221,27 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	if strings.Contains(string(text), "metrics/app") || strings.Contains(string(text), "sha256:") {
 		t.Error("a repository name or digest appears in the metrics")
 	}
+}
+
+// docExpressions returns the PromQL expressions of a document's promql
+// code blocks (one a line; # comments skipped).
+func docExpressions(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	in := false
+	for _, line := range strings.Split(string(data), "\n") {
+		switch {
+		case strings.HasPrefix(line, "```promql"):
+			in = true
+		case strings.HasPrefix(line, "```"):
+			in = false
+		case in && strings.TrimSpace(line) != "" && !strings.HasPrefix(strings.TrimSpace(line), "#"):
+			out = append(out, strings.TrimSpace(line))
+		}
+	}
+	return out
 }
