@@ -23,9 +23,9 @@ type prometheusServer struct {
 	URL string
 }
 
-// startPrometheus runs prometheus scraping target's /metrics until the test
-// ends.
-func startPrometheus(t *testing.T, target string) *prometheusServer {
+// startPrometheus runs prometheus scraping target's /metrics, with the
+// given rule files, until the test ends.
+func startPrometheus(t *testing.T, target string, ruleFiles ...string) *prometheusServer {
 	t.Helper()
 	bin := needTool(t, "prometheus")
 	dir := t.TempDir()
@@ -34,6 +34,16 @@ func startPrometheus(t *testing.T, target string) *prometheusServer {
 		t.Fatal(err)
 	}
 	cfg := fmt.Sprintf("global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: berth\n    static_configs:\n      - targets: ['%s']\n", target)
+	if len(ruleFiles) > 0 {
+		cfg += "rule_files:\n"
+		for _, f := range ruleFiles {
+			abs, err := filepath.Abs(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg += fmt.Sprintf("  - '%s'\n", abs)
+		}
+	}
 	writeFile(t, filepath.Join(dir, "prometheus.yml"), []byte(cfg))
 	logf, err := os.Create(filepath.Join(dir, "prometheus.log"))
 	if err != nil {
@@ -133,7 +143,9 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	s := start(t, launch{Args: []string{"--auth=none", "--metrics-addr=" + metricsAddr}}).server
-	prom := startPrometheus(t, metricsAddr)
+	rules := filepath.Join("..", "..", "deploy", "prometheus", "berth-alerts.yaml")
+	t.Logf("promtool: %s", strings.TrimSpace(run(t, needTool(t, "promtool"), "check", "rules", rules)))
+	prom := startPrometheus(t, metricsAddr, rules)
 	prom.waitFor(t, `up{job="berth"}`, 1)
 	prom.waitFor(t, `berth_build_info`, 1)
 	// Samples of counters that have not been incremented yet do not exist:
@@ -209,6 +221,7 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	for _, e := range exprs {
 		prom.query(t, e)
 	}
+	prom.rulesHealthy(t, 5)
 	r, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -244,4 +257,53 @@ func docExpressions(t *testing.T, path string) []string {
 		}
 	}
 	return out
+}
+
+// rulesHealthy waits until Prometheus has evaluated at least n alerting
+// rules, and fails the test if any evaluation failed.
+func (p *prometheusServer) rulesHealthy(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		r, err := http.Get(p.URL + "/api/v1/rules")
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res struct {
+			Data struct {
+				Groups []struct {
+					Rules []struct {
+						Name           string `json:"name"`
+						Health         string `json:"health"`
+						LastError      string `json:"lastError"`
+						LastEvaluation string `json:"lastEvaluation"`
+					} `json:"rules"`
+				} `json:"groups"`
+			} `json:"data"`
+		}
+		err = json.NewDecoder(r.Body).Decode(&res)
+		r.Body.Close()
+		if err != nil {
+			t.Fatalf("GET /api/v1/rules: %v", err)
+		}
+		evaluated := 0
+		for _, g := range res.Data.Groups {
+			for _, rule := range g.Rules {
+				if rule.Health == "err" || rule.LastError != "" {
+					t.Fatalf("rule %s fails: %s", rule.Name, rule.LastError)
+				}
+				if rule.Health == "ok" && !strings.HasPrefix(rule.LastEvaluation, "0001-") {
+					evaluated++
+				}
+			}
+		}
+		if evaluated >= n {
+			t.Logf("%d alerting rules evaluated without error", evaluated)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d rules evaluated after 30s", evaluated, n)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
 }
