@@ -154,6 +154,9 @@ type helmRendered struct {
 	Ingresses       map[string]*networkingv1.Ingress
 	PDBs            map[string]*policyv1.PodDisruptionBudget
 	HPAs            map[string]*autoscalingv2.HorizontalPodAutoscaler
+	// Monitoring holds the Prometheus Operator's objects (ServiceMonitor,
+	// PrometheusRule) by kind, as plain maps.
+	Monitoring map[string]map[string]any
 }
 
 type helmDoc struct {
@@ -181,6 +184,7 @@ func helmTemplate(t *testing.T, helm string, args ...string) *helmRendered {
 		Ingresses:       map[string]*networkingv1.Ingress{},
 		PDBs:            map[string]*policyv1.PodDisruptionBudget{},
 		HPAs:            map[string]*autoscalingv2.HorizontalPodAutoscaler{},
+		Monitoring:      map[string]map[string]any{},
 	}
 	for _, text := range helmDocSeparator.Split(out, -1) {
 		if strings.TrimSpace(helmStripComments(text)) == "" {
@@ -235,6 +239,9 @@ func helmTemplate(t *testing.T, helm string, args ...string) *helmRendered {
 		case "HorizontalPodAutoscaler":
 			o := &autoscalingv2.HorizontalPodAutoscaler{}
 			r.HPAs[doc.Name], obj = o, o
+		case "ServiceMonitor", "PrometheusRule":
+			o := map[string]any{}
+			r.Monitoring[head.Kind], obj = o, &o
 		default:
 			t.Fatalf("%s: unexpected kind %q (apiVersion %s)", doc.Source, head.Kind, head.APIVersion)
 		}

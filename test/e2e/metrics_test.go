@@ -143,7 +143,7 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	}
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", port)
 	s := start(t, launch{Args: []string{"--auth=none", "--metrics-addr=" + metricsAddr}}).server
-	rules := filepath.Join("..", "..", "deploy", "prometheus", "berth-alerts.yaml")
+	rules := filepath.Join("..", "..", "deploy", "helm", "berth", "files", "berth-alerts.yaml")
 	t.Logf("promtool: %s", strings.TrimSpace(run(t, needTool(t, "promtool"), "check", "rules", rules)))
 	prom := startPrometheus(t, metricsAddr, rules)
 	prom.waitFor(t, `up{job="berth"}`, 1)

@@ -232,6 +232,9 @@ berth.yaml: every setting of the ConfigMap, none of them secret.
 {{- $_ := set $s "trusted_proxies" .Values.ingress.trustedProxies }}
 {{- end }}
 {{- end }}
+{{- if .Values.metrics.enabled }}
+{{- $_ := set $s "metrics_addr" (printf ":%d" (int .Values.metrics.port)) }}
+{{- end }}
 {{- range $k, $v := .Values.config }}
 {{- $_ := set $s $k $v }}
 {{- end }}
@@ -244,6 +247,9 @@ berth.yaml: every setting of the ConfigMap, none of them secret.
 Validation: fails the install, upgrade or template with a message.
 */}}
 {{- define "berth.validate" -}}
+{{- if and .Values.metrics.serviceMonitor.enabled (not .Values.metrics.enabled) }}
+{{- fail "metrics.serviceMonitor.enabled needs metrics.enabled: the ServiceMonitor scrapes the metrics port" }}
+{{- end }}
 {{- $modes := list "embedded" "s3-postgres" }}
 {{- if not (has .Values.mode $modes) }}
 {{- fail (printf "mode must be \"embedded\" or \"s3-postgres\", not %q" (toString .Values.mode)) }}
