@@ -222,6 +222,18 @@ func TestMetricsWithPrometheus(t *testing.T) {
 		prom.query(t, e)
 	}
 	prom.rulesHealthy(t, 5)
+	// So does every panel of the shipped Grafana dashboard ($job as all
+	// jobs), and those on traffic have data by now.
+	withData := 0
+	for _, e := range dashboardExpressions(t, filepath.Join("..", "..", "deploy", "grafana", "berth-dashboard.json")) {
+		if _, ok := prom.query(t, e); ok {
+			withData++
+		}
+	}
+	t.Logf("dashboard: every expression evaluated, %d with data", withData)
+	if withData < 8 {
+		t.Errorf("%d dashboard expressions have data after a push and a pull, want at least 8", withData)
+	}
 	r, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -306,4 +318,38 @@ func (p *prometheusServer) rulesHealthy(t *testing.T, n int) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// dashboardExpressions returns the PromQL expressions of a Grafana
+// dashboard's panels, with its $job variable standing for every job.
+func dashboardExpressions(t *testing.T, path string) []string {
+	t.Helper()
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Title   string `json:"title"`
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(data, &d); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	var out []string
+	for _, p := range d.Panels {
+		if len(p.Targets) == 0 {
+			t.Errorf("panel %q has no query", p.Title)
+		}
+		for _, tg := range p.Targets {
+			out = append(out, strings.ReplaceAll(tg.Expr, "$job", ".*"))
+		}
+	}
+	if len(out) < 10 {
+		t.Fatalf("%s has %d expressions", path, len(out))
+	}
+	return out
 }
