@@ -73,12 +73,10 @@ func (s *Service) login(ctx context.Context, name, secret, client string) (*Prin
 	if len(name) > maxNameLen || name == "" {
 		// No account has such a name; it still costs the client an
 		// attempt, and is logged cut short.
-		r, wait, ok := s.clients.Reserve(ctx, clientKey(client))
-		if !ok {
+		if _, wait, ok := s.clients.Reserve(ctx, clientKey(client)); !ok { // a guess: it stays counted
 			s.audit.warn(client, "login refused", "user", name, "client", client, "reason", "rate limited")
 			return nil, &RateLimitedError{RetryAfter: wait}
 		}
-		_ = r // a failed guess: the attempt stays counted
 		s.audit.failure(client, "login failed", "user", name, "client", client, "reason", ErrBadCredentials.Error())
 		return nil, ErrBadCredentials
 	}
@@ -89,25 +87,24 @@ func (s *Service) login(ctx context.Context, name, secret, client string) (*Prin
 	}
 	epoch := s.revs.current(ctx, name) // before the account's state is read
 	p, err := s.check(ctx, name, secret)
-	switch {
-	case err == ErrBadCredentials:
+	if err == ErrBadCredentials {
 		// A guess: every reservation stays counted.
 		s.audit.failure(client, "login failed", "user", name, "client", client, "reason", err.Error())
 		return nil, err
-	case err != nil:
-		// A revoked or expired robot whose secret was right is no attack
-		// on the account or the address, but it is not repeated at will
-		// either: it counts for the pair alone, and its record comes out
-		// of the client's audit budget.
-		held.client.Release(ctx)
-		held.account.Release(ctx)
+	}
+	// No guess: the attempt does not count against the address or the
+	// account.
+	held.client.Release(ctx)
+	held.account.Release(ctx)
+	if err != nil {
+		// A revoked or expired robot whose secret was right is not
+		// repeated at will either: it counts for the pair alone, and its
+		// record comes out of the client's audit budget.
 		s.audit.warn(client, "login failed", "user", name, "client", client, "reason", err.Error())
 		return nil, err
 	}
 	// The pair's failures, this attempt's included, are forgotten: the
 	// right secret came from this address.
-	held.client.Release(ctx)
-	held.account.Release(ctx)
 	s.pairs.Reset(ctx, pairKey(name, client))
 	if p.Via == ViaPassword {
 		// Only the account's own secret makes an address known: a leaked
@@ -217,7 +214,10 @@ func (s *Service) bearer(ctx context.Context, secret, name string) (*Principal, 
 	if name != "" && g.Subject != name || !s.now().Before(g.Expires) {
 		return nil, ErrBadCredentials
 	}
-	epoch := s.revs.current(ctx, g.Subject) // before the account's state is read
+	var epoch int64
+	if name == "" { // Refresh: the subject is known only now (Login read its epoch)
+		epoch = s.revs.current(ctx, g.Subject) // before the account's state is read
+	}
 	p, err := s.Principal(ctx, g.Subject)
 	if err != nil {
 		return nil, err

@@ -131,11 +131,10 @@ func (c Classified) succeeded(status int) bool {
 	return status/100 == 2
 }
 
-// Middleware counts and times every request that next serves; classify
-// names its route kind and operation.
+// Middleware counts and times every request that next serves; classify,
+// called once next has answered, names its route kind and operation.
 func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := classify(r)
 		start := time.Now()
 		m.inFlight.Inc()
 		body := &countingBody{ReadCloser: r.Body}
@@ -145,6 +144,7 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 		cw := &httprec.Recorder{ResponseWriter: w}
 		defer func() {
 			m.inFlight.Dec()
+			c := classify(r)
 			status := cw.Answered()
 			m.requests.WithLabelValues(c.Route, r.Method, strconv.Itoa(status/100)+"xx").Inc()
 			m.duration.WithLabelValues(c.Route, r.Method).Observe(time.Since(start).Seconds())

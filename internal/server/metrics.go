@@ -11,17 +11,26 @@ import (
 	"github.com/berth-registry/berth/internal/metrics"
 )
 
-// classify names a request's route kind and the registry operation it
-// carries out, for metrics.
+// instrument counts and times the requests h serves. The registry API
+// records the route it parses in the request's context (api.WithRouteSlot),
+// so that classify does not parse it again.
+func (s *Server) instrument(h http.Handler) http.Handler {
+	counted := s.metrics.Middleware(classify, h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		counted.ServeHTTP(w, r.WithContext(api.WithRouteSlot(r.Context())))
+	})
+}
+
+// classify names an answered request's route kind and the registry
+// operation it carried out, for metrics.
 func classify(r *http.Request) metrics.Classified {
+	if rt, ok := api.ParsedRoute(r.Context()); ok {
+		return classifyRoute(rt, r)
+	}
 	p := r.URL.Path
 	switch {
 	case p == "/v2" || strings.HasPrefix(p, "/v2/"):
-		rt, err := api.ParseRoute(p)
-		if err != nil {
-			return metrics.Classified{Route: metrics.RouteOther}
-		}
-		return classifyRoute(rt, r)
+		return metrics.Classified{Route: metrics.RouteOther} // an invalid path
 	case p == "/token" || strings.HasPrefix(p, "/token/"):
 		return metrics.Classified{Route: metrics.RouteToken}
 	case strings.HasPrefix(p, "/api/"):

@@ -102,7 +102,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	mux.HandleFunc("GET /readyz", s.ready)
 	mux.Handle("GET /metrics", s.metricsEndpoint(ag))
 	s.http = &http.Server{
-		Handler:           s.metrics.Middleware(classify, logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux)))),
+		Handler:           s.instrument(logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux)))),
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
