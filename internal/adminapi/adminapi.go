@@ -27,6 +27,8 @@ type Handler struct {
 	// GC runs a garbage collection (dry: report only); admins only, and
 	// owners for a dry run of a retention policy.
 	GC func(ctx context.Context, o gc.Options) (*gc.Report, error)
+	// extra are the routes of other packages (Handle).
+	extra map[string]Endpoint
 }
 
 // New returns the admin API handler.
@@ -34,7 +36,23 @@ func New(a *auth.Service, log *slog.Logger, clientIP func(*http.Request) string)
 	return &Handler{auth: a, log: log, clientIP: clientIP}
 }
 
-type endpoint func(w http.ResponseWriter, r *http.Request, actor *auth.Principal) (status int, body any, err error)
+// Endpoint serves one admin API route for an authenticated actor: it
+// returns the status and the body to render as JSON, or an error (auth's
+// ErrForbidden, ErrNotFound, ErrExists and ErrInvalid, wrapped or not,
+// become 403, 404, 409 and 400; anything else 500).
+type Endpoint func(w http.ResponseWriter, r *http.Request, actor *auth.Principal) (status int, body any, err error)
+
+type endpoint = Endpoint
+
+// Handle adds one more route, served like the built-in ones: packages of
+// other capabilities (webhooks, the audit log) register their endpoints
+// with it. Call it before Register.
+func (h *Handler) Handle(pattern string, fn Endpoint) {
+	if h.extra == nil {
+		h.extra = map[string]Endpoint{}
+	}
+	h.extra[pattern] = fn
+}
 
 // Register adds the endpoints to mux.
 func (h *Handler) Register(mux *http.ServeMux) {
@@ -65,6 +83,9 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"GET /api/v1/retention-policies":                h.listRetention,
 		"POST /api/v1/retention-policies":               h.addRetention,
 		"DELETE /api/v1/retention-policies/{id}":        h.deleteRetention,
+	}
+	for pattern, fn := range h.extra {
+		routes[pattern] = fn
 	}
 	for pattern, fn := range routes {
 		mux.Handle(pattern, h.wrap(fn))

@@ -269,6 +269,66 @@ var migrations = []string{
 	// collation (en_US.UTF-8 ignores '/' at first: "team/app" > "team0").
 	// SQLite compares bytes already.
 	`{{BYTEWISE_NAMES}}`,
+	// Webhooks: endpoints, the outbox of events (written in the
+	// transaction of the change they describe) and one delivery per event
+	// and endpoint, claimed by one replica at a time and sent in order per
+	// endpoint and repository.
+	`CREATE TABLE webhook_endpoints (
+		id {{ID}},
+		name TEXT NOT NULL UNIQUE,
+		namespace TEXT NOT NULL,
+		url TEXT NOT NULL,
+		actions TEXT NOT NULL,
+		format TEXT NOT NULL,
+		secret TEXT NOT NULL,
+		timeout_ms BIGINT NOT NULL,
+		created_by TEXT NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE webhook_events (
+		id {{ID}},
+		event_id TEXT NOT NULL UNIQUE,
+		action TEXT NOT NULL,
+		namespace TEXT NOT NULL,
+		repository TEXT NOT NULL,
+		payload TEXT NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE webhook_deliveries (
+		id {{ID}},
+		event_seq BIGINT NOT NULL REFERENCES webhook_events(id) ON DELETE CASCADE,
+		endpoint_id BIGINT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+		repository TEXT NOT NULL,
+		state TEXT NOT NULL,
+		attempts INTEGER NOT NULL,
+		next_attempt_at BIGINT NOT NULL,
+		claim TEXT NOT NULL,
+		claimed_until BIGINT NOT NULL,
+		last_status INTEGER NOT NULL,
+		last_error TEXT NOT NULL,
+		finished_at BIGINT NOT NULL
+	);
+	CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);
+	CREATE INDEX webhook_deliveries_order ON webhook_deliveries(endpoint_id, repository, state, id);
+	CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_seq)`,
+	// The audit log, shared by replicas: who did what to what, from where,
+	// with what outcome (never a secret).
+	`CREATE TABLE audit_log (
+		id {{ID}},
+		at BIGINT NOT NULL,
+		actor TEXT NOT NULL,
+		address TEXT NOT NULL,
+		action TEXT NOT NULL,
+		namespace TEXT NOT NULL,
+		target TEXT NOT NULL,
+		outcome TEXT NOT NULL,
+		detail TEXT NOT NULL,
+		replica TEXT NOT NULL
+	);
+	CREATE INDEX audit_log_at ON audit_log(at);
+	CREATE INDEX audit_log_actor ON audit_log(actor, id);
+	CREATE INDEX audit_log_namespace ON audit_log(namespace, id);
+	CREATE INDEX audit_log_action ON audit_log(action, id)`,
 }
 
 func (d dialect) render(m string) string {

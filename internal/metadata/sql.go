@@ -172,7 +172,20 @@ func (s *SQL) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 // tx runs fn in a write transaction. fn must use the context it is given:
 // it is not cancelled with the request, because with group commit one
 // cancelled statement would roll back the writes of others.
+//
+// Events attached to ctx (WithEvents) go into the webhook outbox in the
+// same transaction, after fn succeeds: a change is never committed without
+// its events, nor an event without its change.
 func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+	if evs := eventsOf(ctx); len(evs) > 0 {
+		change := fn
+		fn = func(ctx context.Context, tx *sql.Tx) error {
+			if err := change(ctx, tx); err != nil {
+				return err
+			}
+			return s.insertEvents(ctx, tx, evs)
+		}
+	}
 	if s.group != nil {
 		return s.group.do(ctx, fn)
 	}

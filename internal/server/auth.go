@@ -130,12 +130,13 @@ func (g *guard) Viewer(ctx context.Context, subject string) (func(string) bool, 
 	return func(repo string) bool { return g.auth.CanPull(ctx, p, repo, roles) }, nil
 }
 
-// setupAuth creates the auth service (keys, audit log, first admin) and
-// registers the token and admin endpoints on mux.
-func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, gc.Options) (*gc.Report, error)) (*guard, func() error, error) {
+// setupAuth creates the auth service (keys, audit log, first admin),
+// registers the token endpoints on mux and returns the admin API, for the
+// caller to add the routes of other packages to and register.
+func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slog.Logger, mux *http.ServeMux, runGC func(context.Context, gc.Options) (*gc.Report, error)) (*guard, *adminapi.Handler, func() error, error) {
 	trusted, err := config.ParseProxies(cfg.TrustedProxies)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	keysDir := cfg.KeysDir
 	if keysDir == "" {
@@ -143,11 +144,11 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	}
 	keys, err := token.LoadKeys(keysDir)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	auditFile, err := os.OpenFile(filepath.Join(cfg.DataDir, "audit.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
-		return nil, nil, fmt.Errorf("open audit log: %w", err)
+		return nil, nil, nil, fmt.Errorf("open audit log: %w", err)
 	}
 	audit := slog.New(slog.NewJSONHandler(auditFile, nil)).With("log", "audit")
 	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens,
@@ -155,7 +156,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
 		auditFile.Close()
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if generated != "" {
 		// Shown once so the operator can log in; it is not stored anywhere
@@ -166,6 +167,5 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	tokenapi.New(svc, log, o.clientIP).Register(mux)
 	admin := adminapi.New(svc, log, o.clientIP)
 	admin.GC = runGC
-	admin.Register(mux)
-	return &guard{auth: svc, origin: o}, auditFile.Close, nil
+	return &guard{auth: svc, origin: o}, admin, auditFile.Close, nil
 }

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/berth-registry/berth/internal/adminapi"
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
@@ -90,11 +91,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	if cfg.Auth == "token" {
 		var closeAudit func() error
-		ag, closeAudit, err = setupAuth(ctx, cfg, meta, log, mux, runGC)
+		var admin *adminapi.Handler
+		ag, admin, closeAudit, err = setupAuth(ctx, cfg, meta, log, mux, runGC)
 		if err != nil {
 			st.close()
 			return nil, err
 		}
+		admin.Register(mux)
 		g, s.closeAudit = ag, closeAudit
 		s.metrics.Register(metrics.Auth(ag.auth.Counters())...)
 	}
