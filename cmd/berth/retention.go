@@ -39,12 +39,7 @@ repository follows its most specific policy (team/app over team/*).
 	output := outputFlag(add)
 	add.RunE = nsRun(o, func(cmd *cobra.Command, c *adminclient.Client, args []string) error {
 		p.Repositories = args[0]
-		p.KeepTags = nil
-		for _, g := range strings.Split(keepTags, ",") {
-			if g = strings.TrimSpace(g); g != "" {
-				p.KeepTags = append(p.KeepTags, g)
-			}
-		}
+		p.KeepTags = splitList(keepTags)
 		out := cmd.OutOrStdout()
 		if !dryRun {
 			saved, err := c.AddRetentionPolicy(cmd.Context(), p)

@@ -26,6 +26,8 @@ type Guard interface {
 	// IsAdmin reports whether subject is an admin, who may move and delete
 	// immutable tags.
 	IsAdmin(ctx context.Context, subject string) bool
+	// ClientIP returns the client's address (through trusted proxies).
+	ClientIP(r *http.Request) string
 }
 
 // need is the access an endpoint requires.

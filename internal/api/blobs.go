@@ -103,7 +103,7 @@ func (w bigCopies) ReadFrom(r io.Reader) (int64, error) {
 }
 
 func (h *Handler) deleteBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if err := h.svc.DeleteBlob(h.asAdmin(r), rt.Name, rt.Digest); err != nil {
+	if err := h.svc.DeleteBlob(h.writeContext(r), rt.Name, rt.Digest); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

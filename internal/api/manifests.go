@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/berth-registry/berth/internal/events"
 	"github.com/berth-registry/berth/internal/registry"
 )
 
@@ -20,6 +21,9 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	// A use, for retention's "not pulled for": a HEAD too, since clients
 	// resolve a tag with HEAD and skip the GET when they have the content.
 	h.svc.RecordPull(rt.Name, m.Digest)
+	if r.Method == http.MethodGet && h.svc.PullEventsWanted() {
+		h.svc.NotePull(h.withOrigin(r), m)
+	}
 	if match := r.Header.Get("If-None-Match"); match != "" && (match == `"`+string(m.Digest)+`"` || match == string(m.Digest)) {
 		w.WriteHeader(http.StatusNotModified)
 		return nil
@@ -31,16 +35,29 @@ func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 	return nil
 }
 
-// asAdmin marks the request's context when the caller is an admin.
-func (h *Handler) asAdmin(r *http.Request) context.Context {
+// writeContext returns the context of a write: it carries who made the
+// request and from where (for its events), and marks an admin caller.
+func (h *Handler) writeContext(r *http.Request) context.Context {
+	ctx := h.withOrigin(r)
 	if sub, on := h.subject(r); on && sub != "" && h.guard.IsAdmin(r.Context(), sub) {
-		return registry.AsAdmin(r.Context())
+		return registry.AsAdmin(ctx)
 	}
-	return r.Context()
+	return ctx
+}
+
+// withOrigin returns the request's context carrying its origin for events.
+func (h *Handler) withOrigin(r *http.Request) context.Context {
+	sub, _ := h.subject(r)
+	addr := events.RemoteHost(r.RemoteAddr)
+	if h.guard != nil {
+		addr = h.guard.ClientIP(r)
+	}
+	return events.WithOrigin(r.Context(), events.Origin{Actor: sub, Request: events.Request{
+		Addr: addr, Host: r.Host, Method: r.Method, UserAgent: r.UserAgent()}})
 }
 
 func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
-	res, err := h.svc.PutManifest(h.asAdmin(r), rt.Name, rt.Reference, r.Header.Get("Content-Type"), r.Body, r.URL.Query()["tag"])
+	res, err := h.svc.PutManifest(h.writeContext(r), rt.Name, rt.Reference, r.Header.Get("Content-Type"), r.Body, r.URL.Query()["tag"])
 	if err != nil {
 		return err
 	}
@@ -59,7 +76,7 @@ func (h *Handler) putManifest(w http.ResponseWriter, r *http.Request, rt Route) 
 }
 
 func (h *Handler) deleteManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
-	if err := h.svc.DeleteManifest(h.asAdmin(r), rt.Name, rt.Reference); err != nil {
+	if err := h.svc.DeleteManifest(h.writeContext(r), rt.Name, rt.Reference); err != nil {
 		return err
 	}
 	w.Header().Set("Content-Length", "0")

@@ -69,7 +69,7 @@ func chunk(r *http.Request) (registry.Chunk, error) {
 }
 
 func (h *Handler) startUpload(w http.ResponseWriter, r *http.Request, rt Route) error {
-	ctx := r.Context()
+	ctx := h.withOrigin(r) // a quota refusal's event names who pushed
 	q := r.URL.Query()
 	if m := q.Get("mount"); m != "" {
 		d, err := reference.ParseDigest(m)
@@ -171,7 +171,7 @@ func (h *Handler) patchUpload(w http.ResponseWriter, r *http.Request, rt Route) 
 	if err != nil {
 		return h.rangeError(w, r, rt, err)
 	}
-	size, err := h.svc.AppendUpload(r.Context(), rt.Name, rt.UploadID, c)
+	size, err := h.svc.AppendUpload(h.withOrigin(r), rt.Name, rt.UploadID, c)
 	if err != nil {
 		return h.rangeError(w, r, rt, err)
 	}
@@ -193,7 +193,7 @@ func (h *Handler) putUpload(w http.ResponseWriter, r *http.Request, rt Route) er
 		}
 		last = &c
 	}
-	if _, err := h.svc.FinishUpload(r.Context(), rt.Name, rt.UploadID, d, last); err != nil {
+	if _, err := h.svc.FinishUpload(h.withOrigin(r), rt.Name, rt.UploadID, d, last); err != nil {
 		return h.rangeError(w, r, rt, err)
 	}
 	blobCreated(w, rt, d)

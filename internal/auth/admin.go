@@ -44,6 +44,10 @@ func requireAdmin(actor *Principal) error {
 	return nil
 }
 
+// RequireAdmin lets only admins through (ErrForbidden for anyone else):
+// the rule of other packages' admin-only endpoints (the audit log).
+func RequireAdmin(actor *Principal) error { return requireAdmin(actor) }
+
 // requireOwner lets admins and the namespace's owners through.
 func (s *Service) requireOwner(ctx context.Context, actor *Principal, ns string) error {
 	if actor.Kind == UserKind && actor.Admin {
@@ -61,9 +65,27 @@ func (s *Service) requireOwner(ctx context.Context, actor *Principal, ns string)
 	return fmt.Errorf("%w: only admins and owners of %s may do this", ErrForbidden, ns)
 }
 
+// RequireOwner lets admins and the owners of namespace ns through, and
+// only admins when ns is "" (the whole registry): the rule of other
+// packages' namespace-scoped settings (webhooks).
+func (s *Service) RequireOwner(ctx context.Context, actor *Principal, ns string) error {
+	if ns == "" {
+		return requireAdmin(actor)
+	}
+	return s.requireOwner(ctx, actor, ns)
+}
+
 func (s *Service) auditChange(actor *Principal, msg string, args ...any) {
 	s.audit.change(msg, append([]any{"actor", actor.Name}, args...)...)
+	if s.onChange != nil {
+		s.onChange(actor.Name, msg, args)
+	}
 }
+
+// OnChange sets what is told of each administrative change after it is
+// made (its audit message and attributes, never a secret): the webhook
+// event of account changes.
+func (s *Service) OnChange(fn func(actor, msg string, attrs []any)) { s.onChange = fn }
 
 // CreateUser creates a user with its personal namespace. Without a password
 // one is generated and returned.

@@ -85,7 +85,9 @@ type Service struct {
 	known                    knownAddresses
 	revs                     *revocations
 	audit                    *auditLog
-	now                      func() time.Time
+	// onChange is told of administrative changes (OnChange).
+	onChange func(actor, msg string, attrs []any)
+	now      func() time.Time
 
 	cacheMu sync.Mutex
 	cache   map[string]*token.Claims // verified access tokens

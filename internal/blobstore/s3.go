@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/berth-registry/berth/internal/reference"
 )
@@ -44,6 +45,11 @@ type S3Options struct {
 	// PresignTTL is how long the URLs of RedirectURL stay valid; zero
 	// means DefaultPresignTTL. At most 7 days.
 	PresignTTL time.Duration
+	// Observe, when set, is told of every request sent to S3 (metrics).
+	Observe S3Observer
+	// TracerProvider, when set, makes a client span of every request
+	// sent to S3 ("S3.PutObject").
+	TracerProvider trace.TracerProvider
 }
 
 // DefaultPresignTTL is how long presigned blob URLs stay valid unless
@@ -169,6 +175,9 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 			so.BaseEndpoint = aws.String(o.Endpoint)
 		}
 		so.UsePathStyle = o.PathStyle
+		if o.Observe != nil || o.TracerProvider != nil {
+			so.APIOptions = append(so.APIOptions, instrumentS3(o.TracerProvider, o.Observe))
+		}
 	})
 	prefix := strings.TrimPrefix(o.Prefix, "/")
 	if prefix != "" && !strings.HasSuffix(prefix, "/") {

@@ -57,6 +57,25 @@ type Config struct {
 	// without authentication (else it needs an admin's credentials).
 	MetricsAddr   string
 	MetricsPublic bool
+	// MetricsOff is the metrics setting negated (so that a Config built in
+	// code serves metrics): no metrics middleware, no /metrics.
+	MetricsOff bool
+	// Tracing is "auto" (export spans when the OTEL_* environment says
+	// where), "off", "otlp-http" or "otlp-grpc".
+	Tracing string
+
+	// AuditLog is where audit records go besides the metadata store:
+	// "file" (<data_dir>/audit.log), "stdout" or "none". AuditRetention
+	// is how long the store keeps them (0: forever).
+	AuditLog       string
+	AuditRetention time.Duration
+
+	// WebhookAttempts is how many failed attempts make a webhook delivery
+	// dead; WebhookBackoff and WebhookBackoffMax bound the wait between
+	// attempts.
+	WebhookAttempts   int
+	WebhookBackoff    time.Duration
+	WebhookBackoffMax time.Duration
 
 	// Version is the binary's version (not a setting), for metrics.
 	Version string
@@ -92,6 +111,17 @@ func dur(p func(*Config) *time.Duration) func(*Config, string) error {
 	}
 }
 
+func positive(p func(*Config) *int) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			return fmt.Errorf("want a positive number, got %q", v)
+		}
+		*p(c) = n
+		return nil
+	}
+}
+
 func boolean(p func(*Config) *bool) func(*Config, string) error {
 	return func(c *Config, v string) error {
 		b, err := strconv.ParseBool(v)
@@ -99,6 +129,29 @@ func boolean(p func(*Config) *bool) func(*Config, string) error {
 			return fmt.Errorf("want true or false, got %q", v)
 		}
 		*p(c) = b
+		return nil
+	}
+}
+
+// age reads a duration that may be 0 (off) and may be given in days (90d).
+func age(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		var d time.Duration
+		var err error
+		if n, ok := strings.CutSuffix(v, "d"); ok {
+			var days int
+			days, err = strconv.Atoi(n)
+			d = time.Duration(days) * 24 * time.Hour
+			if days < 0 || days > 36500 {
+				err = fmt.Errorf("out of range")
+			}
+		} else {
+			d, err = time.ParseDuration(v)
+		}
+		if err != nil || d < 0 {
+			return fmt.Errorf("want a duration such as 90d or 720h, or 0 for forever, got %q", v)
+		}
+		*p(c) = d
 		return nil
 	}
 }
@@ -138,19 +191,26 @@ var Options = []Option{
 		return nil
 	}},
 	{"upload_ttl", "24h", "how long an upload may sit idle before it is removed", dur(func(c *Config) *time.Duration { return &c.UploadTTL })},
-	{"max_upload_sessions", "100", "open upload sessions per namespace; one more is refused with 429 until one ends or expires", func(c *Config, v string) error {
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			return fmt.Errorf("want a positive number, got %q", v)
-		}
-		c.MaxUploadSessions = n
-		return nil
-	}},
+	{"max_upload_sessions", "100", "open upload sessions per namespace; one more is refused with 429 until one ends or expires", positive(func(c *Config) *int { return &c.MaxUploadSessions })},
+	{"webhook_attempts", "10", "failed attempts after which a webhook delivery is dead (listed by berth webhook deliveries --state dead, sent again by berth webhook redeliver)", positive(func(c *Config) *int { return &c.WebhookAttempts })},
+	{"webhook_backoff", "1s", "wait after a webhook delivery's first failed attempt, doubled after each further one (with jitter)", dur(func(c *Config) *time.Duration { return &c.WebhookBackoff })},
+	{"webhook_backoff_max", "5m", "longest wait between attempts at a webhook delivery", dur(func(c *Config) *time.Duration { return &c.WebhookBackoffMax })},
 	{"body_timeout", "2m", "a request body that sends nothing for this long is cut off, freeing its connection and upload", dur(func(c *Config) *time.Duration { return &c.BodyTimeout })},
 	{"gc_interval", "24h", "how often garbage collection runs while berth serves (also on demand: berth gc)", dur(func(c *Config) *time.Duration { return &c.GCInterval })},
 	{"gc_grace", "1h", "content younger than this is never collected: blobs pushed for a manifest not pushed yet, manifests pushed before their index", dur(func(c *Config) *time.Duration { return &c.GCGrace })},
 	{"metrics_addr", "", "address of a listener of its own serving Prometheus metrics at /metrics without authentication (e.g. 127.0.0.1:9090 or :9090 inside a pod); empty serves them only on the main listener", str(func(c *Config) *string { return &c.MetricsAddr })},
+	{"metrics", "true", "count and time requests for Prometheus and serve them at /metrics; false drops the metrics middleware from every request and /metrics answers 404 (and metrics_addr is not served)", func(c *Config, v string) error {
+		var on bool
+		if err := boolean(func(*Config) *bool { return &on })(c, v); err != nil {
+			return err
+		}
+		c.MetricsOff = !on
+		return nil
+	}},
 	{"metrics_public", "false", "serve /metrics on the main listener without authentication; else, with auth on, it needs an admin's Basic credentials", boolean(func(c *Config) *bool { return &c.MetricsPublic })},
+	{"tracing", "auto", "OpenTelemetry tracing: \"auto\" exports spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) is set, \"off\" never, \"otlp-http\" or \"otlp-grpc\" always (to the OTEL_EXPORTER_OTLP_* endpoint, else localhost)", oneOf(func(c *Config) *string { return &c.Tracing }, "auto", "off", "otlp-http", "otlp-grpc")},
+	{"audit_log", "file", "where audit records go besides the metadata database (always, with auth on): \"file\" (<data_dir>/audit.log, JSON lines), \"stdout\" (JSON lines) or \"none\"", oneOf(func(c *Config) *string { return &c.AuditLog }, "file", "stdout", "none")},
+	{"audit_retention", "90d", "how long the metadata database keeps audit entries (e.g. 90d or 720h); 0 keeps them forever", age(func(c *Config) *time.Duration { return &c.AuditRetention })},
 	{"debug_addr", "", "address for Go profiling endpoints (/debug/pprof/); empty turns them off; keep it on loopback", str(func(c *Config) *string { return &c.DebugAddr })},
 	{"keys_dir", "", "directory of the token signing keys (*.pem, ECDSA P-256; the name sorting last signs); empty is <data_dir>/keys. Replicas must share it (e.g. one Kubernetes Secret)", str(func(c *Config) *string { return &c.KeysDir })},
 	{"storage", "filesystem", "where blobs live: \"filesystem\" (under data_dir) or \"s3\" (an S3-compatible bucket, for several replicas)", oneOf(func(c *Config) *string { return &c.Storage }, "filesystem", "s3")},

@@ -39,6 +39,9 @@ type Report struct {
 // started, for metrics.
 type Totals struct {
 	Runs, Tags, Manifests, BlobLinks, Blobs, Bytes atomic.Int64
+	// Failures counts runs (not dry runs) that failed; a run refused
+	// because another is going on is no failure.
+	Failures atomic.Int64
 }
 
 func (t *Totals) add(r *Report) {
@@ -71,6 +74,8 @@ type Collector struct {
 	// tryRun, when set, takes a lock that keeps collections of other
 	// processes (replicas) from running at the same time.
 	tryRun func(ctx context.Context) (unlock func(), ok bool, err error)
+	// onRun is called after each real run (OnRun).
+	onRun func(context.Context, *Report)
 
 	// afterPlan, when set, runs between retention's decisions and the
 	// metadata sweep that applies them: tests force interleavings with it.
@@ -96,6 +101,10 @@ var ErrBusy = errors.New("gc: another replica is collecting garbage now")
 
 // UseRunLock makes runs take a lock shared with other replicas first: a
 // run finding it taken returns ErrBusy.
+// OnRun sets what is called after each collection that was not a dry
+// run, with its report (the webhook event of a run).
+func (c *Collector) OnRun(fn func(context.Context, *Report)) { c.onRun = fn }
+
 func (c *Collector) UseRunLock(tryRun func(ctx context.Context) (unlock func(), ok bool, err error)) {
 	c.tryRun = tryRun
 }
@@ -120,6 +129,14 @@ func (c *Collector) Run(ctx context.Context, dryRun bool) (*Report, error) {
 
 // RunWith collects once with options.
 func (c *Collector) RunWith(ctx context.Context, o Options) (*Report, error) {
+	r, err := c.runWith(ctx, o)
+	if err != nil && !o.DryRun && !errors.Is(err, ErrBusy) {
+		c.totals.Failures.Add(1)
+	}
+	return r, err
+}
+
+func (c *Collector) runWith(ctx context.Context, o Options) (*Report, error) {
 	if o.Candidate != nil && !o.DryRun {
 		return nil, fmt.Errorf("gc: a candidate retention policy needs a dry run")
 	}
@@ -189,6 +206,9 @@ func (c *Collector) RunWith(ctx context.Context, o Options) (*Report, error) {
 	r.Duration = c.now().Sub(start)
 	if !dryRun {
 		c.totals.add(r)
+		if c.onRun != nil {
+			c.onRun(ctx, r)
+		}
 	}
 	c.log.InfoContext(ctx, "garbage collection", "dry_run", dryRun, "retention_tags", len(r.Tags), "manifests", len(r.Manifests), "blob_links", r.Unlinked,
 		"blobs", r.Blobs, "bytes", r.Bytes, "duration", r.Duration)

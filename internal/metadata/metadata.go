@@ -167,6 +167,10 @@ type Store interface {
 	// unheld and were created before the cutoff, and returns them.
 	DeleteBlobRecords(ctx context.Context, ds []reference.Digest, before time.Time) ([]reference.Digest, error)
 
+	// AppendEvents writes events to the webhook outbox in a transaction
+	// of their own (for what is no metadata write: pulls, refusals).
+	AppendEvents(ctx context.Context, evs []Event) error
+
 	// Ping checks that the database answers.
 	Ping(ctx context.Context) error
 	// Close releases the database.

@@ -48,6 +48,13 @@ type dialect struct {
 	// retryable reports errors after which a transaction is run again
 	// (serialization failures, deadlocks).
 	retryable func(error) bool
+	// skipLocked ends the SELECT that claims webhook deliveries, so that
+	// replicas claiming at once take different rows; SQLite has one
+	// writer and needs nothing.
+	skipLocked string
+	// namespaceOf is an expression of a repository name's first
+	// component; %[1]s is the name.
+	namespaceOf string
 }
 
 var sqliteDialect = dialect{
@@ -58,6 +65,7 @@ var sqliteDialect = dialect{
 	liveManifests:   liveManifestsSQLite,
 	cacheStatements: true,
 	bytewiseNames:   "SELECT 1",
+	namespaceOf:     "substr(%[1]s, 1, instr(%[1]s || '/', '/') - 1)",
 }
 
 // Advisory lock keys of PostgreSQL (arbitrary constants: "berth" + use).
@@ -75,6 +83,8 @@ var postgresDialect = dialect{
 	shareLinks:    " FOR SHARE OF rb",
 	shareRow:      " FOR SHARE",
 	lockRow:       " FOR UPDATE",
+	skipLocked:    " FOR UPDATE SKIP LOCKED",
+	namespaceOf:   "split_part(%[1]s, '/', 1)",
 	referenceLock: fmt.Sprintf("SELECT pg_advisory_xact_lock_shared(%d)", lockKeyReferences),
 	sweepLock:     fmt.Sprintf("SELECT pg_advisory_xact_lock(%d)", lockKeyReferences),
 	migrationLock: fmt.Sprintf("SELECT pg_advisory_lock(%d)", lockKeyMigrations),

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/berth-registry/berth/internal/reference"
 )
 
@@ -24,6 +26,8 @@ type SQL struct {
 	group *groupCommit
 
 	wst, rst stmts
+	// inst traces and observes transactions and reads (Instrument).
+	inst instruments
 }
 
 func (s *SQL) q(query string) string { return s.dialect.placeholders(query) }
@@ -136,7 +140,13 @@ type errRow struct{ err error }
 func (r errRow) Scan(...any) error { return r.err }
 
 // queryRow runs a single-row query in tx, or on the read pool when tx is nil.
-func (s *SQL) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) interface{ Scan(...any) error } {
+func (s *SQL) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) (row interface{ Scan(...any) error }) {
+	if tx == nil && s.inst.tracer != nil {
+		var span trace.Span
+		if ctx, span = s.inst.start(ctx, opQuery); span != nil {
+			defer func() { row = tracedRow{row, span} }()
+		}
+	}
 	if !s.dialect.cacheStatements {
 		if tx != nil {
 			return tx.QueryRowContext(ctx, s.dialect.placeholders(q), args...)
@@ -158,7 +168,12 @@ func (s *SQL) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) i
 }
 
 // query runs a query on the read pool.
-func (s *SQL) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+func (s *SQL) query(ctx context.Context, q string, args ...any) (_ *sql.Rows, err error) {
+	if s.inst.tracer != nil {
+		var span trace.Span
+		ctx, span = s.inst.start(ctx, opQuery)
+		defer func() { end(span, err) }()
+	}
 	if !s.dialect.cacheStatements {
 		return s.r.QueryContext(ctx, s.dialect.placeholders(q), args...)
 	}
@@ -176,7 +191,7 @@ func (s *SQL) query(ctx context.Context, q string, args ...any) (*sql.Rows, erro
 // Events attached to ctx (WithEvents) go into the webhook outbox in the
 // same transaction, after fn succeeds: a change is never committed without
 // its events, nor an event without its change.
-func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
+func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) (err error) {
 	if evs := eventsOf(ctx); len(evs) > 0 {
 		change := fn
 		fn = func(ctx context.Context, tx *sql.Tx) error {
@@ -185,6 +200,12 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) e
 			}
 			return s.insertEvents(ctx, tx, evs)
 		}
+	}
+	if s.inst.on() {
+		var span trace.Span
+		var start time.Time
+		ctx, span, start = s.inst.beginTx(ctx)
+		defer func() { s.inst.endTx(span, start, err) }()
 	}
 	if s.group != nil {
 		return s.group.do(ctx, fn)
@@ -195,6 +216,7 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) e
 		if err == nil || s.dialect.retryable == nil || !s.dialect.retryable(err) || attempt == 5 {
 			return err
 		}
+		s.inst.retried()
 		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
 	}
 }

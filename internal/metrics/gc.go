@@ -18,6 +18,7 @@ func GC(t *gc.Totals) []prometheus.Collector {
 	const removed = "What garbage collection removed since the process started: retention's tags, manifests, blob links, blobs."
 	return []prometheus.Collector{
 		counter("berth_gc_runs_total", "Garbage collections run (not dry runs) since the process started.", nil, t.Runs.Load),
+		counter("berth_gc_failures_total", "Garbage collections (not dry runs) that failed since the process started (the log says why).", nil, t.Failures.Load),
 		counter("berth_gc_freed_bytes_total", "Bytes of blob content garbage collection deleted since the process started.", nil, t.Bytes.Load),
 		counter("berth_gc_removed_total", removed, prometheus.Labels{"what": "tags"}, t.Tags.Load),
 		counter("berth_gc_removed_total", removed, prometheus.Labels{"what": "manifests"}, t.Manifests.Load),

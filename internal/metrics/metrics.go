@@ -131,6 +131,16 @@ func (c Classified) succeeded(status int) bool {
 	return status/100 == 2
 }
 
+// methodLabel bounds the method label: a client can send any method
+// name, and each would otherwise make new series.
+func methodLabel(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
+		return m
+	}
+	return "_OTHER"
+}
+
 // Middleware counts and times every request that next serves; classify,
 // called once next has answered, names its route kind and operation.
 func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.Handler) http.Handler {
@@ -146,8 +156,9 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 			m.inFlight.Dec()
 			c := classify(r)
 			status := cw.Answered()
-			m.requests.WithLabelValues(c.Route, r.Method, strconv.Itoa(status/100)+"xx").Inc()
-			m.duration.WithLabelValues(c.Route, r.Method).Observe(time.Since(start).Seconds())
+			method := methodLabel(r.Method)
+			m.requests.WithLabelValues(c.Route, method, strconv.Itoa(status/100)+"xx").Inc()
+			m.duration.WithLabelValues(c.Route, method).Observe(time.Since(start).Seconds())
 			m.received.WithLabelValues(c.Route).Add(float64(body.n))
 			m.sent.WithLabelValues(c.Route).Add(float64(cw.Bytes))
 			if !c.succeeded(status) {

@@ -120,7 +120,8 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 			return nil, err
 		}
 	}
-	err = s.meta.PutManifest(ctx, rec)
+	evs := pushEvents(ctx, rec)
+	err = s.meta.PutManifest(withEvents(ctx, evs...), rec)
 	var missing *metadata.MissingReferenceError
 	switch {
 	case errors.Is(err, metadata.ErrTagImmutable):
@@ -132,6 +133,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 	case err != nil:
 		return nil, internal(err, "manifest store")
 	}
+	s.committed(ctx, evs)
 	return &PutResult{Digest: d, Subject: rec.Subject, Tags: tags}, nil
 }
 
@@ -143,17 +145,19 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, ref string) error {
 		return err
 	}
 	var err error
+	ev := deleteEvent(ctx, repo, ref)
+	wctx := withEvents(ctx, ev)
 	if reference.IsDigest(ref) {
 		var guard metadata.Guard
 		if guard, err = s.deleteGuard(ctx, repo, "manifest "+ref); err != nil {
 			return err
 		}
-		err = s.meta.DeleteManifest(ctx, repo, reference.Digest(ref), guard)
+		err = s.meta.DeleteManifest(wctx, repo, reference.Digest(ref), guard)
 	} else {
 		if err := s.checkDeleteTag(ctx, repo, ref); err != nil {
 			return err
 		}
-		err = s.meta.DeleteTag(ctx, repo, ref)
+		err = s.meta.DeleteTag(wctx, repo, ref)
 	}
 	var denied *errcode.Error
 	switch {
@@ -164,6 +168,7 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, ref string) error {
 	case err != nil:
 		return internal(err, "manifest delete")
 	}
+	s.committed(ctx, []metadata.Event{ev})
 	return nil
 }
 

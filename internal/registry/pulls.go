@@ -3,6 +3,7 @@ package registry
 import (
 	"cmp"
 	"context"
+	"errors"
 	"slices"
 	"strings"
 	"sync"
@@ -35,8 +36,13 @@ func (s *Service) RecordPull(repo string, d reference.Digest) {
 	s.pulls.mu.Unlock()
 }
 
-// FlushPulls writes the pulls noted since the last flush.
+// FlushPulls writes the pulls noted since the last flush, and their
+// events.
 func (s *Service) FlushPulls(ctx context.Context) error {
+	return errors.Join(s.flushPulls(ctx), s.flushPullEvents(ctx))
+}
+
+func (s *Service) flushPulls(ctx context.Context) error {
 	s.pulls.mu.Lock()
 	pending := s.pulls.pending
 	s.pulls.pending = nil

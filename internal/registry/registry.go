@@ -41,6 +41,10 @@ type Options struct {
 	// MaxUploadSessions bounds the open upload sessions of a namespace
 	// (default 100).
 	MaxUploadSessions int
+	// Events learns of events committed to the webhook outbox; nil
+	// writes no pull or quota events (content events are written anyway
+	// and wait for a dispatcher).
+	Events Notifier
 }
 
 // Service implements the registry's operations on top of the two stores.
@@ -51,8 +55,9 @@ type Service struct {
 	log   *slog.Logger
 	// locks serialize storing and linking a blob against garbage
 	// collection deleting it.
-	locks digestlock.Locker
-	pulls pullLog
+	locks      digestlock.Locker
+	pulls      pullLog
+	pullEvents pullEvents
 }
 
 // New returns a Service.
@@ -347,7 +352,7 @@ func (s *Service) append(ctx context.Context, repo, id string, d reference.Diges
 	if quota > 0 {
 		over := quotaError(namespaceOf(repo), used, fmt.Sprintf("more than %s for this upload", humanBytes(room)), quota)
 		if c.Length >= 0 && size+c.Length > room {
-			return size, quotaError(namespaceOf(repo), used, humanBytes(size+c.Length)+" for this upload", quota)
+			return size, s.overQuota(ctx, repo, used, humanBytes(size+c.Length)+" for this upload", quota)
 		}
 		c.Body = &quotaReader{r: c.Body, left: room - size, err: over}
 	}
@@ -358,6 +363,7 @@ func (s *Service) append(ctx context.Context, repo, id string, d reference.Diges
 	case err == nil:
 		return n, nil
 	case errors.As(err, &denied): // the quota, from quotaReader
+		s.quotaExceeded(ctx, repo, used, quota, fmt.Sprintf("more than %s for this upload", humanBytes(room)))
 		return n, denied
 	case errors.Is(err, blobstore.ErrOffset):
 		return n, errcode.WithStatus(errcode.BlobUploadInvalid, http416, "chunk does not start at the end of the upload (%d bytes)", n)

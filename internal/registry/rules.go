@@ -116,11 +116,11 @@ func namespaceOf(repo string) string {
 // checkQuota refuses a blob of size bytes that would take repo's namespace
 // over its quota; a blob the namespace already holds costs nothing.
 func (s *Service) checkQuota(ctx context.Context, repo string, d reference.Digest, size int64) error {
-	ns, quota, used, holds, err := s.usage(ctx, repo, string(d))
+	_, quota, used, holds, err := s.usage(ctx, repo, string(d))
 	if err != nil || quota <= 0 || holds || used+size <= quota {
 		return err
 	}
-	return quotaError(ns, used, humanBytes(size)+" for this blob", quota)
+	return s.overQuota(ctx, repo, used, humanBytes(size)+" for this blob", quota)
 }
 
 // usage returns repo's namespace, its quota (0: none) and, when it has
@@ -136,6 +136,13 @@ func (s *Service) usage(ctx context.Context, repo, d string) (ns string, quota, 
 	return ns, quota, used, holds, nil
 }
 
+// overQuota refuses what would take repo's namespace over its quota, and
+// records the refusal's event.
+func (s *Service) overQuota(ctx context.Context, repo string, used int64, what string, quota int64) error {
+	s.quotaExceeded(ctx, repo, used, quota, what)
+	return quotaError(namespaceOf(repo), used, what, quota)
+}
+
 func quotaError(ns string, used int64, what string, quota int64) error {
 	return errcode.New(errcode.Denied, "quota of namespace %s exceeded: %s used + %s > quota of %s",
 		ns, humanBytes(used), what, humanBytes(quota))
@@ -145,7 +152,7 @@ func quotaError(ns string, used int64, what string, quota int64) error {
 // repo's namespace over its quota; a manifest repo already has costs
 // nothing (looked up only when the quota would be exceeded).
 func (s *Service) checkManifestQuota(ctx context.Context, repo string, d reference.Digest, size int64) error {
-	ns, quota, used, _, err := s.usage(ctx, repo, "")
+	_, quota, used, _, err := s.usage(ctx, repo, "")
 	if err != nil || quota <= 0 || used+size <= quota {
 		return err
 	}
@@ -155,7 +162,7 @@ func (s *Service) checkManifestQuota(ctx context.Context, repo string, d referen
 	case !errors.Is(err, metadata.ErrNotFound):
 		return internal(err, "manifest lookup")
 	}
-	return quotaError(ns, used, humanBytes(size)+" for this manifest", quota)
+	return s.overQuota(ctx, repo, used, humanBytes(size)+" for this manifest", quota)
 }
 
 // uploadRoom returns how many bytes an upload of repo may hold without

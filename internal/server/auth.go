@@ -2,16 +2,16 @@ package server
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"strings"
 
 	"github.com/berth-registry/berth/internal/adminapi"
+	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auditapi"
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
@@ -103,6 +103,9 @@ func (o *origin) clientIP(r *http.Request) string {
 type guard struct {
 	auth   *auth.Service
 	origin *origin
+	// audit is the audit log, for other records than the auth service's
+	// (audit.Log.Record).
+	audit *audit.Log
 }
 
 func (g *guard) Verify(ctx context.Context, tok string) (*token.Claims, error) {
@@ -112,6 +115,8 @@ func (g *guard) Verify(ctx context.Context, tok string) (*token.Claims, error) {
 func (g *guard) Challenge(r *http.Request) (string, string) {
 	return g.origin.baseURL(r) + "/token", g.auth.ServiceName()
 }
+
+func (g *guard) ClientIP(r *http.Request) string { return g.origin.clientIP(r) }
 
 func (g *guard) IsAdmin(ctx context.Context, subject string) bool {
 	p, err := g.auth.Principal(ctx, subject)
@@ -146,16 +151,15 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	auditFile, err := os.OpenFile(filepath.Join(cfg.DataDir, "audit.log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	auditLog, auditStore, closeAudit, err := openAudit(cfg, acc, log)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open audit log: %w", err)
+		return nil, nil, nil, err
 	}
-	audit := slog.New(slog.NewJSONHandler(auditFile, nil)).With("log", "audit")
 	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens,
-		SharedLimits: cfg.Metadata == "postgres"}, audit)
+		SharedLimits: cfg.Metadata == "postgres"}, slog.New(auditLog.Handler()))
 	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
-		auditFile.Close()
+		closeAudit()
 		return nil, nil, nil, err
 	}
 	if generated != "" {
@@ -167,5 +171,6 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	tokenapi.New(svc, log, o.clientIP).Register(mux)
 	admin := adminapi.New(svc, log, o.clientIP)
 	admin.GC = runGC
-	return &guard{auth: svc, origin: o}, admin, auditFile.Close, nil
+	auditapi.New(auditStore).Register(admin)
+	return &guard{auth: svc, origin: o, audit: auditLog}, admin, closeAudit, nil
 }

@@ -11,11 +11,11 @@ import (
 	"github.com/berth-registry/berth/internal/metrics"
 )
 
-// instrument counts and times the requests h serves. The registry API
-// records the route it parses in the request's context (api.WithRouteSlot),
-// so that classify does not parse it again.
+// instrument counts, times and (with tracing on) traces the requests h
+// serves. The registry API records the route it parses in the request's
+// context (api.WithRouteSlot), so that classify does not parse it again.
 func (s *Server) instrument(h http.Handler) http.Handler {
-	counted := s.metrics.Middleware(classify, h)
+	counted := s.metrics.Middleware(classify, s.traceRequests(h))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		counted.ServeHTTP(w, r.WithContext(api.WithRouteSlot(r.Context())))
 	})

@@ -25,6 +25,8 @@ import (
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/retention"
+	"github.com/berth-registry/berth/internal/webhook"
+	"github.com/berth-registry/berth/internal/webhookapi"
 )
 
 // Server is a running berth.
@@ -40,6 +42,11 @@ type Server struct {
 	closeAudit func() error
 	gc         *gc.Collector
 	metrics    *metrics.Metrics
+	// hooks delivers the webhook outbox.
+	hooks *webhook.Dispatcher
+	// storageStats holds the per-namespace metrics, refreshed every
+	// statsInterval.
+	storageStats *metrics.Storage
 }
 
 // lockDataDir takes an exclusive lock on the data directory: the embedded
@@ -58,16 +65,24 @@ func lockDataDir(dir string) (*os.File, error) {
 
 // New opens the stores under the data directory and builds the server.
 func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, error) {
-	st, err := openStores(ctx, cfg)
+	st, err := openStores(ctx, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	meta, blobs := st.meta, st.blobs
+	hooks := webhook.NewDispatcher(meta, webhook.Options{MaxAttempts: cfg.WebhookAttempts, BackoffBase: cfg.WebhookBackoff,
+		BackoffMax: cfg.WebhookBackoffMax, UserAgent: "berth-webhook/" + cfg.Version, Exclusive: cfg.Metadata != "postgres"}, log)
+	nt := &notifier{hooks: hooks}
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks, Redirect: cfg.S3Redirect, GCGrace: cfg.GCGrace,
-		MaxUploadSessions: cfg.MaxUploadSessions}, log)
-	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st, metrics: metrics.New(cfg.Version)}
+		MaxUploadSessions: cfg.MaxUploadSessions, Events: nt}, log)
+	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st, metrics: metrics.New(cfg.Version), hooks: hooks}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
+	s.gc.OnRun(s.gcEvent)
 	s.metrics.Register(metrics.GC(s.gc.Totals())...)
+	s.metrics.Register(st.collectors...) // metadata transactions and pools, S3 requests
+	s.metrics.Register(metrics.Webhooks(hooks.Totals())...)
+	s.storageStats = metrics.NewStorage(cfg.MaxUploadSessions)
+	s.metrics.Register(s.storageStats)
 	s.gc.UseRetention(retention.NewPlanner(meta, svc.ImmutableTags), svc.FlushPulls)
 	if st.tryRun != nil {
 		s.gc.UseRunLock(st.tryRun)
@@ -97,15 +112,30 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			st.close()
 			return nil, err
 		}
+		webhookapi.Register(admin, webhook.NewService(meta, ag.auth, hooks))
+		ag.auth.OnChange(s.accountEvent)
+		nt.audit = ag.audit
 		admin.Register(mux)
 		g, s.closeAudit = ag, closeAudit
 		s.metrics.Register(metrics.Auth(ag.auth.Counters())...)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
-	mux.Handle("GET /metrics", s.metricsEndpoint(ag))
+	if !cfg.MetricsOff {
+		mux.Handle("GET /metrics", s.metricsEndpoint(ag))
+	}
+	handler := logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux)))
+	switch {
+	case !cfg.MetricsOff:
+		handler = s.instrument(handler) // metrics, and spans when tracing is on
+	case st.tracing != nil && st.tracing.Enabled():
+		traced := s.traceRequests(handler) // spans alone, named after the route the API parses
+		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			traced.ServeHTTP(w, r.WithContext(api.WithRouteSlot(r.Context())))
+		})
+	}
 	s.http = &http.Server{
-		Handler:           s.instrument(logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux)))),
+		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
 		IdleTimeout:       120 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
@@ -118,11 +148,11 @@ func (s *Server) Handler() http.Handler { return s.http.Handler }
 
 // Close releases the stores; use it when the server was not started by Serve.
 func (s *Server) Close() error {
-	err := s.stores.close()
-	if s.closeAudit != nil {
-		err = errors.Join(err, s.closeAudit())
+	var err error
+	if s.closeAudit != nil { // first: its last entries go to the database
+		err = s.closeAudit()
 	}
-	return err
+	return errors.Join(err, s.stores.close())
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
@@ -147,6 +177,11 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
 	go every(ctx, time.Minute, s.expireUploads)
+	go s.hooks.Run(ctx)
+	go func() {
+		s.refreshStats(ctx)
+		every(ctx, statsInterval, s.refreshStats)
+	}()
 	go every(ctx, pullFlushInterval, func(ctx context.Context) {
 		if err := s.svc.FlushPulls(ctx); err != nil && ctx.Err() == nil {
 			s.log.Error("recording pulls failed", "err", err)
@@ -158,7 +193,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.DebugAddr != "" {
 		go s.serveDebug()
 	}
-	if s.cfg.MetricsAddr != "" {
+	if s.cfg.MetricsAddr != "" && !s.cfg.MetricsOff {
 		go s.serveMetrics()
 	}
 	errc := make(chan error, 1)
@@ -258,4 +293,20 @@ func (s *Server) serveAux(what, addr string, h http.Handler) {
 	if err := srv.ListenAndServe(); err != nil {
 		s.log.Error(what+" listener failed", "err", err)
 	}
+}
+
+// statsInterval is how often the per-namespace metrics are read from the
+// metadata.
+const statsInterval = 30 * time.Second
+
+// refreshStats reads the per-namespace metrics.
+func (s *Server) refreshStats(ctx context.Context) {
+	stats, err := s.meta.NamespaceStats(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("reading namespace statistics failed", "err", err)
+		}
+		return
+	}
+	s.storageStats.Set(stats)
 }

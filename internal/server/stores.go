@@ -5,13 +5,18 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/berth-registry/berth/internal/blobstore"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/digestlock"
 	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/tracing"
 )
 
 // stores are the backends a configuration selects, and what closes them.
@@ -23,6 +28,13 @@ type stores struct {
 	// process, the collector's own mutex is enough).
 	tryRun  func(ctx context.Context) (func(), bool, error)
 	closers []func() error
+	// tracing exports spans, or is off (tracing.go); pools are the
+	// database connection pools and collectors the metrics of the
+	// backends (transactions, pools, S3 requests), for server.New to
+	// register.
+	tracing    *tracing.Provider
+	pools      map[string]*sql.DB
+	collectors []prometheus.Collector
 }
 
 func (st *stores) close() error {
@@ -36,13 +48,16 @@ func (st *stores) close() error {
 // openStores opens the blob store and metadata database the configuration
 // names: the data directory's files and SQLite (locked to this process), or
 // S3 and PostgreSQL shared by replicas.
-func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) {
-	st := &stores{}
+func openStores(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *stores, err error) {
+	st := &stores{pools: map[string]*sql.DB{}}
 	defer func() {
 		if err != nil {
 			_ = st.close()
 		}
 	}()
+	if err := st.openTracing(ctx, cfg, log); err != nil {
+		return nil, err
+	}
 	if err := st.openMetadata(ctx, cfg, cfg.PostgresConns); err != nil {
 		return nil, err
 	}
@@ -56,6 +71,7 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 		lockDB.SetMaxOpenConns(cfg.PostgresConns)
 		lockDB.SetMaxIdleConns(cfg.PostgresConns) // a lock should not cost a new connection
 		st.closers = append(st.closers, lockDB.Close)
+		st.pools["digest_locks"] = lockDB
 		pg := digestlock.NewPostgres(lockDB)
 		st.locks = pg
 		st.tryRun = func(ctx context.Context) (func(), bool, error) { return pg.TryLock(ctx, "gc") }
@@ -64,8 +80,10 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 	}
 	switch cfg.Storage {
 	case "s3":
+		s3m := metrics.NewS3()
+		st.collectors = append(st.collectors, s3m.Collectors()...)
 		s3, err := blobstore.NewS3(ctx, blobstore.S3Options{Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, Region: cfg.S3Region,
-			Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle})
+			Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle, Observe: s3m.Observe, TracerProvider: st.tracerProvider()})
 		if err != nil {
 			return nil, err
 		}
@@ -77,6 +95,7 @@ func openStores(ctx context.Context, cfg *config.Config) (_ *stores, err error) 
 		}
 		st.blobs = fs
 	}
+	st.instrument(cfg)
 	return st, nil
 }
 

@@ -221,7 +221,7 @@ func TestMetricsWithPrometheus(t *testing.T) {
 	for _, e := range exprs {
 		prom.query(t, e)
 	}
-	prom.rulesHealthy(t, 5)
+	prom.rulesHealthy(t, 10)
 	// So does every panel of the shipped Grafana dashboard ($job as all
 	// jobs), and those on traffic have data by now.
 	withData := 0

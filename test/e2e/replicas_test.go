@@ -28,6 +28,8 @@ import (
 type replicaSet struct {
 	a, b *authBerth
 	pass string
+	// launch starts one more replica like a and b.
+	launch launch
 }
 
 func startReplicas(t *testing.T, extra ...string) *replicaSet {
@@ -43,9 +45,10 @@ func startReplicas(t *testing.T, extra ...string) *replicaSet {
 		"BERTH_ADMIN_PASSWORD=" + pass}
 	// One after the other: the first creates the signing key and the
 	// admin; a Helm install provides both instead.
-	a := start(t, launch{Args: args, Env: env})
-	b := start(t, launch{Args: args, Env: env})
-	return &replicaSet{a: &authBerth{proc: a, AdminPassword: pass}, b: &authBerth{proc: b, AdminPassword: pass}, pass: pass}
+	l := launch{Args: args, Env: env}
+	a := start(t, l)
+	b := start(t, l)
+	return &replicaSet{a: &authBerth{proc: a, AdminPassword: pass}, b: &authBerth{proc: b, AdminPassword: pass}, pass: pass, launch: l}
 }
 
 // registryClient pushes and pulls with a bearer token; it never fails the
