@@ -2,9 +2,9 @@ package audit
 
 import (
 	"fmt"
-	"strconv"
-	"strings"
 	"time"
+
+	"github.com/berth-registry/berth/internal/retention"
 )
 
 // ParseTime reads a time bound of an audit query: an RFC 3339 time
@@ -21,18 +21,11 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 	return now.Add(-d), nil
 }
 
-// ParseAge reads a non-negative Go duration or a number of days (7d).
+// ParseAge reads a non-negative Go duration or a number of days (7d), as
+// retention policies read their durations.
 func ParseAge(s string) (time.Duration, error) {
-	if n, ok := strings.CutSuffix(s, "d"); ok {
-		days, err := strconv.Atoi(n)
-		if err != nil || days < 0 || days > 365*100 {
-			return 0, fmt.Errorf("age %q: want e.g. 90m, 1h or 7d", s)
-		}
-		return time.Duration(days) * 24 * time.Hour, nil
-	}
-	d, err := time.ParseDuration(s)
-	if err != nil || d < 0 {
+	if s == "" {
 		return 0, fmt.Errorf("age %q: want e.g. 90m, 1h or 7d", s)
 	}
-	return d, nil
+	return retention.ParseDuration(s)
 }

@@ -81,6 +81,13 @@ func (s *SQL) insertEvents(ctx context.Context, tx *sql.Tx, evs []Event) error {
 			seq, e.Repository, t.UnixNano(), e.Namespace, "%,"+e.Action+",%"); err != nil {
 			return fmt.Errorf("queue deliveries: %w", err)
 		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO webhook_lanes (endpoint_id, repository, pending, due_at, claim, claimed_until)
+			SELECT e.id, ?, 1, ?, '', 0 FROM webhook_endpoints e
+			WHERE (e.namespace = '' OR e.namespace = ?) AND e.actions LIKE ? ORDER BY e.id
+			ON CONFLICT (endpoint_id, repository) DO UPDATE SET pending = webhook_lanes.pending + 1`,
+			e.Repository, t.UnixNano(), e.Namespace, "%,"+e.Action+",%"); err != nil {
+			return fmt.Errorf("queue deliveries: %w", err)
+		}
 	}
 	return nil
 }

@@ -280,9 +280,11 @@ var migrations = []string{
 	// SQLite compares bytes already.
 	`{{BYTEWISE_NAMES}}`,
 	// Webhooks: endpoints, the outbox of events (written in the
-	// transaction of the change they describe) and one delivery per event
-	// and endpoint, claimed by one replica at a time and sent in order per
-	// endpoint and repository.
+	// transaction of the change they describe), one delivery per event
+	// and endpoint, and one lane per endpoint and repository with pending
+	// deliveries: a lane is claimed by one replica at a time, which sends
+	// its oldest pending delivery, so that each lane goes in order and a
+	// claim reads only the lanes, never the whole backlog.
 	`CREATE TABLE webhook_endpoints (
 		id {{ID}},
 		name TEXT NOT NULL UNIQUE,
@@ -318,9 +320,19 @@ var migrations = []string{
 		last_error TEXT NOT NULL,
 		finished_at BIGINT NOT NULL
 	);
-	CREATE INDEX webhook_deliveries_due ON webhook_deliveries(state, next_attempt_at);
 	CREATE INDEX webhook_deliveries_order ON webhook_deliveries(endpoint_id, repository, state, id);
-	CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_seq)`,
+	CREATE INDEX webhook_deliveries_state ON webhook_deliveries(state);
+	CREATE INDEX webhook_deliveries_event ON webhook_deliveries(event_seq);
+	CREATE TABLE webhook_lanes (
+		endpoint_id BIGINT NOT NULL REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+		repository TEXT NOT NULL,
+		pending BIGINT NOT NULL,
+		due_at BIGINT NOT NULL,
+		claim TEXT NOT NULL,
+		claimed_until BIGINT NOT NULL,
+		PRIMARY KEY (endpoint_id, repository)
+	);
+	CREATE INDEX webhook_lanes_due ON webhook_lanes(due_at)`,
 	// The audit log, shared by replicas: who did what to what, from where,
 	// with what outcome (never a secret).
 	`CREATE TABLE audit_log (

@@ -197,18 +197,17 @@ func scanDeliveries(rows *sql.Rows) ([]Delivery, error) {
 
 // ClaimDeliveries hands out up to n due deliveries under the claim token,
 // each for lease: until the lease ends no other claim takes them, on this
-// replica or another. Only the oldest pending delivery of each endpoint
-// and repository is due, so that an endpoint receives a repository's
-// events in order, one at a time.
+// replica or another. What is claimed is a lane (an endpoint and a
+// repository with pending deliveries), and what is handed out its oldest
+// pending delivery, so that an endpoint receives a repository's events in
+// order, one at a time; a claim reads the due lanes, not the backlog.
 func (s *SQL) ClaimDeliveries(ctx context.Context, claim string, n int, lease time.Duration) ([]Delivery, error) {
 	t := now()
 	var claimed bool
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `UPDATE webhook_deliveries SET claim = ?, claimed_until = ? WHERE id IN (
-			SELECT d.id FROM webhook_deliveries d WHERE d.state = 'pending' AND d.next_attempt_at <= ? AND d.claimed_until <= ?
-			AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p WHERE p.endpoint_id = d.endpoint_id
-				AND p.repository = d.repository AND p.state = 'pending' AND p.id < d.id)
-			ORDER BY d.id LIMIT ?`+s.dialect.skipLocked+`)`, claim, t+lease.Nanoseconds(), t, t, n)
+		res, err := s.exec(ctx, tx, `UPDATE webhook_lanes SET claim = ?, claimed_until = ? WHERE (endpoint_id, repository) IN (
+			SELECT endpoint_id, repository FROM webhook_lanes WHERE due_at <= ? AND claimed_until <= ? AND pending > 0
+			ORDER BY due_at LIMIT ?`+s.dialect.skipLocked+`)`, claim, t+lease.Nanoseconds(), t, t, n)
 		if err != nil {
 			return fmt.Errorf("claim deliveries: %w", err)
 		}
@@ -219,11 +218,20 @@ func (s *SQL) ClaimDeliveries(ctx context.Context, claim string, n int, lease ti
 	if err != nil || !claimed {
 		return nil, err
 	}
-	rows, err := s.query(ctx, `SELECT `+deliveryCols+deliveryJoin+` WHERE d.claim = ? ORDER BY d.id`, claim)
+	rows, err := s.query(ctx, `SELECT `+deliveryCols+` FROM webhook_lanes l
+		JOIN webhook_deliveries d ON d.id = (SELECT MIN(p.id) FROM webhook_deliveries p
+			WHERE p.endpoint_id = l.endpoint_id AND p.repository = l.repository AND p.state = 'pending')
+		JOIN webhook_events ev ON ev.id = d.event_seq
+		JOIN webhook_endpoints e ON e.id = d.endpoint_id
+		WHERE l.claim = ? ORDER BY d.id`, claim)
 	if err != nil {
 		return nil, fmt.Errorf("read claimed deliveries: %w", err)
 	}
-	return scanDeliveries(rows)
+	ds, err := scanDeliveries(rows)
+	for i := range ds {
+		ds[i].Claim = claim
+	}
+	return ds, err
 }
 
 // ReleaseClaims ends every claim, for a process that is the store's only
@@ -231,34 +239,45 @@ func (s *SQL) ClaimDeliveries(ctx context.Context, claim string, n int, lease ti
 // earlier run can still be going on.
 func (s *SQL) ReleaseClaims(ctx context.Context) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `UPDATE webhook_deliveries SET claim = '', claimed_until = 0 WHERE state = 'pending' AND claim <> ''`); err != nil {
+		if _, err := s.exec(ctx, tx, `UPDATE webhook_lanes SET claim = '', claimed_until = 0 WHERE claim <> ''`); err != nil {
 			return fmt.Errorf("release claims: %w", err)
 		}
 		return nil
 	})
 }
 
-// FinishDelivery records the outcome of an attempt, unless the claim has
-// been lost meanwhile (its lease ended and another claim took the
-// delivery): then it reports false and changes nothing.
+// FinishDelivery records the outcome of an attempt and releases its lane,
+// unless the claim has been lost meanwhile (its lease ended and another
+// claim took the lane): then it reports false and changes nothing.
 func (s *SQL) FinishDelivery(ctx context.Context, d *Delivery, o DeliveryOutcome) (bool, error) {
 	var ok bool
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var finished, next int64
+		t := now()
+		var finished, done int64
+		due := t // the lane's next delivery is due at once
 		if o.State != DeliveryPending {
-			finished = now()
+			finished, done = t, 1
+		} else if !o.Next.IsZero() {
+			due = o.Next.UnixNano()
 		}
-		if !o.Next.IsZero() {
-			next = o.Next.UnixNano()
-		}
-		res, err := s.exec(ctx, tx, `UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
-			claim = '', claimed_until = 0, last_status = ?, last_error = ?, finished_at = ? WHERE id = ? AND claim = ?`,
-			o.State, next, o.Status, o.Error, finished, d.ID, d.Claim)
+		res, err := s.exec(ctx, tx, `UPDATE webhook_lanes SET claim = '', claimed_until = 0, due_at = ?, pending = pending - ?
+			WHERE endpoint_id = ? AND repository = ? AND claim = ?`, due, done, d.Endpoint.ID, d.Event.Repository, d.Claim)
 		if err != nil {
+			return fmt.Errorf("release lane: %w", err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return nil
+		}
+		ok = true
+		if _, err := s.exec(ctx, tx, `UPDATE webhook_deliveries SET state = ?, attempts = attempts + 1, next_attempt_at = ?,
+			last_status = ?, last_error = ?, finished_at = ? WHERE id = ?`,
+			o.State, due, o.Status, o.Error, finished, d.ID); err != nil {
 			return fmt.Errorf("record delivery: %w", err)
 		}
-		n, _ := res.RowsAffected()
-		ok = n > 0
+		if _, err := s.exec(ctx, tx, `DELETE FROM webhook_lanes WHERE endpoint_id = ? AND repository = ? AND pending <= 0`,
+			d.Endpoint.ID, d.Event.Repository); err != nil {
+			return fmt.Errorf("drop empty lane: %w", err)
+		}
 		return nil
 	})
 	return ok, err
@@ -287,52 +306,77 @@ func (s *SQL) Deliveries(ctx context.Context, f DeliveryFilter) ([]Delivery, err
 
 // Redeliver makes deliveries of an endpoint pending again, due now and
 // with their attempts reset: those with the given ids (a pending one only
-// while no attempt holds it), or with none given every dead one. It
+// while its lane is not claimed), or with none given every dead one. It
 // returns how many it changed.
 func (s *SQL) Redeliver(ctx context.Context, endpointID int64, ids []int64) (int64, error) {
 	var n int64
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		const set = `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?, claim = '',
-			claimed_until = 0, finished_at = 0 WHERE endpoint_id = ?`
+		t := now()
+		q := `SELECT d.id, d.repository, d.state FROM webhook_deliveries d LEFT JOIN webhook_lanes l
+			ON l.endpoint_id = d.endpoint_id AND l.repository = d.repository
+			WHERE d.endpoint_id = ? AND (d.state <> 'pending' OR COALESCE(l.claimed_until, 0) <= ?)`
+		args := []any{endpointID, t}
 		if len(ids) == 0 {
-			res, err := s.exec(ctx, tx, set+` AND state = 'dead'`, now(), endpointID)
-			if err != nil {
+			q += ` AND d.state = 'dead'`
+		} else {
+			q += ` AND d.id IN (` + strings.TrimSuffix(strings.Repeat("?,", len(ids)), ",") + `)`
+			for _, id := range ids {
+				args = append(args, id)
+			}
+		}
+		rows, err := tx.QueryContext(ctx, s.q(q), args...)
+		if err != nil {
+			return fmt.Errorf("redeliver: %w", err)
+		}
+		type pick struct {
+			id          int64
+			repo, state string
+		}
+		var picks []pick
+		for rows.Next() {
+			var p pick
+			if err := rows.Scan(&p.id, &p.repo, &p.state); err != nil {
+				rows.Close()
 				return fmt.Errorf("redeliver: %w", err)
 			}
-			n, _ = res.RowsAffected()
-			return nil
+			picks = append(picks, p)
 		}
-		for _, id := range ids {
-			t := now() // a pending one now, unless an attempt holds it
-			res, err := s.exec(ctx, tx, set+` AND id = ? AND (state <> 'pending' OR claimed_until <= ?)`, t, endpointID, id, t)
-			if err != nil {
-				return fmt.Errorf("redeliver %d: %w", id, err)
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("redeliver: %w", err)
+		}
+		for _, p := range picks {
+			if _, err := s.exec(ctx, tx, `UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = ?,
+				finished_at = 0 WHERE id = ?`, t, p.id); err != nil {
+				return fmt.Errorf("redeliver %d: %w", p.id, err)
 			}
-			k, _ := res.RowsAffected()
-			n += k
+			added := int64(0)
+			if p.state != DeliveryPending {
+				added = 1
+			}
+			if _, err := s.exec(ctx, tx, `INSERT INTO webhook_lanes (endpoint_id, repository, pending, due_at, claim, claimed_until)
+				VALUES (?, ?, ?, ?, '', 0) ON CONFLICT (endpoint_id, repository)
+				DO UPDATE SET pending = webhook_lanes.pending + excluded.pending, due_at = excluded.due_at`,
+				endpointID, p.repo, added, t); err != nil {
+				return fmt.Errorf("redeliver %d: %w", p.id, err)
+			}
+			n++
 		}
 		return nil
 	})
 	return n, err
 }
 
-// DeliveryCounts counts deliveries by state.
+// DeliveryCounts counts the deliveries waiting (pending) and given up on
+// (dead), from the lanes and an index: no scan of the delivered history.
 func (s *SQL) DeliveryCounts(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.query(ctx, `SELECT state, COUNT(*) FROM webhook_deliveries GROUP BY state`)
+	var pending, dead int64
+	err := s.queryRow(ctx, nil, `SELECT (SELECT COALESCE(SUM(pending), 0) FROM webhook_lanes),
+		(SELECT COUNT(*) FROM webhook_deliveries WHERE state = 'dead')`).Scan(&pending, &dead)
 	if err != nil {
 		return nil, fmt.Errorf("count deliveries: %w", err)
 	}
-	defer rows.Close()
-	out := map[string]int64{DeliveryPending: 0, DeliveryDelivered: 0, DeliveryDead: 0}
-	for rows.Next() {
-		var state string
-		var n int64
-		if err := rows.Scan(&state, &n); err != nil {
-			return nil, fmt.Errorf("count deliveries: %w", err)
-		}
-		out[state] = n
-	}
-	return out, rows.Err()
+	return map[string]int64{DeliveryPending: pending, DeliveryDead: dead}, nil
 }
 
 // PruneDeliveries deletes deliveries delivered before t, then the events

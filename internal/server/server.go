@@ -19,6 +19,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/adminapi"
 	"github.com/berth-registry/berth/internal/api"
+	"github.com/berth-registry/berth/internal/audit"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -112,7 +113,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			st.close()
 			return nil, err
 		}
-		webhookapi.Register(admin, webhook.NewService(meta, ag.auth, hooks))
+		hookRules := webhook.NewService(meta, ag.auth, hooks)
+		hookRules.OnChange(func(actor, action, ns, name string) {
+			ag.audit.Record(audit.Entry{Actor: actor, Action: action, Namespace: ns, Target: name})
+		})
+		webhookapi.Register(admin, hookRules)
 		ag.auth.OnChange(s.accountEvent)
 		nt.audit = ag.audit
 		admin.Register(mux)

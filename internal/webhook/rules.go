@@ -27,6 +27,18 @@ type Service struct {
 	store Store
 	authz Authorizer
 	d     *Dispatcher
+	// audit, when set, records each change (never the secret or URL,
+	// whose query may hold a receiver's token).
+	audit func(actor, action, ns, name string)
+}
+
+// OnChange sets what records each change to an endpoint (the audit log).
+func (s *Service) OnChange(fn func(actor, action, ns, name string)) { s.audit = fn }
+
+func (s *Service) changed(actor *auth.Principal, action, ns, name string) {
+	if s.audit != nil {
+		s.audit(actor.Name, action, ns, name)
+	}
 }
 
 // NewService returns the management rules over store, testing endpoints
@@ -119,6 +131,7 @@ func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*met
 		return nil, storeErr(err, sp.Name)
 	}
 	e.ID = id
+	s.changed(actor, "webhook added", e.Namespace, e.Name)
 	return &e, nil
 }
 
@@ -152,10 +165,15 @@ func (s *Service) List(ctx context.Context, actor *auth.Principal) ([]metadata.W
 
 // Remove deletes an endpoint and its pending and past deliveries.
 func (s *Service) Remove(ctx context.Context, actor *auth.Principal, name string) error {
-	if _, err := s.get(ctx, actor, name); err != nil {
+	e, err := s.get(ctx, actor, name)
+	if err != nil {
 		return err
 	}
-	return storeErr(s.store.RemoveWebhook(ctx, name), name)
+	if err := s.store.RemoveWebhook(ctx, name); err != nil {
+		return storeErr(err, name)
+	}
+	s.changed(actor, "webhook removed", e.Namespace, name)
+	return nil
 }
 
 // TestResult is the outcome of a test delivery.
@@ -210,6 +228,7 @@ func (s *Service) Redeliver(ctx context.Context, actor *auth.Principal, name str
 	n, err := s.store.Redeliver(ctx, e.ID, ids)
 	if err == nil && n > 0 {
 		s.d.Wake()
+		s.changed(actor, "webhook deliveries requeued", e.Namespace, name)
 	}
 	return n, err
 }

@@ -178,8 +178,10 @@ func TestWebhookCommands(t *testing.T) {
 	rcv.waitFor(t, "/down", `"tag":"v2"`)
 
 	// The registry's writes are in the audit log too.
-	for _, want := range []struct{ action, outcome, tag string }{
-		{"manifest pushed", "success", "v1"}, {"tag deleted", "success", "v1"}, {"push refused by quota", "denied", ""}} {
+	for _, want := range []struct{ action, outcome, tag, ns, target string }{
+		{"manifest pushed", "success", "v1", "team", "team/app"}, {"tag deleted", "success", "v1", "team", "team/app"},
+		{"push refused by quota", "denied", "", "team", "team/app"}, {"webhook added", "success", "", "team", "ce"},
+		{"webhook deliveries requeued", "success", "", "team", "down"}} {
 		deadline := time.Now().Add(10 * time.Second)
 		for {
 			var page struct {
@@ -191,7 +193,7 @@ func TestWebhookCommands(t *testing.T) {
 			mustUnmarshal(t, "audit page", b.admin(t, http.MethodGet, "/api/v1/audit?action="+url.QueryEscape(want.action), nil, http.StatusOK), &page)
 			found := false
 			for _, e := range page.Entries {
-				found = found || e.Actor == "admin" && e.Namespace == "team" && e.Target == "team/app" && e.Outcome == want.outcome &&
+				found = found || e.Actor == "admin" && e.Namespace == want.ns && e.Target == want.target && e.Outcome == want.outcome &&
 					(want.tag == "" || e.Detail["tag"] == want.tag)
 			}
 			if found {
