@@ -7,19 +7,39 @@
 // every request correctly, and prints a Markdown table ready for
 // docs/benchmarks.md, with one column per server.
 //
-// -servers chooses the servers, in the order they run, among four kinds:
+// -servers chooses the servers, in the order they run, among five kinds:
 //
-//	berth            embedded mode: blobs on the filesystem, metadata in SQLite
+//	berth            embedded mode: blobs on the filesystem, metadata in SQLite,
+//	                 --metrics=false, no webhook
+//	berth-observed   berth as an operator runs it: the same, with metrics on,
+//	                 served on a --metrics-addr that the benchmark scrapes every
+//	                 second, tracing off, and one global webhook endpoint for
+//	                 push, pull, delete and tag_delete events, delivering to a
+//	                 receiver the benchmark runs on loopback (answering 204)
 //	distribution     docker-registry with the filesystem storage driver
 //	berth-s3         berth in S3+PostgreSQL mode (--storage s3 --metadata postgres)
 //	distribution-s3  docker-registry with the s3 storage driver, redirects off
 //
-// The default is berth,distribution. The S3 kinds share one versitygw S3
-// server (v1.8.0, from PATH or ~/.cache/berth-tools/bin: bash
-// scripts/test-deps.sh) that the benchmark starts on loopback, with a
-// bucket each; berth-s3 gets a fresh database on a PostgreSQL server the
-// benchmark starts too (Debian's postgresql package, run as the postgres
-// user, so as root). Both are started through internal/testserver and
+// The default is berth,berth-observed,distribution. When berth and
+// berth-observed both run, the manifest and head loads run on the two in
+// -rounds alternating rounds (berth first in odd rounds, berth-observed
+// first in even ones; after each round the benchmark waits until that
+// server is idle again, at most -settle-max, and after a manifest round at
+// least 11 s, so that the pull events berth flushes every 10 s and their
+// webhook deliveries count for the round that caused them), their table
+// cells are the medians, and the report adds berth-observed's throughput
+// relative to berth's: the cost of metrics and webhooks, which issue 11
+// wants below 5 %. The berth processes get no OTEL_* variables (and
+// --tracing=off). The benchmark creates the two berths' databases itself
+// (and inserts berth-observed's webhook), with its own copy of
+// internal/metadata: a berth given with -berth must be built from the
+// same tree.
+//
+// The S3 kinds share one versitygw S3 server (v1.8.0, from PATH or
+// ~/.cache/berth-tools/bin: bash scripts/test-deps.sh) that the benchmark
+// starts on loopback, with a bucket each; berth-s3 gets a fresh database
+// on a PostgreSQL server the benchmark starts too (Debian's postgresql
+// package, run as the postgres user, so as root). Both are started through internal/testserver and
 // stopped at exit. For the S3 kinds the report adds the CPU time of those
 // backend servers during each workload.
 //
@@ -29,6 +49,7 @@
 //	go run ./bench                                   # full run
 //	go run ./bench -blob-size 64MiB -requests 5000   # quick run
 //	go run ./bench -only manifest,head -out /tmp/table.md
+//	go run ./bench -only manifest,head -servers berth,berth-observed -rounds 7
 //	go run ./bench -servers berth,distribution,berth-s3,distribution-s3
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
@@ -73,6 +94,8 @@ type config struct {
 	gcBlobs     int
 	gcRepos     int
 	gcReaders   int
+	rounds      int
+	settleMax   time.Duration
 	only        []string
 	servers     []string
 	out         string
@@ -84,7 +107,7 @@ type config struct {
 }
 
 // serverKinds are the names -servers accepts, in the order of the help.
-var serverKinds = []string{"berth", "distribution", "berth-s3", "distribution-s3"}
+var serverKinds = []string{"berth", "berth-observed", "distribution", "berth-s3", "distribution-s3"}
 
 // workload is one benchmark, run against each server in turn.
 type workload struct {
@@ -140,6 +163,11 @@ type target struct {
 	// one (versitygw, PostgreSQL); nil for the filesystem kinds.
 	backend    func() float64
 	backendCPU map[string]float64 // per workload
+	// rounds are the alternating rounds of the manifest and head loads on
+	// berth and berth-observed, by workload.
+	rounds map[string][]round
+	// observed is the scraper and webhook receiver of a berth-observed.
+	observed *observed
 }
 
 // set records a measured value.
@@ -175,16 +203,20 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.gcBlobs, "gc-blobs", 50000, "distinct blobs of those manifests (at least one per manifest)")
 	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
 	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
+	flag.IntVar(&cfg.rounds, "rounds", 5, "alternating rounds of the manifest and head loads on berth and berth-observed when both run (medians compared)")
+	flag.DurationVar(&cfg.settleMax, "settle-max", 5*time.Minute, "longest wait, after a round, for the server to be idle again (its pull events flushed and delivered)")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
-	servers := flag.String("servers", "berth,distribution", "comma-separated servers to run, in this order: "+strings.Join(serverKinds, ", ")+
-		" (the -s3 kinds use a versitygw and, for berth-s3, a PostgreSQL that the benchmark starts)")
+	servers := flag.String("servers", "berth,berth-observed,distribution", "comma-separated servers to run, in this order: "+strings.Join(serverKinds, ", ")+
+		" (berth-observed is berth with metrics, scraped every second, and a webhook for every event; the -s3 kinds use a versitygw and, for berth-s3, a PostgreSQL that the benchmark starts)")
 	flag.StringVar(&cfg.out, "out", "", "also write the Markdown report to this file")
 	flag.StringVar(&cfg.tmpDir, "tmp-dir", "/var/tmp", "parent of the temporary build and data directories (one disk for all servers)")
 	flag.StringVar(&cfg.distBin, "distribution", "/usr/bin/docker-registry", "docker-registry binary (apt-get install docker-registry)")
 	flag.StringVar(&cfg.berthBin, "berth", "", "prebuilt berth binary (default: go build ./cmd/berth)")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "time limit of one workload on one server")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (data and logs) for inspection")
+	events := flag.String("hook-events", strings.Join(hookEvents, ","), "events berth-observed's webhook subscribes to (add pull to measure pull events: one delivery per manifest GET)")
 	flag.Parse()
+	hookEvents = splitList(*events)
 	if flag.NArg() > 0 {
 		return nil, fmt.Errorf("unexpected arguments %q", flag.Args())
 	}
@@ -205,7 +237,7 @@ func parseFlags() (*config, error) {
 	}
 	if len(cfg.servers) == 0 || cfg.blobSize <= 0 || cfg.requests <= 0 || cfg.conc <= 0 || cfg.images <= 0 ||
 		cfg.imageConc <= 0 || cfg.tags <= 1 || cfg.repos <= 1 || cfg.pageSize <= 0 || cfg.listRepeats <= 0 ||
-		cfg.gcManifests < 4 || cfg.gcBlobs < cfg.gcManifests || cfg.gcRepos <= 0 || cfg.gcReaders <= 0 {
+		cfg.gcManifests < 4 || cfg.gcBlobs < cfg.gcManifests || cfg.gcRepos <= 0 || cfg.gcReaders <= 0 || cfg.rounds <= 0 || cfg.settleMax <= 0 {
 		return nil, errors.New("sizes, counts and concurrencies must be positive (tags and repos above 1, gc-manifests at least 4, gc-blobs at least gc-manifests)")
 	}
 	return cfg, nil
@@ -283,6 +315,19 @@ func runBench(ctx context.Context, cfg *config) error {
 			continue
 		}
 		for _, t := range targets {
+			if paired, here := pairedHere(targets, w.name, t); paired {
+				// berth and berth-observed, alternately, where the first of them runs
+				if here {
+					plain, obs := overheadPair(targets)
+					if !b.runRounds(ctx, w.name, plain, obs) {
+						failed = true
+					}
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+				}
+				continue
+			}
 			if !t.alive() {
 				t.errs[w.name] = fmt.Errorf("%s is not running", t.name)
 				continue
@@ -326,6 +371,13 @@ func runBench(ctx context.Context, cfg *config) error {
 		fmt.Fprintf(os.Stderr, "\n!!! %v\n", err)
 	}
 	for _, t := range targets {
+		if o := t.observed; o != nil {
+			o.stopScraper()
+			if n := o.scrapeFailures.Load(); n > 0 {
+				failed = true
+				fmt.Fprintf(os.Stderr, "\n!!! %s: %d scrapes of /metrics failed, first: %v\n", t.name, n, o.firstScrapeErr.Load())
+			}
+		}
 		t.stop()
 		t.set("hwm", float64(t.stats.hwmKiB)/1024)
 		t.set("cpu", t.stats.cpuSec)
@@ -340,7 +392,7 @@ func runBench(ctx context.Context, cfg *config) error {
 			t.set("total-cpu", t.stats.cpuSec)
 		}
 	}
-	report := renderReport(cfg, info, targets) + renderGC(cfg, targets)
+	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets)
 	fmt.Print(report)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
@@ -406,6 +458,7 @@ func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, er
 	for _, name := range cfg.servers {
 		var s *server
 		var backend func() float64
+		var obs *observed
 		switch name {
 		case "berth":
 			bin, err := berth()
@@ -413,6 +466,14 @@ func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, er
 				return nil, "", err
 			}
 			if s, err = startBerth(bin, filepath.Join(tmp, "berth-data"), filepath.Join(tmp, "berth.log"), cfg.conc); err != nil {
+				return nil, "", err
+			}
+		case "berth-observed":
+			bin, err := berth()
+			if err != nil {
+				return nil, "", err
+			}
+			if s, obs, err = startBerthObserved(bin, filepath.Join(tmp, "berth-observed-data"), filepath.Join(tmp, "berth-observed.log"), cfg.conc); err != nil {
 				return nil, "", err
 			}
 		case "distribution":
@@ -458,8 +519,12 @@ func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, er
 			backend = be.s3CPU
 		}
 		logf("%s listening on %s (pid %d)", name, s.base, s.cmd.Process.Pid)
+		if obs != nil {
+			logf("%s: metrics at %s (scraped every second), webhook to %s", name, obs.metricsURL, obs.hooks.srv.URL)
+		}
 		targets = append(targets, &target{server: s, values: map[string]float64{}, notes: map[string][]string{},
-			cpu: map[string]float64{}, errs: map[string]error{}, backend: backend, backendCPU: map[string]float64{}})
+			cpu: map[string]float64{}, errs: map[string]error{}, backend: backend, backendCPU: map[string]float64{},
+			rounds: map[string][]round{}, observed: obs})
 	}
 	if be.s3 != nil {
 		info.versitygw = be.s3.Version

@@ -22,7 +22,8 @@ import (
 // berth-observed is berth in embedded mode as an operator runs it: metrics
 // on (the default), served on a --metrics-addr of its own that the
 // benchmark scrapes every second, tracing off, and one global webhook
-// endpoint subscribed to push, pull, delete and tag_delete, pointing at a
+// endpoint subscribed to hookEvents (-hook-events; by default the events a
+// webhook gets when it names none: push, delete, tag_delete), pointing at a
 // receiver the benchmark runs on loopback. The berth kind runs with
 // --metrics=false, so that the two differ exactly by metrics and webhooks.
 
@@ -101,10 +102,23 @@ func (h *hookReceiver) summary() string {
 // check signatures, only that one is sent).
 const hookSecret = "berth-bench-webhook-secret-0123456789abcdef"
 
-// addWebhook registers, in the SQLite database of a data directory that
-// no berth uses yet, one global endpoint at url for every push, pull,
-// delete and tag_delete event, in Distribution's format.
-func addWebhook(dataDir, url string) error {
+// hookEvents are the events berth-observed's webhook subscribes to
+// (-hook-events).
+var hookEvents = []string{"push", "delete", "tag_delete"}
+
+// prepareDataDir creates the metadata database of a data directory that
+// no berth uses yet and, if hookURL is not "", registers in it one global
+// webhook endpoint at hookURL for the hookEvents events, in Distribution's
+// format. berth and berth-observed both start on
+// a database made this way, so that their databases differ only by the
+// webhook: one that berth creates itself keeps all its pages in the
+// write-ahead log (no checkpoint before 1000 pages are written), one the
+// benchmark creates and closes is checkpointed into the database file.
+//
+// The benchmark's copy of internal/metadata runs the schema migrations,
+// so the berth it starts must be built from the same tree (as go run
+// ./bench does; mind -berth).
+func prepareDataDir(dataDir, hookURL string) error {
 	if err := os.MkdirAll(dataDir, 0o700); err != nil {
 		return err
 	}
@@ -112,18 +126,20 @@ func addWebhook(dataDir, url string) error {
 	defer cancel()
 	db, err := metadata.OpenSQLite(ctx, filepath.Join(dataDir, "berth.db"))
 	if err != nil {
-		return err
+		return fmt.Errorf("create the database in %s: %w", dataDir, err)
 	}
-	_, err = db.AddWebhook(ctx, metadata.WebhookEndpoint{Name: "bench", Namespace: "", URL: url,
-		Actions: []string{"push", "pull", "delete", "tag_delete"}, Format: "distribution", Secret: hookSecret,
-		Timeout: 5 * time.Second, CreatedBy: "bench"})
-	if cerr := db.Close(); err == nil {
-		err = cerr
+	if hookURL != "" {
+		_, err = db.AddWebhook(ctx, metadata.WebhookEndpoint{Name: "bench", Namespace: "", URL: hookURL,
+			Actions: hookEvents, Format: "distribution", Secret: hookSecret,
+			Timeout: 5 * time.Second, CreatedBy: "bench"})
+		if err != nil {
+			err = fmt.Errorf("register the webhook in %s: %w", dataDir, err)
+		}
 	}
-	if err != nil {
-		return fmt.Errorf("register the webhook in %s: %w", dataDir, err)
+	if cerr := db.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("close the database in %s: %w", dataDir, cerr)
 	}
-	return nil
+	return err
 }
 
 // startBerthObserved runs berth-observed on a free port with dataDir: a
@@ -131,7 +147,7 @@ func addWebhook(dataDir, url string) error {
 // address of its own, scraped every second until the benchmark ends.
 func startBerthObserved(bin, dataDir, logPath string, conns int) (*server, *observed, error) {
 	hooks := newHookReceiver()
-	if err := addWebhook(dataDir, hooks.srv.URL+"/hook"); err != nil {
+	if err := prepareDataDir(dataDir, hooks.srv.URL+"/hook"); err != nil {
 		return nil, nil, err
 	}
 	port, err := testserver.FreePort()

@@ -48,7 +48,7 @@ func runCleanups() {
 
 // server is one registry process under test.
 type server struct {
-	name    string // a server kind of -servers: berth, distribution, berth-s3, distribution-s3
+	name    string // a server kind of -servers: berth, berth-observed, distribution, berth-s3, distribution-s3
 	base    string // http://127.0.0.1:PORT
 	health  string // path that answers 200 once the server is up
 	logPath string
@@ -145,15 +145,20 @@ http:
   addr: 127.0.0.1:%d
 `
 
-// startBerth runs "berth serve" on a free port with dataDir.
+// startBerth runs "berth serve" on a free port with dataDir (its database
+// made as berth-observed's is: prepareDataDir), without metrics
+// (berth-observed has them) and without tracing.
 func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
+	if err := prepareDataDir(dataDir, ""); err != nil {
+		return nil, err
+	}
 	port, err := testserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"--data-dir", dataDir, "--auth=none", "--log-level=warn"}
-	return start("berth", bin, args, nil, port, "/healthz", logPath, conns)
+		"--data-dir", dataDir, "--auth=none", "--log-level=warn", "--tracing=off", "--metrics=false"}
+	return start("berth", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns)
 }
 
 // startBerthS3 runs "berth serve" in S3+PostgreSQL mode on a free port:
@@ -174,8 +179,9 @@ func startBerthS3(bin, dir string, s3 *testserver.S3Server, bucket, dsn, logPath
 		"--storage", "s3", "--s3-bucket", bucket, "--s3-endpoint", s3.Endpoint, "--s3-region", s3.Region,
 		"--s3-path-style=true", "--metadata", "postgres", "--keys-dir", keys}
 	// Secrets through the environment, as berth serve --help advises; a
-	// developer's AWS_* settings (profile, session token) must not reach it.
-	env := append(environWithout("AWS_"), "BERTH_POSTGRES_DSN="+dsn,
+	// developer's AWS_* settings (profile, session token) must not reach
+	// it, nor OTEL_* ones (tracing stays off).
+	env := append(environWithout("AWS_", "OTEL_"), "BERTH_POSTGRES_DSN="+dsn,
 		"AWS_ACCESS_KEY_ID="+s3.AccessKey, "AWS_SECRET_ACCESS_KEY="+s3.SecretKey)
 	return start("berth-s3", bin, args, env, port, "/healthz", logPath, conns)
 }

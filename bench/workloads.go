@@ -230,21 +230,60 @@ func (b *bench) ensureHot(ctx context.Context, t *target) error {
 	return nil
 }
 
+// loadResult is what one timed request load measured.
+type loadResult struct {
+	n             int
+	elapsed       time.Duration
+	rps, p50, p99 float64
+}
+
+// warmUp runs the untimed requests that precede a timed load.
+func (b *bench) warmUp(ctx context.Context, fn func(ctx context.Context, i int) error) error {
+	_, _, err := runLoad(ctx, b.cfg.warmUpRequests(), b.cfg.conc, fn)
+	return err
+}
+
+// warmUpRequests is the number of untimed requests before a timed load.
+func (c *config) warmUpRequests() int { return min(2000, c.requests/10+1) }
+
+// timed runs the timed request load.
+func (b *bench) timed(ctx context.Context, fn func(ctx context.Context, i int) error) (loadResult, error) {
+	lat, elapsed, err := runLoad(ctx, b.cfg.requests, b.cfg.conc, fn)
+	if err != nil {
+		return loadResult{}, err
+	}
+	slices.Sort(lat)
+	return loadResult{n: len(lat), elapsed: elapsed, rps: float64(len(lat)) / elapsed.Seconds(),
+		p50: quantile(lat, 0.50), p99: quantile(lat, 0.99)}, nil
+}
+
 // load runs a warm-up and then the timed request load, and records
 // requests/s, p50 and p99 under key.
 func (b *bench) load(ctx context.Context, t *target, key string, fn func(ctx context.Context, i int) error) error {
-	if _, _, err := runLoad(ctx, min(2000, b.cfg.requests/10+1), b.cfg.conc, fn); err != nil {
+	if err := b.warmUp(ctx, fn); err != nil {
 		return err
 	}
-	lat, elapsed, err := runLoad(ctx, b.cfg.requests, b.cfg.conc, fn)
+	r, err := b.timed(ctx, fn)
 	if err != nil {
 		return err
 	}
-	slices.Sort(lat)
-	t.set(key+"-rps", float64(len(lat))/elapsed.Seconds())
-	t.set(key+"-p50", quantile(lat, 0.50))
-	t.set(key+"-p99", quantile(lat, 0.99))
+	t.set(key+"-rps", r.rps)
+	t.set(key+"-p50", r.p50)
+	t.set(key+"-p99", r.p99)
 	return nil
+}
+
+// request returns one request of the manifest or head load on t.
+func (b *bench) request(workload string, t *target) func(ctx context.Context, i int) error {
+	switch workload {
+	case "manifest":
+		return func(ctx context.Context, _ int) error { return t.getManifest(ctx, b.hot, b.hot.tag) }
+	case "head":
+		return func(ctx context.Context, _ int) error {
+			return t.headBlobExact(ctx, b.hot.repo, b.hot.layerDigests[0], len(b.hot.layers[0]))
+		}
+	}
+	panic("no request load " + workload)
 }
 
 // benchManifest loads manifest GET by tag.
@@ -252,9 +291,7 @@ func (b *bench) benchManifest(ctx context.Context, t *target) error {
 	if err := b.ensureHot(ctx, t); err != nil {
 		return err
 	}
-	return b.load(ctx, t, "manifest", func(ctx context.Context, _ int) error {
-		return t.getManifest(ctx, b.hot, b.hot.tag)
-	})
+	return b.load(ctx, t, "manifest", b.request("manifest", t))
 }
 
 // benchHead loads HEAD of a layer blob.
@@ -262,9 +299,7 @@ func (b *bench) benchHead(ctx context.Context, t *target) error {
 	if err := b.ensureHot(ctx, t); err != nil {
 		return err
 	}
-	return b.load(ctx, t, "head", func(ctx context.Context, _ int) error {
-		return t.headBlobExact(ctx, b.hot.repo, b.hot.layerDigests[0], len(b.hot.layers[0]))
-	})
+	return b.load(ctx, t, "head", b.request("head", t))
 }
 
 // median returns the median of xs (which it sorts).

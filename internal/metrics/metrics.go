@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,11 @@ type Metrics struct {
 
 	operations *prometheus.CounterVec
 	blobBytes  *prometheus.CounterVec
+
+	// mu guards cache, the series of each route kind, method and status
+	// class seen (bounded: every label is).
+	mu    sync.RWMutex
+	cache map[childKey]*children
 }
 
 // New returns the metrics of one berth process, with the Go runtime and
@@ -54,7 +60,8 @@ type Metrics struct {
 func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		reg: reg,
+		reg:   reg,
+		cache: map[childKey]*children{},
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_http_requests_total",
 			Help: "HTTP requests answered, by route kind, method and status class (2xx, 4xx...).",
@@ -131,6 +138,42 @@ func (c Classified) succeeded(status int) bool {
 	return status/100 == 2
 }
 
+// childKey names the series of one route kind, method and status class.
+type childKey struct {
+	route, method string
+	class         int
+}
+
+// children are the series of one childKey, looked up once and kept, so
+// that a request costs no label hashing or label slices.
+type children struct {
+	requests, received, sent prometheus.Counter
+	duration                 prometheus.Observer
+}
+
+// classes are the status class labels by status/100.
+var classes = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
+
+func (m *Metrics) children(route, method string, class int) *children {
+	k := childKey{route, method, class}
+	m.mu.RLock()
+	ch := m.cache[k]
+	m.mu.RUnlock()
+	if ch != nil {
+		return ch
+	}
+	label := strconv.Itoa(class) + "xx"
+	if class >= 0 && class < len(classes) {
+		label = classes[class]
+	}
+	ch = &children{requests: m.requests.WithLabelValues(route, method, label), duration: m.duration.WithLabelValues(route, method),
+		received: m.received.WithLabelValues(route), sent: m.sent.WithLabelValues(route)}
+	m.mu.Lock()
+	m.cache[k] = ch
+	m.mu.Unlock()
+	return ch
+}
+
 // methodLabel bounds the method label: a client can send any method
 // name, and each would otherwise make new series.
 func methodLabel(m string) string {
@@ -147,8 +190,9 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		m.inFlight.Inc()
-		body := &countingBody{ReadCloser: r.Body}
+		var body *countingBody // only requests with a body pay for counting it
 		if r.Body != nil && r.Body != http.NoBody {
+			body = &countingBody{ReadCloser: r.Body}
 			r.Body = body
 		}
 		cw := &httprec.Recorder{ResponseWriter: w}
@@ -156,11 +200,15 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 			m.inFlight.Dec()
 			c := classify(r)
 			status := cw.Answered()
-			method := methodLabel(r.Method)
-			m.requests.WithLabelValues(c.Route, method, strconv.Itoa(status/100)+"xx").Inc()
-			m.duration.WithLabelValues(c.Route, method).Observe(time.Since(start).Seconds())
-			m.received.WithLabelValues(c.Route).Add(float64(body.n))
-			m.sent.WithLabelValues(c.Route).Add(float64(cw.Bytes))
+			ch := m.children(c.Route, methodLabel(r.Method), status/100)
+			ch.requests.Inc()
+			ch.duration.Observe(time.Since(start).Seconds())
+			var received int64
+			if body != nil {
+				received = body.n
+				ch.received.Add(float64(received))
+			}
+			ch.sent.Add(float64(cw.Bytes))
 			if !c.succeeded(status) {
 				return
 			}
@@ -169,7 +217,7 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 			}
 			switch c.BlobBytes {
 			case "in":
-				m.blobBytes.WithLabelValues("in").Add(float64(body.n))
+				m.blobBytes.WithLabelValues("in").Add(float64(received))
 			case "out":
 				m.blobBytes.WithLabelValues("out").Add(float64(cw.Bytes))
 			}

@@ -67,6 +67,15 @@ func (s *Service) PullEventsWanted() bool {
 // NotePull queues the event of a manifest pull; it is written with the
 // next flush of pulls.
 func (s *Service) NotePull(ctx context.Context, m *metadata.Manifest) {
+	s.pullEvents.mu.Lock()
+	full := len(s.pullEvents.pending) >= maxPendingPullEvents
+	if full {
+		s.pullEvents.dropped++
+	}
+	s.pullEvents.mu.Unlock()
+	if full { // before building the event: a dropped one costs nothing
+		return
+	}
 	ev := events.New(ctx, events.ActionPull, events.Target{MediaType: m.MediaType, Size: int64(len(m.Payload)),
 		Length: int64(len(m.Payload)), Digest: string(m.Digest), Repository: m.Repository})
 	s.pullEvents.mu.Lock()
