@@ -214,6 +214,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&cfg.berthBin, "berth", "", "prebuilt berth binary (default: go build ./cmd/berth)")
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "time limit of one workload on one server")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (data and logs) for inspection")
+	flag.BoolVar(&sameAsBerth, "same-as-berth", false, "run berth-observed exactly as berth (metrics off, no webhook, no scrapes): an A/A check of the comparison")
 	events := flag.String("hook-events", strings.Join(hookEvents, ","), "events berth-observed's webhook subscribes to (add pull to measure pull events: one delivery per manifest GET)")
 	flag.Parse()
 	hookEvents = splitList(*events)

@@ -106,6 +106,10 @@ const hookSecret = "berth-bench-webhook-secret-0123456789abcdef"
 // (-hook-events).
 var hookEvents = []string{"push", "delete", "tag_delete"}
 
+// sameAsBerth runs berth-observed exactly as berth (-same-as-berth): an
+// A/A check of the comparison's own bias between the two columns.
+var sameAsBerth bool
+
 // prepareDataDir creates the metadata database of a data directory that
 // no berth uses yet and, if hookURL is not "", registers in it one global
 // webhook endpoint at hookURL for the hookEvents events, in Distribution's
@@ -147,7 +151,11 @@ func prepareDataDir(dataDir, hookURL string) error {
 // address of its own, scraped every second until the benchmark ends.
 func startBerthObserved(bin, dataDir, logPath string, conns int) (*server, *observed, error) {
 	hooks := newHookReceiver()
-	if err := prepareDataDir(dataDir, hooks.srv.URL+"/hook"); err != nil {
+	hookURL := hooks.srv.URL + "/hook"
+	if sameAsBerth {
+		hookURL = ""
+	}
+	if err := prepareDataDir(dataDir, hookURL); err != nil {
 		return nil, nil, err
 	}
 	port, err := testserver.FreePort()
@@ -161,11 +169,18 @@ func startBerthObserved(bin, dataDir, logPath string, conns int) (*server, *obse
 	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--data-dir", dataDir, "--auth=none", "--log-level=warn", "--tracing=off",
 		"--metrics=true", "--metrics-addr", fmt.Sprintf("127.0.0.1:%d", mport)}
+	if sameAsBerth {
+		args = args[:len(args)-3]
+		args = append(args, "--metrics=false")
+	}
 	s, err := start("berth-observed", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns)
 	if err != nil {
 		return nil, nil, err
 	}
 	o := &observed{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), hooks: hooks}
+	if sameAsBerth {
+		return s, o, nil
+	}
 	if err := o.scrape(context.Background()); err != nil { // the listener starts beside the main one
 		time.Sleep(200 * time.Millisecond)
 		if err := o.scrape(context.Background()); err != nil {

@@ -286,6 +286,10 @@ func renderOverhead(cfg *config, ts []*target) string {
 	}
 	var w strings.Builder
 	w.WriteString("\n### Cost of metrics and webhooks: berth-observed vs berth (issue 11)\n\n")
+	if sameAsBerth {
+		w.WriteString("**A/A check (-same-as-berth): berth-observed ran exactly as berth (metrics off, no webhook, no scrapes); " +
+			"the description below does not apply, and any difference is the comparison's own bias or noise.**\n\n")
+	}
 	fmt.Fprintf(&w, "berth runs with `--metrics=false` and no webhook; berth-observed with metrics on, served on a "+
 		"`--metrics-addr` of its own that the benchmark scrapes every second, tracing off (`--tracing=off`, no `OTEL_*` "+
 		"variables, as for berth), and one global webhook endpoint (Distribution format) subscribed to "+
