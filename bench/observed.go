@@ -179,6 +179,7 @@ func startBerthObserved(bin, dataDir, logPath string, conns int) (*server, *obse
 	}
 	o := &observed{metricsURL: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), hooks: hooks}
 	if sameAsBerth {
+		o.stopScraper = func() {}
 		return s, o, nil
 	}
 	if err := o.scrape(context.Background()); err != nil { // the listener starts beside the main one
