@@ -55,7 +55,7 @@ func (*s3Instrument) ID() string { return "BerthInstrument" }
 func (m *s3Instrument) HandleFinalize(ctx context.Context, in middleware.FinalizeInput, next middleware.FinalizeHandler) (middleware.FinalizeOutput, middleware.Metadata, error) {
 	op := middleware.GetOperationName(ctx)
 	var span trace.Span
-	if m.tracer != nil && trace.SpanContextFromContext(ctx).IsValid() { // no root spans
+	if m.tracer != nil && trace.SpanFromContext(ctx).IsRecording() { // no root spans, none under unsampled requests
 		ctx, span = m.tracer.Start(ctx, "S3."+op, trace.WithSpanKind(trace.SpanKindClient), trace.WithAttributes(
 			attribute.String("rpc.system", "aws-api"), attribute.String("rpc.service", "S3"), attribute.String("rpc.method", op)))
 	}
@@ -82,9 +82,8 @@ func (m *s3Instrument) HandleFinalize(ctx context.Context, in middleware.Finaliz
 
 // s3Status is the HTTP status of the answer, 0 when there was none.
 func s3Status(md middleware.Metadata, err error) int {
-	var re interface{ HTTPStatusCode() int }
-	if errors.As(err, &re) {
-		return re.HTTPStatusCode()
+	if status := httpStatus(err); status != 0 {
+		return status
 	}
 	if resp, ok := awsmiddleware.GetRawResponse(md).(*smithyhttp.Response); ok && resp != nil {
 		return resp.StatusCode
@@ -97,10 +96,10 @@ func s3Outcome(ctx context.Context, status int, err error) string {
 	switch {
 	case err == nil:
 		return S3OK
+	case isPreconditionFailed(err): // 412, or the 409 of racing conditional writes, as the store reads it
+		return S3PreconditionFailed
 	case status == http.StatusNotFound:
 		return S3NotFound
-	case status == http.StatusPreconditionFailed:
-		return S3PreconditionFailed
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		return S3Throttled
 	case status >= 400 && status < 500:

@@ -35,9 +35,10 @@ type traced struct {
 }
 
 // start starts a span, or returns a non-recording one when ctx carries no
-// span (background work makes no root spans).
+// recording span (background work makes no root spans, and an unsampled
+// request costs nothing more).
 func (t *traced) start(ctx context.Context, name string, attrs ...attribute.KeyValue) (context.Context, trace.Span) {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	if !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, noop.Span{}
 	}
 	return t.tracer.Start(ctx, "blobstore."+name, trace.WithSpanKind(trace.SpanKindInternal),

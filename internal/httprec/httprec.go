@@ -1,5 +1,6 @@
 // Package httprec records what a handler answered: the status and the
-// number of body bytes, for request logs and metrics.
+// number of body bytes, for request logs and metrics, and bounds what a
+// client sent (its method) for metric labels and span names.
 package httprec
 
 import (
@@ -17,6 +18,16 @@ type Recorder struct {
 	Status int
 	// Bytes counts the body bytes written.
 	Bytes int64
+}
+
+// Of returns the Recorder w already is (an outer middleware made it), or
+// a new one around w: one recorder per request, however many layers read
+// it.
+func Of(w http.ResponseWriter) *Recorder {
+	if rec, ok := w.(*Recorder); ok {
+		return rec
+	}
+	return &Recorder{ResponseWriter: w}
 }
 
 // WriteHeader records the first status written.
@@ -64,4 +75,17 @@ func (w *Recorder) Answered() int {
 		return http.StatusOK
 	}
 	return w.Status
+}
+
+// Method bounds a request method, as the OpenTelemetry HTTP conventions
+// do: the standard methods as they are, anything else "_OTHER". A client
+// can send any method name; a label or span name made of it unbounded
+// would grow without limit.
+func Method(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "_OTHER"
 }

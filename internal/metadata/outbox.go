@@ -53,21 +53,25 @@ func (s *SQL) AppendEvents(ctx context.Context, evs []Event) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error { return s.insertEvents(ctx, tx, evs) })
 }
 
-// insertEvents writes each event that at least one endpoint wants, and one
-// pending delivery per such endpoint: an event nobody subscribes to costs
-// one statement that inserts nothing.
+// matchEndpoints selects the endpoints an event reaches (placeholders: its
+// namespace, and its action as a LIKE pattern of the endpoints' list).
+const matchEndpoints = `FROM webhook_endpoints e WHERE (e.namespace = '' OR e.namespace = ?) AND e.actions LIKE ?`
+
+// insertEvents writes each event that at least one endpoint wants, one
+// pending delivery per such endpoint, and counts the deliveries in their
+// lanes: an event nobody subscribes to costs one statement that inserts
+// nothing.
 func (s *SQL) insertEvents(ctx context.Context, tx *sql.Tx, evs []Event) error {
 	for _, e := range evs {
 		t := e.Created
 		if t.IsZero() {
 			t = time.Now()
 		}
+		action := "%," + e.Action + ",%"
 		var seq int64
 		err := s.queryRow(ctx, tx, `INSERT INTO webhook_events (event_id, action, namespace, repository, payload, created_at)
-			SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 FROM webhook_endpoints e
-				WHERE (e.namespace = '' OR e.namespace = ?) AND e.actions LIKE ?)
-			RETURNING id`,
-			e.ID, e.Action, e.Namespace, e.Repository, string(e.Payload), t.UnixNano(), e.Namespace, "%,"+e.Action+",%").Scan(&seq)
+			SELECT ?, ?, ?, ?, ?, ? WHERE EXISTS (SELECT 1 `+matchEndpoints+`) RETURNING id`,
+			e.ID, e.Action, e.Namespace, e.Repository, string(e.Payload), t.UnixNano(), e.Namespace, action).Scan(&seq)
 		if errors.Is(err, sql.ErrNoRows) {
 			continue
 		}
@@ -76,16 +80,14 @@ func (s *SQL) insertEvents(ctx context.Context, tx *sql.Tx, evs []Event) error {
 		}
 		if _, err := s.exec(ctx, tx, `INSERT INTO webhook_deliveries (event_seq, endpoint_id, repository, state, attempts,
 				next_attempt_at, claim, claimed_until, last_status, last_error, finished_at)
-			SELECT ?, e.id, ?, 'pending', 0, ?, '', 0, 0, '', 0 FROM webhook_endpoints e
-			WHERE (e.namespace = '' OR e.namespace = ?) AND e.actions LIKE ? ORDER BY e.id`,
-			seq, e.Repository, t.UnixNano(), e.Namespace, "%,"+e.Action+",%"); err != nil {
+			SELECT ?, e.id, ?, 'pending', 0, ?, '', 0, 0, '', 0 `+matchEndpoints+` ORDER BY e.id`,
+			seq, e.Repository, t.UnixNano(), e.Namespace, action); err != nil {
 			return fmt.Errorf("queue deliveries: %w", err)
 		}
 		if _, err := s.exec(ctx, tx, `INSERT INTO webhook_lanes (endpoint_id, repository, pending, due_at, claim, claimed_until)
-			SELECT e.id, ?, 1, ?, '', 0 FROM webhook_endpoints e
-			WHERE (e.namespace = '' OR e.namespace = ?) AND e.actions LIKE ? ORDER BY e.id
+			SELECT d.endpoint_id, d.repository, 1, ?, '', 0 FROM webhook_deliveries d WHERE d.event_seq = ? ORDER BY d.endpoint_id
 			ON CONFLICT (endpoint_id, repository) DO UPDATE SET pending = webhook_lanes.pending + 1`,
-			e.Repository, t.UnixNano(), e.Namespace, "%,"+e.Action+",%"); err != nil {
+			t.UnixNano(), seq); err != nil {
 			return fmt.Errorf("queue deliveries: %w", err)
 		}
 	}

@@ -77,10 +77,11 @@ func (s *SQL) Pools() map[string]*sql.DB {
 func (in *instruments) on() bool { return in.tracer != nil || in.obs != nil }
 
 // start starts a span for op, or returns ctx and nil when tracing is off
-// or ctx carries no span: background work (webhook polling, pull flushes,
+// or ctx carries no recording span (an unsampled request costs nothing
+// more): background work (webhook polling, pull flushes,
 // upload expiry) makes no root spans.
 func (in *instruments) start(ctx context.Context, op string) (context.Context, trace.Span) {
-	if in.tracer == nil || !trace.SpanContextFromContext(ctx).IsValid() {
+	if in.tracer == nil || !trace.SpanFromContext(ctx).IsRecording() {
 		return ctx, nil
 	}
 	return in.tracer.Start(ctx, spanName(op), trace.WithSpanKind(trace.SpanKindClient),

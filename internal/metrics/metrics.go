@@ -48,6 +48,8 @@ type Metrics struct {
 
 	operations *prometheus.CounterVec
 	blobBytes  *prometheus.CounterVec
+	// blobIn and blobOut are blobBytes' two series.
+	blobIn, blobOut prometheus.Counter
 
 	// mu guards cache, the series of each route kind, method and status
 	// class seen (bounded: every label is).
@@ -100,6 +102,7 @@ func New(version string) *Metrics {
 	build.Set(1)
 	reg.MustRegister(m.requests, m.duration, m.received, m.sent, m.inFlight, m.operations, m.blobBytes, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.blobIn, m.blobOut = m.blobBytes.WithLabelValues("in"), m.blobBytes.WithLabelValues("out")
 	return m
 }
 
@@ -140,8 +143,8 @@ func (c Classified) succeeded(status int) bool {
 
 // childKey names the series of one route kind, method and status class.
 type childKey struct {
-	route, method string
-	class         int
+	route, method, operation string
+	class                    int
 }
 
 // children are the series of one childKey, looked up once and kept, so
@@ -149,13 +152,15 @@ type childKey struct {
 type children struct {
 	requests, received, sent prometheus.Counter
 	duration                 prometheus.Observer
+	// operation counts the registry operation (nil for none).
+	operation prometheus.Counter
 }
 
 // classes are the status class labels by status/100.
 var classes = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
-func (m *Metrics) children(route, method string, class int) *children {
-	k := childKey{route, method, class}
+func (m *Metrics) children(route, method, operation string, class int) *children {
+	k := childKey{route, method, operation, class}
 	m.mu.RLock()
 	ch := m.cache[k]
 	m.mu.RUnlock()
@@ -168,20 +173,13 @@ func (m *Metrics) children(route, method string, class int) *children {
 	}
 	ch = &children{requests: m.requests.WithLabelValues(route, method, label), duration: m.duration.WithLabelValues(route, method),
 		received: m.received.WithLabelValues(route), sent: m.sent.WithLabelValues(route)}
+	if operation != "" {
+		ch.operation = m.operations.WithLabelValues(operation)
+	}
 	m.mu.Lock()
 	m.cache[k] = ch
 	m.mu.Unlock()
 	return ch
-}
-
-// methodLabel bounds the method label: a client can send any method
-// name, and each would otherwise make new series.
-func methodLabel(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch, http.MethodDelete, http.MethodOptions:
-		return m
-	}
-	return "_OTHER"
 }
 
 // Middleware counts and times every request that next serves; classify,
@@ -195,12 +193,12 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 			body = &countingBody{ReadCloser: r.Body}
 			r.Body = body
 		}
-		cw := &httprec.Recorder{ResponseWriter: w}
+		cw := httprec.Of(w)
 		defer func() {
 			m.inFlight.Dec()
 			c := classify(r)
 			status := cw.Answered()
-			ch := m.children(c.Route, methodLabel(r.Method), status/100)
+			ch := m.children(c.Route, httprec.Method(r.Method), c.Operation, status/100)
 			ch.requests.Inc()
 			ch.duration.Observe(time.Since(start).Seconds())
 			var received int64
@@ -212,14 +210,14 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 			if !c.succeeded(status) {
 				return
 			}
-			if c.Operation != "" {
-				m.operations.WithLabelValues(c.Operation).Inc()
+			if ch.operation != nil {
+				ch.operation.Inc()
 			}
 			switch c.BlobBytes {
 			case "in":
-				m.blobBytes.WithLabelValues("in").Add(float64(received))
+				m.blobIn.Add(float64(received))
 			case "out":
-				m.blobBytes.WithLabelValues("out").Add(float64(cw.Bytes))
+				m.blobOut.Add(float64(cw.Bytes))
 			}
 		}()
 		next.ServeHTTP(cw, r)

@@ -30,12 +30,6 @@ type pullEvents struct {
 	dropped int
 }
 
-// withEvents attaches events to the context of the write that commits
-// them.
-func withEvents(ctx context.Context, evs ...metadata.Event) context.Context {
-	return metadata.WithEvents(ctx, evs...)
-}
-
 // pushEvents are the events of a manifest push: one per tag it set, or
 // one without a tag.
 func pushEvents(ctx context.Context, rec *metadata.PutManifest) []metadata.Event {

@@ -121,7 +121,7 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 		}
 	}
 	evs := pushEvents(ctx, rec)
-	err = s.meta.PutManifest(withEvents(ctx, evs...), rec)
+	err = s.meta.PutManifest(metadata.WithEvents(ctx, evs...), rec)
 	var missing *metadata.MissingReferenceError
 	switch {
 	case errors.Is(err, metadata.ErrTagImmutable):
@@ -146,7 +146,7 @@ func (s *Service) DeleteManifest(ctx context.Context, repo, ref string) error {
 	}
 	var err error
 	ev := deleteEvent(ctx, repo, ref)
-	wctx := withEvents(ctx, ev)
+	wctx := metadata.WithEvents(ctx, ev)
 	if reference.IsDigest(ref) {
 		var guard metadata.Guard
 		if guard, err = s.deleteGuard(ctx, repo, "manifest "+ref); err != nil {

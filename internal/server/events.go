@@ -65,13 +65,9 @@ func (n *notifier) WantsPull() bool { return n.hooks.WantsPull() }
 
 // gcEvent records the webhook event of a garbage collection run.
 func (s *Server) gcEvent(ctx context.Context, r *gc.Report) {
-	ev := events.NewDetail(ctx, events.ActionGC, "", map[string]any{"tags": len(r.Tags), "manifests": len(r.Manifests),
-		"blob_links": r.Unlinked, "blobs": r.Blobs, "bytes": r.Bytes, "duration_seconds": r.Duration.Seconds()})
-	if err := s.meta.AppendEvents(context.WithoutCancel(ctx), []metadata.Event{ev}); err != nil {
-		s.log.Error("recording the garbage collection event failed", "err", err)
-		return
-	}
-	s.hooks.Wake()
+	s.appendEvent(context.WithoutCancel(ctx), "garbage collection", events.NewDetail(ctx, events.ActionGC, "", map[string]any{
+		"tags": len(r.Tags), "manifests": len(r.Manifests), "blob_links": r.Unlinked, "blobs": r.Blobs, "bytes": r.Bytes,
+		"duration_seconds": r.Duration.Seconds()}))
 }
 
 // accountEvent records the webhook event of an administrative change
@@ -89,9 +85,16 @@ func (s *Server) accountEvent(actor, msg string, attrs []any) {
 	}
 	ctx, cancel := context.WithTimeout(events.WithOrigin(context.Background(), events.Origin{Actor: actor}), 10*time.Second)
 	defer cancel()
-	if err := s.meta.AppendEvents(ctx, []metadata.Event{events.NewDetail(ctx, events.ActionAccount, ns, detail)}); err != nil {
-		s.log.Error("recording an account event failed", "err", err)
+	s.appendEvent(ctx, "account", events.NewDetail(ctx, events.ActionAccount, ns, detail))
+}
+
+// appendEvent writes an event that is no metadata write's in a
+// transaction of its own and tells the notifier; a failure is logged.
+func (s *Server) appendEvent(ctx context.Context, what string, ev metadata.Event) {
+	evs := []metadata.Event{ev}
+	if err := s.meta.AppendEvents(ctx, evs); err != nil {
+		s.log.Error("recording the "+what+" event failed", "err", err)
 		return
 	}
-	s.hooks.Wake()
+	s.notifier.Committed(ctx, evs)
 }

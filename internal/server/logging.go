@@ -14,7 +14,7 @@ import (
 func logRequests(log *slog.Logger, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		sw := &httprec.Recorder{ResponseWriter: w}
+		sw := httprec.Of(w)
 		next.ServeHTTP(sw, r)
 		if !log.Enabled(r.Context(), slog.LevelInfo) {
 			return

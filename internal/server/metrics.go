@@ -11,13 +11,21 @@ import (
 	"github.com/berth-registry/berth/internal/metrics"
 )
 
-// instrument counts, times and (with tracing on) traces the requests h
-// serves. The registry API records the route it parses in the request's
-// context (api.WithRouteSlot), so that classify does not parse it again.
+// instrument counts and times (metrics on) and traces (tracing on) the
+// requests h serves; with both off it returns h itself. The registry API
+// records the route it parses in the request's context
+// (api.WithRouteSlot), so that classify does not parse it again.
 func (s *Server) instrument(h http.Handler) http.Handler {
-	counted := s.metrics.Middleware(classify, s.traceRequests(h))
+	tracingOn := s.stores.tracing != nil && s.stores.tracing.Enabled()
+	if s.cfg.MetricsOff && !tracingOn {
+		return h
+	}
+	inner := s.traceRequests(h)
+	if !s.cfg.MetricsOff {
+		inner = s.metrics.Middleware(classify, inner)
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		counted.ServeHTTP(w, r.WithContext(api.WithRouteSlot(r.Context())))
+		inner.ServeHTTP(w, r.WithContext(api.WithRouteSlot(r.Context())))
 	})
 }
 
@@ -113,11 +121,18 @@ func (s *Server) metricsEndpoint(g *guard) http.Handler {
 			w.Header().Set("Retry-After", strconv.Itoa(int(rl.RetryAfter.Seconds())+1))
 			http.Error(w, err.Error(), http.StatusTooManyRequests)
 			return
-		case err != nil:
+		case errors.Is(err, auth.ErrBadCredentials):
 			w.Header().Set("WWW-Authenticate", `Basic realm="berth"`)
 			http.Error(w, "invalid credentials", http.StatusUnauthorized)
 			return
-		case p.Kind != auth.UserKind || !p.Admin:
+		case errors.Is(err, auth.ErrForbidden):
+			http.Error(w, err.Error(), http.StatusForbidden)
+			return
+		case err != nil:
+			s.log.ErrorContext(r.Context(), "metrics login failed", "err", err)
+			http.Error(w, "internal error", http.StatusInternalServerError)
+			return
+		case auth.RequireAdmin(p) != nil:
 			http.Error(w, "metrics are for admins", http.StatusForbidden)
 			return
 		}

@@ -43,8 +43,10 @@ type Server struct {
 	closeAudit func() error
 	gc         *gc.Collector
 	metrics    *metrics.Metrics
-	// hooks delivers the webhook outbox.
-	hooks *webhook.Dispatcher
+	// hooks delivers the webhook outbox; notifier hears of committed
+	// events.
+	hooks    *webhook.Dispatcher
+	notifier *notifier
 	// storageStats holds the per-namespace metrics, refreshed every
 	// statsInterval.
 	storageStats *metrics.Storage
@@ -76,7 +78,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	nt := &notifier{hooks: hooks}
 	svc := registry.New(meta, blobs, registry.Options{MaxManifestSize: cfg.MaxManifestSize, UploadTTL: cfg.UploadTTL, Locks: st.locks, Redirect: cfg.S3Redirect, GCGrace: cfg.GCGrace,
 		MaxUploadSessions: cfg.MaxUploadSessions, Events: nt}, log)
-	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st, metrics: metrics.New(cfg.Version), hooks: hooks}
+	s := &Server{cfg: cfg, log: log, meta: meta, svc: svc, stores: st, metrics: metrics.New(cfg.Version), hooks: hooks, notifier: nt}
 	s.gc = gc.New(meta, blobs, svc.Locks(), cfg.GCGrace, log)
 	s.gc.OnRun(s.gcEvent)
 	s.metrics.Register(metrics.GC(s.gc.Totals())...)
@@ -129,16 +131,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if !cfg.MetricsOff {
 		mux.Handle("GET /metrics", s.metricsEndpoint(ag))
 	}
-	handler := logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux)))
-	switch {
-	case !cfg.MetricsOff:
-		handler = s.instrument(handler) // metrics, and spans when tracing is on
-	case st.tracing != nil && st.tracing.Enabled():
-		traced := s.traceRequests(handler) // spans alone, named after the route the API parses
-		handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			traced.ServeHTTP(w, r.WithContext(api.WithRouteSlot(r.Context())))
-		})
-	}
+	handler := s.instrument(logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux))))
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,

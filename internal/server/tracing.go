@@ -12,6 +12,7 @@ import (
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/blobstore"
 	"github.com/berth-registry/berth/internal/config"
+	"github.com/berth-registry/berth/internal/httprec"
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/tracing"
 )
@@ -87,7 +88,7 @@ func (s *Server) traceRequests(h http.Handler) http.Handler {
 // and the repository.
 func describeSpan(r *http.Request, span trace.Span) {
 	c := classify(r)
-	span.SetName(tracing.Method(r.Method) + " " + c.Route)
+	span.SetName(httprec.Method(r.Method) + " " + c.Route)
 	attrs := []attribute.KeyValue{attribute.String("berth.route", c.Route)}
 	if rt, ok := api.ParsedRoute(r.Context()); ok {
 		if tmpl := routeTemplate(rt.Kind); tmpl != "" {

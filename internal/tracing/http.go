@@ -26,9 +26,9 @@ func (p *Provider) Middleware(describe Describe, next http.Handler) http.Handler
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx := p.propagator.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
-		ctx, span := p.tracer.Start(ctx, Method(r.Method), trace.WithSpanKind(trace.SpanKindServer),
+		ctx, span := p.tracer.Start(ctx, httprec.Method(r.Method), trace.WithSpanKind(trace.SpanKindServer),
 			trace.WithAttributes(
-				attribute.String("http.request.method", Method(r.Method)),
+				attribute.String("http.request.method", httprec.Method(r.Method)),
 				attribute.String("url.path", r.URL.Path),
 				attribute.String("url.scheme", scheme(r)),
 				attribute.String("client.address", r.RemoteAddr),
@@ -36,13 +36,9 @@ func (p *Provider) Middleware(describe Describe, next http.Handler) http.Handler
 				attribute.String("network.protocol.version", strconv.Itoa(r.ProtoMajor)+"."+strconv.Itoa(r.ProtoMinor)),
 			))
 		defer span.End()
-		rec, ok := w.(*httprec.Recorder)
-		if !ok {
-			rec = &httprec.Recorder{ResponseWriter: w}
-			w = rec
-		}
+		rec := httprec.Of(w)
 		r = r.WithContext(ctx)
-		next.ServeHTTP(w, r)
+		next.ServeHTTP(rec, r)
 		status := rec.Answered()
 		span.SetAttributes(attribute.Int("http.response.status_code", status))
 		if status >= 500 {
@@ -50,18 +46,6 @@ func (p *Provider) Middleware(describe Describe, next http.Handler) http.Handler
 		}
 		describe(r, span)
 	})
-}
-
-// Method bounds a request method as the HTTP conventions say, for span
-// names and attributes: standard methods as they are, anything else
-// "_OTHER".
-func Method(m string) string {
-	switch m {
-	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
-		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
-		return m
-	}
-	return "_OTHER"
 }
 
 func scheme(r *http.Request) string {

@@ -122,6 +122,9 @@ type Dispatcher struct {
 	// lease is how long claims last: the longest endpoint timeout plus
 	// leaseMargin (refreshed with the endpoints).
 	lease atomic.Int64
+	// endpoints is how many endpoints there are (refreshed every few
+	// seconds): with none, the outbox is not read at all.
+	endpoints atomic.Int64
 }
 
 // NewDispatcher returns a dispatcher; Run starts it.
@@ -167,7 +170,7 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	defer t.Stop()
 	for ctx.Err() == nil {
 		claimed := 0
-		if free := int64(d.opts.Workers) - d.inflight.Load(); free > 0 {
+		if free := int64(d.opts.Workers) - d.inflight.Load(); free > 0 && d.endpoints.Load() > 0 {
 			lease := time.Duration(d.lease.Load())
 			ds, err := d.store.ClaimDeliveries(ctx, events.NewID(), int(free), lease)
 			if err != nil && ctx.Err() == nil {
@@ -233,6 +236,7 @@ func (d *Dispatcher) refresh(ctx context.Context) {
 			longest = max(longest, attemptTimeout(&e))
 		}
 		d.lease.Store(int64(max(longest, time.Second) + leaseMargin))
+		d.endpoints.Store(int64(len(es)))
 	}
 }
 

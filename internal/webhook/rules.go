@@ -131,6 +131,7 @@ func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*met
 		return nil, storeErr(err, sp.Name)
 	}
 	e.ID = id
+	s.d.refresh(ctx) // this replica's dispatcher starts reading the outbox now
 	s.changed(actor, "webhook added", e.Namespace, e.Name)
 	return &e, nil
 }
