@@ -22,14 +22,15 @@
 //
 // The default is berth,berth-observed,distribution. When berth and
 // berth-observed both run, the manifest and head loads run on the two in
-// -rounds alternating rounds (berth first in odd rounds, berth-observed
-// first in even ones; after each round the benchmark waits until that
-// server is idle again, at most -settle-max, and after a manifest round at
-// least 11 s, so that the pull events berth flushes every 10 s and their
-// webhook deliveries count for the round that caused them), their table
-// cells are the medians, and the report adds berth-observed's throughput
-// relative to berth's: the cost of metrics and webhooks, which issue 11
-// wants below 5 %. The berth processes get no OTEL_* variables (and
+// -pairs pairs of turns of -pair-requests requests, one server right after
+// the other (berth first in even pairs, berth-observed first in odd ones);
+// after the last pair the benchmark waits until both are idle again, at
+// most -settle-max (after the manifest pairs at least 11 s, so that the
+// pull events berth flushes every 10 s and their webhook deliveries count
+// in its CPU). Their table cells are the medians of the turns, and the
+// report adds berth-observed's throughput relative to berth's, pair by
+// pair, with a confidence interval: the cost of metrics and webhooks,
+// which issue 11 wants below 5 %. The berth processes get no OTEL_* variables (and
 // --tracing=off). The benchmark creates the two berths' databases itself
 // (and inserts berth-observed's webhook), with its own copy of
 // internal/metadata: a berth given with -berth must be built from the
@@ -49,7 +50,7 @@
 //	go run ./bench                                   # full run
 //	go run ./bench -blob-size 64MiB -requests 5000   # quick run
 //	go run ./bench -only manifest,head -out /tmp/table.md
-//	go run ./bench -only manifest,head -servers berth,berth-observed -rounds 7
+//	go run ./bench -only manifest,head -servers berth,berth-observed -pairs 300
 //	go run ./bench -servers berth,distribution,berth-s3,distribution-s3
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
@@ -81,29 +82,30 @@ import (
 
 // config holds the command-line settings.
 type config struct {
-	blobSize    int64
-	requests    int
-	conc        int
-	images      int
-	imageConc   int
-	tags        int
-	repos       int
-	pageSize    int
-	listRepeats int
-	gcManifests int
-	gcBlobs     int
-	gcRepos     int
-	gcReaders   int
-	rounds      int
-	settleMax   time.Duration
-	only        []string
-	servers     []string
-	out         string
-	tmpDir      string
-	distBin     string
-	berthBin    string
-	timeout     time.Duration
-	keep        bool
+	blobSize     int64
+	requests     int
+	conc         int
+	images       int
+	imageConc    int
+	tags         int
+	repos        int
+	pageSize     int
+	listRepeats  int
+	gcManifests  int
+	gcBlobs      int
+	gcRepos      int
+	gcReaders    int
+	pairs        int
+	pairRequests int
+	settleMax    time.Duration
+	only         []string
+	servers      []string
+	out          string
+	tmpDir       string
+	distBin      string
+	berthBin     string
+	timeout      time.Duration
+	keep         bool
 }
 
 // serverKinds are the names -servers accepts, in the order of the help.
@@ -163,9 +165,9 @@ type target struct {
 	// one (versitygw, PostgreSQL); nil for the filesystem kinds.
 	backend    func() float64
 	backendCPU map[string]float64 // per workload
-	// rounds are the alternating rounds of the manifest and head loads on
-	// berth and berth-observed, by workload.
-	rounds map[string][]round
+	// paired is what the pairs of manifest and head turns on berth and
+	// berth-observed measured, by workload.
+	paired map[string]*pairedLoad
 	// observed is the scraper and webhook receiver of a berth-observed.
 	observed *observed
 }
@@ -203,8 +205,9 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.gcBlobs, "gc-blobs", 50000, "distinct blobs of those manifests (at least one per manifest)")
 	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
 	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
-	flag.IntVar(&cfg.rounds, "rounds", 5, "alternating rounds of the manifest and head loads on berth and berth-observed when both run (medians compared)")
-	flag.DurationVar(&cfg.settleMax, "settle-max", 5*time.Minute, "longest wait, after a round, for the server to be idle again (its pull events flushed and delivered)")
+	flag.IntVar(&cfg.pairs, "pairs", 200, "pairs of turns of the manifest and head loads on berth and berth-observed when both run (compared pair by pair)")
+	flag.IntVar(&cfg.pairRequests, "pair-requests", 5000, "requests of one turn of a pair")
+	flag.DurationVar(&cfg.settleMax, "settle-max", 5*time.Minute, "longest wait, after the last pair, for the servers to be idle again (pull events flushed and delivered)")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
 	servers := flag.String("servers", "berth,berth-observed,distribution", "comma-separated servers to run, in this order: "+strings.Join(serverKinds, ", ")+
 		" (berth-observed is berth with metrics, scraped every second, and a webhook for every event; the -s3 kinds use a versitygw and, for berth-s3, a PostgreSQL that the benchmark starts)")
@@ -238,7 +241,7 @@ func parseFlags() (*config, error) {
 	}
 	if len(cfg.servers) == 0 || cfg.blobSize <= 0 || cfg.requests <= 0 || cfg.conc <= 0 || cfg.images <= 0 ||
 		cfg.imageConc <= 0 || cfg.tags <= 1 || cfg.repos <= 1 || cfg.pageSize <= 0 || cfg.listRepeats <= 0 ||
-		cfg.gcManifests < 4 || cfg.gcBlobs < cfg.gcManifests || cfg.gcRepos <= 0 || cfg.gcReaders <= 0 || cfg.rounds <= 0 || cfg.settleMax <= 0 {
+		cfg.gcManifests < 4 || cfg.gcBlobs < cfg.gcManifests || cfg.gcRepos <= 0 || cfg.gcReaders <= 0 || cfg.pairs < 2 || cfg.pairRequests <= 0 || cfg.settleMax <= 0 {
 		return nil, errors.New("sizes, counts and concurrencies must be positive (tags and repos above 1, gc-manifests at least 4, gc-blobs at least gc-manifests)")
 	}
 	return cfg, nil
@@ -320,7 +323,7 @@ func runBench(ctx context.Context, cfg *config) error {
 				// berth and berth-observed, alternately, where the first of them runs
 				if here {
 					plain, obs := overheadPair(targets)
-					if !b.runRounds(ctx, w.name, plain, obs) {
+					if !b.runPairs(ctx, w.name, plain, obs) {
 						failed = true
 					}
 					if ctx.Err() != nil {
@@ -525,7 +528,7 @@ func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, er
 		}
 		targets = append(targets, &target{server: s, values: map[string]float64{}, notes: map[string][]string{},
 			cpu: map[string]float64{}, errs: map[string]error{}, backend: backend, backendCPU: map[string]float64{},
-			rounds: map[string][]round{}, observed: obs})
+			paired: map[string]*pairedLoad{}, observed: obs})
 	}
 	if be.s3 != nil {
 		info.versitygw = be.s3.Version

@@ -235,9 +235,10 @@ func renderReport(cfg *config, in *sysInfo, ts []*target) string {
 		"with data directories on the same disk, and the load generator shares the machine's cores.\n",
 		strings.Join(cfg.servers, ", then "))
 	if plain, _ := overheadPair(ts); plain != nil && slices.ContainsFunc(overheadWorkloads, cfg.selected) {
-		fmt.Fprintf(&w, "- Except the manifest and head loads of berth and berth-observed, which ran in %d alternating rounds each "+
-			"(see the comparison below); their cells in the first table are the medians of the rounds, and the CPU times "+
-			"of those workloads cover all rounds, warm-ups and the waits for the server to be idle after each.\n", cfg.rounds)
+		fmt.Fprintf(&w, "- Except the manifest and head loads of berth and berth-observed, which ran in %d pairs of turns of %d requests each "+
+			"(see the comparison below); their cells in the first table are the medians of the turns, and the CPU times "+
+			"of those workloads cover the warm-up, all turns of both servers and the wait for the server to be idle after the last pair.\n",
+			cfg.pairs, cfg.pairRequests)
 	}
 	w.WriteString("- Pulls read what was just written, so they are served from the page cache.\n")
 	w.WriteString("- distribution runs with Debian's default in-memory blob descriptor cache and its access log disabled " +

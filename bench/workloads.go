@@ -248,7 +248,12 @@ func (c *config) warmUpRequests() int { return min(2000, c.requests/10+1) }
 
 // timed runs the timed request load.
 func (b *bench) timed(ctx context.Context, fn func(ctx context.Context, i int) error) (loadResult, error) {
-	lat, elapsed, err := runLoad(ctx, b.cfg.requests, b.cfg.conc, fn)
+	return b.timedN(ctx, b.cfg.requests, fn)
+}
+
+// timedN runs a timed request load of n requests.
+func (b *bench) timedN(ctx context.Context, n int, fn func(ctx context.Context, i int) error) (loadResult, error) {
+	lat, elapsed, err := runLoad(ctx, n, b.cfg.conc, fn)
 	if err != nil {
 		return loadResult{}, err
 	}

@@ -98,9 +98,6 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		errcode.Write(w, r, err)
 		return
 	}
-	if slot, ok := r.Context().Value(routeSlotKey{}).(*Route); ok {
-		*slot = rt
-	}
 	fn := h.methods(rt.Kind)[r.Method]
 	if fn == nil {
 		errcode.Write(w, r, errcode.New(errcode.Unsupported, "method %s not allowed here", r.Method))
@@ -133,24 +130,4 @@ func (h *Handler) base(w http.ResponseWriter, r *http.Request, _ Route) error {
 		_, _ = w.Write([]byte("{}"))
 	}
 	return nil
-}
-
-type routeSlotKey struct{}
-
-// WithRouteSlot returns a context in which the handler records the route it
-// parses, so that instrumentation around it (metrics) reads the parsed route
-// with ParsedRoute instead of parsing the path again.
-func WithRouteSlot(ctx context.Context) context.Context {
-	return context.WithValue(ctx, routeSlotKey{}, &Route{})
-}
-
-// ParsedRoute returns the route the handler parsed under a context made by
-// WithRouteSlot; ok is false when it parsed none (not a /v2/ request, or an
-// invalid path).
-func ParsedRoute(ctx context.Context) (Route, bool) {
-	slot, ok := ctx.Value(routeSlotKey{}).(*Route)
-	if !ok || slot.Kind == 0 {
-		return Route{}, false
-	}
-	return *slot, true
 }

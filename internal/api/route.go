@@ -44,55 +44,102 @@ var errNotFound = errcode.WithStatus(errcode.NameUnknown, 404, "no such endpoint
 // ParseRoute parses a URL path under /v2/. Names, digests and upload ids are
 // validated here, so no handler ever sees a path it must check again.
 func ParseRoute(path string) (Route, error) {
-	rest, ok := strings.CutPrefix(path, "/v2/")
+	sh, ok := shapeOf(path)
 	if !ok {
-		if path == "/v2" {
-			return Route{Kind: KindBase}, nil
-		}
 		return Route{}, errNotFound
 	}
-	switch rest {
-	case "":
-		return Route{Kind: KindBase}, nil
-	case "_catalog":
-		return Route{Kind: KindCatalog}, nil
-	}
-	segs := strings.Split(rest, "/")
-	n := len(segs)
-	var rt Route
-	var nameSegs int
-	switch {
-	case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
-		rt, nameSegs = Route{Kind: KindTags}, n-2
-	case n >= 3 && segs[n-2] == "blobs" && segs[n-1] == "uploads":
-		rt, nameSegs = Route{Kind: KindUploadStart}, n-2
-	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads" && segs[n-1] == "":
-		rt, nameSegs = Route{Kind: KindUploadStart}, n-3
-	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads":
-		if !registry.ValidUploadID(segs[n-1]) {
+	rt := Route{Kind: sh.kind, Name: sh.name}
+	switch sh.kind {
+	case KindBase, KindCatalog:
+		return rt, nil
+	case KindUpload:
+		if !registry.ValidUploadID(sh.last) {
 			return Route{}, errcode.New(errcode.BlobUploadUnknown, "upload unknown to registry")
 		}
-		rt, nameSegs = Route{Kind: KindUpload, UploadID: segs[n-1]}, n-3
-	case n >= 3 && segs[n-2] == "manifests":
-		rt, nameSegs = Route{Kind: KindManifest, Reference: segs[n-1]}, n-2
-	case n >= 3 && (segs[n-2] == "blobs" || segs[n-2] == "referrers"):
-		d, err := reference.ParseDigest(segs[n-1])
+		rt.UploadID = sh.last
+	case KindManifest:
+		rt.Reference = sh.last
+	case KindBlob, KindReferrers:
+		d, err := reference.ParseDigest(sh.last)
 		if err != nil {
 			return Route{}, errcode.New(errcode.DigestInvalid, "%v", err)
 		}
-		rt = Route{Kind: KindBlob, Digest: d}
-		if segs[n-2] == "referrers" {
-			rt.Kind = KindReferrers
-		}
-		nameSegs = n - 2
-	default:
-		return Route{}, errNotFound
+		rt.Digest = d
 	}
-	rt.Name = strings.Join(segs[:nameSegs], "/")
 	if err := reference.ValidateName(rt.Name); err != nil {
 		return Route{}, errcode.New(errcode.NameInvalid, "%v", err).WithDetail(map[string]string{"name": truncate(rt.Name)})
 	}
 	return rt, nil
+}
+
+// KindOf returns the kind of endpoint path has the shape of, 0 for none,
+// without validating its name, digest or upload id and without
+// allocating: for metrics and logs, which label a request by its route
+// kind whether or not the handler then accepts it.
+func KindOf(path string) Kind {
+	sh, _ := shapeOf(path)
+	return sh.kind
+}
+
+// shape is what the last segments of a path under /v2/ say it addresses.
+type shape struct {
+	kind Kind
+	// name is the repository name part of the path, unvalidated; last is
+	// the path's last segment (reference, digest or upload id).
+	name, last string
+}
+
+// shapeOf reads a path's shape from its last segments, as the
+// Distribution API's routes are told apart: a repository name may itself
+// contain "manifests" or "blobs" components, the endpoint part may not.
+func shapeOf(path string) (shape, bool) {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		if path == "/v2" {
+			return shape{kind: KindBase}, true
+		}
+		return shape{}, false
+	}
+	switch rest {
+	case "":
+		return shape{kind: KindBase}, true
+	case "_catalog":
+		return shape{kind: KindCatalog}, true
+	}
+	// rest = head/seg2/seg1 (at least three segments for any route with a
+	// name); head is the name, or the name and "blobs" for uploads.
+	i := strings.LastIndexByte(rest, '/')
+	if i < 0 {
+		return shape{}, false
+	}
+	seg1 := rest[i+1:]
+	j := strings.LastIndexByte(rest[:i], '/')
+	if j < 0 {
+		return shape{}, false
+	}
+	seg2, head := rest[j+1:i], rest[:j]
+	switch {
+	case seg2 == "tags" && seg1 == "list":
+		return shape{kind: KindTags, name: head}, true
+	case seg2 == "blobs" && seg1 == "uploads":
+		return shape{kind: KindUploadStart, name: head}, true
+	case seg2 == "uploads":
+		if k := strings.LastIndexByte(head, '/'); k >= 0 && head[k+1:] == "blobs" {
+			if seg1 == "" {
+				return shape{kind: KindUploadStart, name: head[:k]}, true
+			}
+			return shape{kind: KindUpload, name: head[:k], last: seg1}, true
+		}
+	}
+	switch seg2 {
+	case "manifests":
+		return shape{kind: KindManifest, name: head, last: seg1}, true
+	case "blobs":
+		return shape{kind: KindBlob, name: head, last: seg1}, true
+	case "referrers":
+		return shape{kind: KindReferrers, name: head, last: seg1}, true
+	}
+	return shape{}, false
 }
 
 func truncate(s string) string {

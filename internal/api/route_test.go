@@ -6,6 +6,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/reference"
+	"github.com/berth-registry/berth/internal/registry"
 )
 
 func TestParseRoute(t *testing.T) {
@@ -70,6 +71,80 @@ func FuzzParseRoute(f *testing.F) {
 			t.Fatalf("%q: accepted unsafe upload id %q", path, rt.UploadID)
 		}
 	})
+}
+
+// FuzzKindOf: KindOf, which metrics label requests with, names the kind
+// ParseRoute parses for every path it accepts, and ParseRoute answers
+// exactly as the segment-splitting parser it replaced did.
+func FuzzKindOf(f *testing.F) {
+	for _, s := range []string{"/v2/a/b/manifests/latest", "/v2/a/blobs/uploads/", "/v2/a/blobs/uploads/" + strings.Repeat("0f", 16),
+		"/v2//blobs/uploads/", "/v2/blobs/uploads/x", "/v2/a/tags/list", "/v2/a/referrers/sha256:" + strings.Repeat("a", 64), "/v2"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, path string) {
+		rt, err := ParseRoute(path)
+		old, oldErr := splitParseRoute(path)
+		if rt != old || (err == nil) != (oldErr == nil) || (err != nil && errcode.As(err).Code != errcode.As(oldErr).Code) {
+			t.Fatalf("%q: ParseRoute = %+v, %v; the splitting parser: %+v, %v", path, rt, err, old, oldErr)
+		}
+		if err == nil && KindOf(path) != rt.Kind {
+			t.Fatalf("%q: KindOf = %v, ParseRoute's kind %v", path, KindOf(path), rt.Kind)
+		}
+	})
+}
+
+// splitParseRoute is ParseRoute as it was before shapeOf: the reference
+// for FuzzKindOf.
+func splitParseRoute(path string) (Route, error) {
+	rest, ok := strings.CutPrefix(path, "/v2/")
+	if !ok {
+		if path == "/v2" {
+			return Route{Kind: KindBase}, nil
+		}
+		return Route{}, errNotFound
+	}
+	switch rest {
+	case "":
+		return Route{Kind: KindBase}, nil
+	case "_catalog":
+		return Route{Kind: KindCatalog}, nil
+	}
+	segs := strings.Split(rest, "/")
+	n := len(segs)
+	var rt Route
+	var nameSegs int
+	switch {
+	case n >= 3 && segs[n-2] == "tags" && segs[n-1] == "list":
+		rt, nameSegs = Route{Kind: KindTags}, n-2
+	case n >= 3 && segs[n-2] == "blobs" && segs[n-1] == "uploads":
+		rt, nameSegs = Route{Kind: KindUploadStart}, n-2
+	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads" && segs[n-1] == "":
+		rt, nameSegs = Route{Kind: KindUploadStart}, n-3
+	case n >= 4 && segs[n-3] == "blobs" && segs[n-2] == "uploads":
+		if !registry.ValidUploadID(segs[n-1]) {
+			return Route{}, errcode.New(errcode.BlobUploadUnknown, "upload unknown to registry")
+		}
+		rt, nameSegs = Route{Kind: KindUpload, UploadID: segs[n-1]}, n-3
+	case n >= 3 && segs[n-2] == "manifests":
+		rt, nameSegs = Route{Kind: KindManifest, Reference: segs[n-1]}, n-2
+	case n >= 3 && (segs[n-2] == "blobs" || segs[n-2] == "referrers"):
+		d, err := reference.ParseDigest(segs[n-1])
+		if err != nil {
+			return Route{}, errcode.New(errcode.DigestInvalid, "%v", err)
+		}
+		rt = Route{Kind: KindBlob, Digest: d}
+		if segs[n-2] == "referrers" {
+			rt.Kind = KindReferrers
+		}
+		nameSegs = n - 2
+	default:
+		return Route{}, errNotFound
+	}
+	rt.Name = strings.Join(segs[:nameSegs], "/")
+	if err := reference.ValidateName(rt.Name); err != nil {
+		return Route{}, errcode.New(errcode.NameInvalid, "%v", err)
+	}
+	return rt, nil
 }
 
 func TestParseContentRange(t *testing.T) {

@@ -6,10 +6,12 @@
 package metrics
 
 import (
+	"maps"
 	"net/http"
 	"runtime/debug"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -44,17 +46,21 @@ type Metrics struct {
 	duration *prometheus.HistogramVec
 	received *prometheus.CounterVec
 	sent     *prometheus.CounterVec
-	inFlight prometheus.Gauge
+	// inFlight counts the requests being served (a gauge function reads
+	// it: one atomic add per request, not a float compare-and-swap loop).
+	inFlight atomic.Int64
 
 	operations *prometheus.CounterVec
 	blobBytes  *prometheus.CounterVec
 	// blobIn and blobOut are blobBytes' two series.
 	blobIn, blobOut prometheus.Counter
 
-	// mu guards cache, the series of each route kind, method and status
-	// class seen (bounded: every label is).
-	mu    sync.RWMutex
-	cache map[childKey]*children
+	// cache holds the series of each route kind, method and status class
+	// seen (bounded: every label is), as a map that is replaced, never
+	// changed, so that requests read it without a lock; mu serialises the
+	// replacements.
+	cache atomic.Pointer[map[childKey]*children]
+	mu    sync.Mutex
 }
 
 // New returns the metrics of one berth process, with the Go runtime and
@@ -62,8 +68,7 @@ type Metrics struct {
 func New(version string) *Metrics {
 	reg := prometheus.NewRegistry()
 	m := &Metrics{
-		reg:   reg,
-		cache: map[childKey]*children{},
+		reg: reg,
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_http_requests_total",
 			Help: "HTTP requests answered, by route kind, method and status class (2xx, 4xx...).",
@@ -81,10 +86,6 @@ func New(version string) *Metrics {
 			Name: "berth_http_response_bytes_total",
 			Help: "Bytes of response bodies written, by route kind.",
 		}, []string{"route"}),
-		inFlight: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "berth_http_requests_in_flight",
-			Help: "Requests being served now.",
-		}),
 		operations: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "berth_registry_operations_total",
 			Help: "Registry operations that succeeded: manifest_push, manifest_pull, manifest_delete, blob_upload, blob_mount, blob_pull, blob_delete.",
@@ -100,7 +101,12 @@ func New(version string) *Metrics {
 		ConstLabels: prometheus.Labels{"version": version, "goversion": goVersion()},
 	})
 	build.Set(1)
-	reg.MustRegister(m.requests, m.duration, m.received, m.sent, m.inFlight, m.operations, m.blobBytes, build,
+	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "berth_http_requests_in_flight",
+		Help: "Requests being served now.",
+	}, func() float64 { return float64(m.inFlight.Load()) })
+	m.cache.Store(&map[childKey]*children{})
+	reg.MustRegister(m.requests, m.duration, m.received, m.sent, inFlight, m.operations, m.blobBytes, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.blobIn, m.blobOut = m.blobBytes.WithLabelValues("in"), m.blobBytes.WithLabelValues("out")
 	return m
@@ -161,24 +167,28 @@ var classes = [...]string{"0xx", "1xx", "2xx", "3xx", "4xx", "5xx"}
 
 func (m *Metrics) children(route, method, operation string, class int) *children {
 	k := childKey{route, method, operation, class}
-	m.mu.RLock()
-	ch := m.cache[k]
-	m.mu.RUnlock()
-	if ch != nil {
+	if ch := (*m.cache.Load())[k]; ch != nil {
 		return ch
 	}
 	label := strconv.Itoa(class) + "xx"
 	if class >= 0 && class < len(classes) {
 		label = classes[class]
 	}
-	ch = &children{requests: m.requests.WithLabelValues(route, method, label), duration: m.duration.WithLabelValues(route, method),
+	ch := &children{requests: m.requests.WithLabelValues(route, method, label), duration: m.duration.WithLabelValues(route, method),
 		received: m.received.WithLabelValues(route), sent: m.sent.WithLabelValues(route)}
 	if operation != "" {
 		ch.operation = m.operations.WithLabelValues(operation)
 	}
 	m.mu.Lock()
-	m.cache[k] = ch
-	m.mu.Unlock()
+	defer m.mu.Unlock()
+	old := *m.cache.Load()
+	if found := old[k]; found != nil {
+		return found
+	}
+	next := make(map[childKey]*children, len(old)+1)
+	maps.Copy(next, old)
+	next[k] = ch
+	m.cache.Store(&next)
 	return ch
 }
 
@@ -187,7 +197,7 @@ func (m *Metrics) children(route, method, operation string, class int) *children
 func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		m.inFlight.Inc()
+		m.inFlight.Add(1)
 		var body *countingBody // only requests with a body pay for counting it
 		if r.Body != nil && r.Body != http.NoBody {
 			body = &countingBody{ReadCloser: r.Body}
@@ -195,7 +205,7 @@ func (m *Metrics) Middleware(classify func(*http.Request) Classified, next http.
 		}
 		cw := httprec.Of(w)
 		defer func() {
-			m.inFlight.Dec()
+			m.inFlight.Add(-1)
 			c := classify(r)
 			status := cw.Answered()
 			ch := m.children(c.Route, httprec.Method(r.Method), c.Operation, status/100)

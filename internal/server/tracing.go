@@ -85,12 +85,12 @@ func (s *Server) traceRequests(h http.Handler) http.Handler {
 
 // describeSpan names a request's span after its method and route kind
 // ("PUT manifest"), as metrics classify it, and adds the route template
-// and the repository.
+// and the repository (of a valid path).
 func describeSpan(r *http.Request, span trace.Span) {
 	c := classify(r)
 	span.SetName(httprec.Method(r.Method) + " " + c.Route)
 	attrs := []attribute.KeyValue{attribute.String("berth.route", c.Route)}
-	if rt, ok := api.ParsedRoute(r.Context()); ok {
+	if rt, err := api.ParseRoute(r.URL.Path); err == nil {
 		if tmpl := routeTemplate(rt.Kind); tmpl != "" {
 			attrs = append(attrs, attribute.String("http.route", tmpl))
 		}
