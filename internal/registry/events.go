@@ -2,6 +2,7 @@ package registry
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/berth-registry/berth/internal/events"
@@ -18,16 +19,26 @@ type Notifier interface {
 	WantsPull() bool
 }
 
-// maxPendingPullEvents bounds the pull events held in memory between two
-// flushes; more are dropped (and counted in the log).
-const maxPendingPullEvents = 10000
+// maxPendingPullEvents is how many pull events are held in memory between
+// two flushes of pulls; a pull that fills the batch writes it at once,
+// and pulls wait while a full batch waits for an earlier one to be
+// written. A variable for tests.
+var maxPendingPullEvents = 10000
 
 // pullEvents holds pull events until the next flush of pulls: a pull is no
-// write, and writing its event alone would make every pull one.
+// write, and writing its event alone would make every pull one. No event
+// is dropped: a full batch is written at once, and pulls wait (their
+// answers are held) while the outbox cannot take them as fast as they
+// come.
 type pullEvents struct {
 	mu      sync.Mutex
 	pending []metadata.Event
-	dropped int
+	// drained is closed when a writer takes the pending events (nil when
+	// nobody waits for that).
+	drained chan struct{}
+	// write serialises writers, so that batches are committed in the
+	// order they were taken: the outbox order is the pulls' order.
+	write sync.Mutex
 }
 
 // pushEvents are the events of a manifest push: one per tag it set, or
@@ -59,42 +70,58 @@ func (s *Service) PullEventsWanted() bool {
 }
 
 // NotePull queues the event of a manifest pull; it is written with the
-// next flush of pulls.
+// next flush of pulls, or at once when it fills the batch. While a full
+// batch waits to be written, NotePull waits (or until ctx ends: the
+// request is gone, and the pull with it).
 func (s *Service) NotePull(ctx context.Context, m *metadata.Manifest) {
-	s.pullEvents.mu.Lock()
-	full := len(s.pullEvents.pending) >= maxPendingPullEvents
-	if full {
-		s.pullEvents.dropped++
-	}
-	s.pullEvents.mu.Unlock()
-	if full { // before building the event: a dropped one costs nothing
-		return
-	}
 	ev := events.New(ctx, events.ActionPull, events.Target{MediaType: m.MediaType, Size: int64(len(m.Payload)),
 		Length: int64(len(m.Payload)), Digest: string(m.Digest), Repository: m.Repository})
-	s.pullEvents.mu.Lock()
-	defer s.pullEvents.mu.Unlock()
-	if len(s.pullEvents.pending) >= maxPendingPullEvents {
-		s.pullEvents.dropped++
-		return
+	p := &s.pullEvents
+	for {
+		p.mu.Lock()
+		if n := len(p.pending); n < maxPendingPullEvents {
+			p.pending = append(p.pending, ev)
+			p.mu.Unlock()
+			if n+1 == maxPendingPullEvents {
+				go func() {
+					if err := s.flushPullEvents(context.WithoutCancel(ctx)); err != nil {
+						s.log.Error("recording pull events failed", "err", err)
+					}
+				}()
+			}
+			return
+		}
+		if p.drained == nil {
+			p.drained = make(chan struct{})
+		}
+		wait := p.drained
+		p.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return
+		}
 	}
-	s.pullEvents.pending = append(s.pullEvents.pending, ev)
 }
 
 // flushPullEvents writes the queued pull events.
 func (s *Service) flushPullEvents(ctx context.Context) error {
-	s.pullEvents.mu.Lock()
-	evs, dropped := s.pullEvents.pending, s.pullEvents.dropped
-	s.pullEvents.pending, s.pullEvents.dropped = nil, 0
-	s.pullEvents.mu.Unlock()
-	if dropped > 0 {
-		s.log.Warn("pull events dropped: more pulls between two flushes than are held", "dropped", dropped, "held", maxPendingPullEvents)
+	p := &s.pullEvents
+	p.write.Lock()
+	defer p.write.Unlock()
+	p.mu.Lock()
+	evs := p.pending
+	p.pending = nil
+	if p.drained != nil {
+		close(p.drained)
+		p.drained = nil
 	}
+	p.mu.Unlock()
 	if len(evs) == 0 {
 		return nil
 	}
 	if err := s.meta.AppendEvents(ctx, evs); err != nil {
-		return internal(err, "record pull events")
+		return internal(err, fmt.Sprintf("record %d pull events", len(evs)))
 	}
 	s.committed(ctx, evs)
 	return nil
