@@ -20,7 +20,7 @@ import (
 type wantsPulls struct{}
 
 func (wantsPulls) Committed(context.Context, []metadata.Event) {}
-func (wantsPulls) WantsPull() bool                              { return true }
+func (wantsPulls) WantsPull() bool                             { return true }
 
 // TestPullEventsAreNeverDropped: more pulls between two flushes than the
 // batch holds are all written, none dropped, and the pulls of one client
