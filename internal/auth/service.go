@@ -237,6 +237,15 @@ func robotPrincipal(r *metadata.Robot, now time.Time) (*Principal, error) {
 	return &Principal{Kind: RobotKind, Name: r.Name, Scopes: r.Scopes, Actions: r.Actions, ExpiresAt: r.Expires, Created: r.Created}, nil
 }
 
+// RevokedSince reports whether subject's credentials were revoked after
+// epoch, the revocation epoch of a sign-in (Principal.Epoch): a password
+// change, the account's deletion or lowered rights end the sessions
+// started before. It reads the store, not the cache, so that a session
+// ends at once on every replica.
+func (s *Service) RevokedSince(ctx context.Context, subject string, epoch int64) bool {
+	return s.revs.current(ctx, subject) > epoch
+}
+
 // Principal looks up the current state of a token's subject: a user that
 // still exists, or a robot that is neither revoked nor expired.
 func (s *Service) Principal(ctx context.Context, subject string) (*Principal, error) {

@@ -57,6 +57,9 @@ type Config struct {
 	// without authentication (else it needs an admin's credentials).
 	MetricsAddr   string
 	MetricsPublic bool
+	// ConsoleOff is the console setting negated: the web console is served
+	// unless it is set.
+	ConsoleOff bool
 	// MetricsOff is the metrics setting negated (so that a Config built in
 	// code serves metrics): no metrics middleware, no /metrics.
 	MetricsOff bool
@@ -205,6 +208,14 @@ var Options = []Option{
 			return err
 		}
 		c.MetricsOff = !on
+		return nil
+	}},
+	{"console", "true", "serve the web console at / on the main listener (sign-in with berth's accounts; false: / answers 404)", func(c *Config, v string) error {
+		var on bool
+		if err := boolean(func(*Config) *bool { return &on })(c, v); err != nil {
+			return err
+		}
+		c.ConsoleOff = !on
 		return nil
 	}},
 	{"metrics_public", "false", "serve /metrics on the main listener without authentication; else, with auth on, it needs an admin's Basic credentials", boolean(func(c *Config) *bool { return &c.MetricsPublic })},

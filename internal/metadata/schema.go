@@ -351,6 +351,21 @@ var migrations = []string{
 	CREATE INDEX audit_log_actor ON audit_log(actor, id);
 	CREATE INDEX audit_log_namespace ON audit_log(namespace, id);
 	CREATE INDEX audit_log_action ON audit_log(action, id)`,
+	// Web console sign-in sessions, shared by replicas. A session is
+	// found by the hex SHA-256 of the random id in its cookie (the id
+	// itself is never stored) and carries the account's revocation epoch
+	// at sign-in and its CSRF token; expires slides with use.
+	`CREATE TABLE console_sessions (
+		id_hash TEXT PRIMARY KEY,
+		subject TEXT NOT NULL,
+		epoch BIGINT NOT NULL,
+		csrf TEXT NOT NULL,
+		created BIGINT NOT NULL,
+		expires BIGINT NOT NULL,
+		last_seen BIGINT NOT NULL
+	);
+	CREATE INDEX console_sessions_expires ON console_sessions(expires);
+	CREATE INDEX console_sessions_subject ON console_sessions(subject)`,
 }
 
 func (d dialect) render(m string) string {

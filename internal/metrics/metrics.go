@@ -35,6 +35,7 @@ const (
 	RouteAdmin     = "admin"
 	RouteHealth    = "health"
 	RouteMetrics   = "metrics"
+	RouteConsole   = "console"
 	RouteOther     = "other"
 )
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/console"
 	"github.com/berth-registry/berth/internal/metrics"
 )
 
@@ -42,6 +43,8 @@ func classify(r *http.Request) metrics.Classified {
 		return metrics.Classified{Route: metrics.RouteHealth}
 	case p == "/metrics":
 		return metrics.Classified{Route: metrics.RouteMetrics}
+	case console.Owns(p):
+		return metrics.Classified{Route: metrics.RouteConsole}
 	}
 	return metrics.Classified{Route: metrics.RouteOther}
 }

@@ -126,6 +126,12 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		g, s.closeAudit = ag, closeAudit
 		s.metrics.Register(metrics.Auth(ag.auth.Counters())...)
 	}
+	if !cfg.ConsoleOff {
+		if err := s.mountConsole(mux, ag); err != nil {
+			st.close()
+			return nil, err
+		}
+	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)
 	if !cfg.MetricsOff {

@@ -1,0 +1,247 @@
+// Package console is berth's web console: server-rendered pages (Go's
+// html/template, embedded in the binary) over the registry and the
+// account rules, for people in a browser. It knows nothing of SQL and
+// decides nothing itself: what a viewer may see or do is the auth
+// package's rules, what is stored the registry's.
+package console
+
+import (
+	"bytes"
+	"context"
+	"embed"
+	"errors"
+	"html/template"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/metadata"
+	"github.com/berth-registry/berth/internal/reference"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+//go:embed static
+var staticFS embed.FS
+
+// Registry is what the console reads of the registry.
+type Registry interface {
+	Catalog(ctx context.Context, last string, n int) ([]string, error)
+	GetManifest(ctx context.Context, repo, ref string) (*metadata.Manifest, error)
+	OpenBlob(ctx context.Context, repo string, d reference.Digest) (blobstore.Content, int64, error)
+	Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]metadata.Descriptor, error)
+	ImmutableTags(ctx context.Context, repo string, tags []string) ([]string, error)
+}
+
+// Store is what the console keeps and reads in the metadata database:
+// tags with their times, and the sign-in sessions.
+type Store interface {
+	TagInfos(ctx context.Context, repo string) ([]metadata.TagInfo, error)
+	CreateConsoleSession(ctx context.Context, cs metadata.ConsoleSession) error
+	ConsoleSession(ctx context.Context, idHash string, now time.Time) (*metadata.ConsoleSession, error)
+	DeleteConsoleSession(ctx context.Context, idHash string) error
+}
+
+// Accounts are the account rules (auth.Service); nil when the registry
+// runs without authentication, where everyone may read everything.
+type Accounts interface {
+	LoginAdmin(ctx context.Context, name, secret, client string) (*auth.Principal, error)
+	Principal(ctx context.Context, subject string) (*auth.Principal, error)
+	RevokedSince(ctx context.Context, subject string, epoch int64) bool
+	Anonymous(ctx context.Context) *auth.Principal
+	Roles(ctx context.Context, p *auth.Principal) (map[string]string, error)
+	CanPull(ctx context.Context, p *auth.Principal, repo string, roles map[string]string) bool
+}
+
+// Options configure the console.
+type Options struct {
+	Registry Registry
+	Store    Store
+	// Accounts is nil without authentication.
+	Accounts Accounts
+	// ClientIP returns a request's client address (for sign-in limits).
+	ClientIP func(*http.Request) string
+	// SessionTTL is how long a sign-in lasts (default 12 h).
+	SessionTTL time.Duration
+	Log        *slog.Logger
+}
+
+// Handler serves the console.
+type Handler struct {
+	opts   Options
+	pages  map[string]*template.Template
+	static http.Handler
+	now    func() time.Time
+}
+
+// New returns the console handler.
+func New(opts Options) (*Handler, error) {
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 12 * time.Hour
+	}
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.DiscardHandler)
+	}
+	if opts.ClientIP == nil {
+		opts.ClientIP = func(r *http.Request) string { return r.RemoteAddr }
+	}
+	pages, err := parsePages()
+	if err != nil {
+		return nil, err
+	}
+	sub, err := fs.Sub(staticFS, "static")
+	if err != nil {
+		return nil, err
+	}
+	return &Handler{opts: opts, pages: pages, static: http.StripPrefix("/static/", http.FileServerFS(sub)), now: time.Now}, nil
+}
+
+// Routes are the console's paths, for the server's mux.
+var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout", "GET /static/"}
+
+// Owns reports whether path is one of the console's (for metrics).
+func Owns(path string) bool {
+	switch path {
+	case "/", "/repo", "/image", "/login", "/logout":
+		return true
+	}
+	return strings.HasPrefix(path, "/static/")
+}
+
+// Register mounts the console on mux.
+func (h *Handler) Register(mux *http.ServeMux) {
+	for _, pattern := range Routes {
+		mux.Handle(pattern, h)
+	}
+}
+
+// ServeHTTP sets the security headers and dispatches by path.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	setSecurityHeaders(w.Header())
+	if strings.HasPrefix(r.URL.Path, "/static/") {
+		w.Header().Set("Cache-Control", "public, max-age=3600")
+		h.static.ServeHTTP(w, r)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-store")
+	v, err := h.viewer(r)
+	if err != nil {
+		h.fail(w, r, nil, err)
+		return
+	}
+	switch {
+	case r.URL.Path == "/login" && r.Method == http.MethodPost:
+		err = h.signIn(w, r, v)
+	case r.URL.Path == "/login":
+		err = h.loginPage(w, r, v, "", http.StatusOK)
+	case r.URL.Path == "/logout":
+		err = h.signOut(w, r, v)
+	case r.URL.Path == "/repo":
+		err = h.repository(w, r, v)
+	case r.URL.Path == "/image":
+		err = h.image(w, r, v)
+	default:
+		err = h.repositories(w, r, v)
+	}
+	if err != nil {
+		h.fail(w, r, v, err)
+	}
+}
+
+// setSecurityHeaders: no inline script may run, no page may be framed, and
+// no URL leaves for other sites in a Referer.
+func setSecurityHeaders(hd http.Header) {
+	hd.Set("Content-Security-Policy", "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "+
+		"object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
+	hd.Set("X-Frame-Options", "DENY")
+	hd.Set("Referrer-Policy", "same-origin")
+	hd.Set("X-Content-Type-Options", "nosniff")
+}
+
+// pageError is an error shown to the viewer with a status.
+type pageError struct {
+	status int
+	msg    string
+}
+
+func (e *pageError) Error() string { return e.msg }
+
+func errorf(status int, msg string) error { return &pageError{status: status, msg: msg} }
+
+// fail renders an error page: the error's own status and message for a
+// pageError, 500 and a log line otherwise.
+func (h *Handler) fail(w http.ResponseWriter, r *http.Request, v *viewer, err error) {
+	var pe *pageError
+	if !errors.As(err, &pe) {
+		h.opts.Log.ErrorContext(r.Context(), "console page failed", "path", r.URL.Path, "err", err)
+		pe = &pageError{status: http.StatusInternalServerError, msg: "Something went wrong on the server; the log says what."}
+	}
+	if v == nil {
+		v = &viewer{}
+	}
+	_ = h.render(w, r, "error", pe.status, page{Title: http.StatusText(pe.status), Viewer: v, Data: pe.msg})
+}
+
+// page is what every template gets.
+type page struct {
+	Title  string
+	Viewer *viewer
+	// Host is the registry's address as clients name it (for pull commands).
+	Host string
+	Data any
+}
+
+// render executes a page template into a buffer first, so that a
+// template error becomes a 500, not half a page.
+func (h *Handler) render(w http.ResponseWriter, r *http.Request, name string, status int, p page) error {
+	t := h.pages[name]
+	if t == nil {
+		return errors.New("console: no template " + name)
+	}
+	if p.Host == "" {
+		p.Host = r.Host
+	}
+	var buf bytes.Buffer
+	if err := t.ExecuteTemplate(&buf, "layout", p); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
+	_, err := io.Copy(w, &buf)
+	return err
+}
+
+// parsePages parses each page template with the layout.
+func parsePages() (map[string]*template.Template, error) {
+	funcs := template.FuncMap{
+		"size":  humanSize,
+		"ago":   ago,
+		"short": shortDigest,
+		"join":  strings.Join,
+		"inc":   func(i int) int { return i + 1 },
+		"dec":   func(i int) int { return i - 1 },
+	}
+	names, err := fs.Glob(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, err
+	}
+	pages := map[string]*template.Template{}
+	for _, n := range names {
+		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
+		if base == "layout" {
+			continue
+		}
+		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		if err != nil {
+			return nil, err
+		}
+		pages[base] = t
+	}
+	return pages, nil
+}

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strings"
+	"testing"
+)
+
+// consoleClient is a browser-like client of the console: it keeps its
+// cookies, sends Origin on POSTs and does not follow redirects.
+type consoleClient struct {
+	t       *testing.T
+	base    string
+	cookies map[string]*http.Cookie
+}
+
+func newConsoleClient(t *testing.T, base string) *consoleClient {
+	return &consoleClient{t: t, base: base, cookies: map[string]*http.Cookie{}}
+}
+
+type page struct {
+	status int
+	header http.Header
+	body   string
+}
+
+func (c *consoleClient) do(method, path string, form url.Values, hdr map[string]string) page {
+	c.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, c.base+path, body)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		req.Header.Set("Origin", c.base)
+	}
+	for k, v := range hdr {
+		if v == "" {
+			req.Header.Del(k)
+		} else {
+			req.Header.Set(k, v)
+		}
+	}
+	for _, ck := range c.cookies {
+		req.AddCookie(ck)
+	}
+	cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	res, err := cl.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	for _, ck := range res.Cookies() {
+		if ck.MaxAge < 0 {
+			delete(c.cookies, ck.Name)
+		} else {
+			c.cookies[ck.Name] = ck
+		}
+	}
+	return page{status: res.StatusCode, header: res.Header, body: string(b)}
+}
+
+var csrfField = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+
+// csrf returns the CSRF token of a page's first form.
+func csrf(t *testing.T, p page) string {
+	t.Helper()
+	m := csrfField.FindStringSubmatch(p.body)
+	if m == nil {
+		t.Fatalf("no CSRF token in the page: %s", p.body)
+	}
+	return m[1]
+}
+
+// signIn signs in through the login form and returns the answer to the
+// form's POST.
+func (c *consoleClient) signIn(user, pass string) page {
+	c.t.Helper()
+	login := c.do("GET", "/login", nil, nil)
+	if login.status != 200 {
+		c.t.Fatalf("GET /login: %d", login.status)
+	}
+	return c.do("POST", "/login", url.Values{"csrf": {csrf(c.t, login)}, "user": {user}, "password": {pass}}, nil)
+}
+
+// TestConsoleSignInAndWhatReadersSee: a reader signs in with the password
+// of docker login, gets a session cookie with the flags a session cookie
+// needs, sees the repositories of their namespace and not the others',
+// and an untrusted image label is shown as text.
+func TestConsoleSignInAndWhatReadersSee(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	admin := tokenFor(t, u, "admin", adminPass, "repository:team/app:push,pull", "repository:other/secret:push,pull")
+	cfg := []byte(`{"architecture":"amd64","os":"linux","config":{"Labels":{"evil":"<script>alert(1)</script><img src=x onerror=alert(2)>"}}}`)
+	layer := []byte("layer bytes")
+	for _, repo := range []string{"team/app", "other/secret"} {
+		for _, b := range [][]byte{cfg, layer} {
+			expect(t, "blob", do(t, "POST", u+"/v2/"+repo+"/blobs/uploads/?digest="+digestOf(b), bearer(admin), b), 201, "")
+		}
+		expect(t, "manifest", do(t, "PUT", u+"/v2/"+repo+"/manifests/v1", map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": "Bearer " + admin}, imageManifest(cfg, "n", layer)), 201, "")
+	}
+
+	anon := newConsoleClient(t, u)
+	home := anon.do("GET", "/", nil, nil)
+	if home.status != 200 || strings.Contains(home.body, "team/app") || strings.Contains(home.body, "other/secret") {
+		t.Fatalf("anonymous home: %d, private repositories shown: %s", home.status, home.body)
+	}
+	for _, h := range []string{"Content-Security-Policy", "X-Frame-Options", "Referrer-Policy", "X-Content-Type-Options"} {
+		if home.header.Get(h) == "" {
+			t.Errorf("no %s header", h)
+		}
+	}
+	if csp := home.header.Get("Content-Security-Policy"); strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
+		t.Errorf("CSP %q", csp)
+	}
+
+	alice := newConsoleClient(t, u)
+	r := alice.signIn("alice", "wrong-password")
+	if r.status != 401 || alice.cookies["berth_session"] != nil {
+		t.Fatalf("wrong password: %d, cookie %v", r.status, alice.cookies["berth_session"])
+	}
+	r = alice.signIn("alice", "alice-pass-1")
+	ck := alice.cookies["berth_session"]
+	if r.status != 303 || ck == nil {
+		t.Fatalf("sign in: %d %s", r.status, r.body)
+	}
+	if !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode || ck.Path != "/" || ck.Secure {
+		t.Errorf("session cookie flags: HttpOnly %v SameSite %v Path %q Secure %v (plain HTTP: not Secure)", ck.HttpOnly, ck.SameSite, ck.Path, ck.Secure)
+	}
+	home = alice.do("GET", "/", nil, nil)
+	if !strings.Contains(home.body, `team/app`) || strings.Contains(home.body, "other/secret") || !strings.Contains(home.body, "alice") {
+		t.Fatalf("alice's home: %s", home.body)
+	}
+	if p := alice.do("GET", "/repo?name=other/secret", nil, nil); p.status != 404 {
+		t.Errorf("another namespace's repository: %d", p.status)
+	}
+	repo := alice.do("GET", "/repo?name=team/app", nil, nil)
+	if repo.status != 200 || !strings.Contains(repo.body, ">v1<") {
+		t.Fatalf("repository page: %d %s", repo.status, repo.body)
+	}
+	img := alice.do("GET", "/image?name=team/app&ref=v1", nil, nil)
+	if img.status != 200 || !strings.Contains(img.body, digestOf(layer)) || !strings.Contains(img.body, "linux/amd64") {
+		t.Fatalf("image page: %d %s", img.status, img.body)
+	}
+	if strings.Contains(img.body, "<script>alert") || strings.Contains(img.body, "<img src=x") ||
+		!strings.Contains(img.body, "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;") {
+		t.Errorf("the label is not escaped: %s", img.body)
+	}
+}
+
+// TestConsoleForms: state-changing forms need this console's origin and
+// the right token (403 and no change otherwise), signing out ends the
+// session on the server, a password change ends it too, and robots cannot
+// sign in.
+func TestConsoleForms(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+
+	// Sign-in without the token, with a wrong one, from another origin.
+	c := newConsoleClient(t, u)
+	login := c.do("GET", "/login", nil, nil)
+	tok := csrf(t, login)
+	for what, try := range map[string]struct {
+		form url.Values
+		hdr  map[string]string
+	}{
+		"no token":       {url.Values{"user": {"alice"}, "password": {"alice-pass-1"}}, nil},
+		"wrong token":    {url.Values{"csrf": {tok + "x"}, "user": {"alice"}, "password": {"alice-pass-1"}}, nil},
+		"another origin": {url.Values{"csrf": {tok}, "user": {"alice"}, "password": {"alice-pass-1"}}, map[string]string{"Origin": "http://evil.example"}},
+		"no origin":      {url.Values{"csrf": {tok}, "user": {"alice"}, "password": {"alice-pass-1"}}, map[string]string{"Origin": ""}},
+		"cross-site":     {url.Values{"csrf": {tok}, "user": {"alice"}, "password": {"alice-pass-1"}}, map[string]string{"Sec-Fetch-Site": "cross-site"}},
+	} {
+		if r := c.do("POST", "/login", try.form, try.hdr); r.status != 403 || c.cookies["berth_session"] != nil {
+			t.Errorf("sign-in with %s: %d, session %v", what, r.status, c.cookies["berth_session"] != nil)
+		}
+	}
+
+	// A signed-in session: sign-out needs the session's token.
+	if r := c.signIn("alice", "alice-pass-1"); r.status != 303 {
+		t.Fatalf("sign in: %d %s", r.status, r.body)
+	}
+	old := *c.cookies["berth_session"]
+	home := c.do("GET", "/", nil, nil)
+	if r := c.do("POST", "/logout", url.Values{"csrf": {"forged"}}, nil); r.status != 403 {
+		t.Errorf("sign-out with a forged token: %d", r.status)
+	}
+	if !strings.Contains(c.do("GET", "/", nil, nil).body, ">alice<") {
+		t.Fatal("a refused sign-out ended the session")
+	}
+	if r := c.do("POST", "/logout", url.Values{"csrf": {csrf(t, home)}}, nil); r.status != 303 || c.cookies["berth_session"] != nil {
+		t.Fatalf("sign-out: %d, cookie kept %v", r.status, c.cookies["berth_session"] != nil)
+	}
+	// The old cookie is worth nothing now: the session is gone on the server.
+	c.cookies["berth_session"] = &old
+	if strings.Contains(c.do("GET", "/", nil, nil).body, ">alice<") {
+		t.Error("the session survived sign-out")
+	}
+
+	// A password change ends the sessions started before it.
+	c = newConsoleClient(t, u)
+	if r := c.signIn("bob", "bob-pass-1"); r.status != 303 {
+		t.Fatalf("bob signs in: %d", r.status)
+	}
+	admin := map[string]string{"Authorization": basic("admin", adminPass)}
+	if r := do(t, "PUT", u+"/api/v1/users/bob/password", admin, []byte(`{"password":"bob-pass-2"}`)); r.status/100 != 2 {
+		t.Fatalf("set bob's password: %d %s", r.status, r.body)
+	}
+	if strings.Contains(c.do("GET", "/", nil, nil).body, ">bob<") {
+		t.Error("bob's session survived his password change")
+	}
+
+	// Robots cannot sign in, even with the right secret.
+	r := do(t, "POST", u+"/api/v1/namespaces/team/robots", admin, []byte(`{"name":"ci","scopes":["team/*"],"actions":["pull"]}`))
+	var robot struct{ Name, Secret string }
+	if err := json.Unmarshal(r.body, &robot); err != nil || robot.Secret == "" {
+		t.Fatalf("create robot: %d %s", r.status, r.body)
+	}
+	c = newConsoleClient(t, u)
+	if r := c.signIn(robot.Name, robot.Secret); r.status != 403 || c.cookies["berth_session"] != nil || !strings.Contains(r.body, "Robot") {
+		t.Errorf("robot sign-in: %d %s", r.status, r.body)
+	}
+}
