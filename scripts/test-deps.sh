@@ -11,7 +11,8 @@
 #     the postgres user on loopback ports; the package's own cluster is
 #     stopped and kept from starting at boot), and
 #     prometheus (the metrics test runs its own server scraping berth; the
-#     package's service is stopped).
+#     package's service is stopped), and chromium with fonts-dejavu-core
+#     (the console's browser tests drive it headless through chromedp).
 #   - Go tools built from the Go module proxy, each cached by version in
 #     $BERTH_TOOLS_DIR (default ~/.cache/berth-tools, outside the clone) and
 #     symlinked into $BERTH_TOOLS_DIR/bin:
@@ -36,7 +37,7 @@ CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
 CRICTL_VERSION="v1.37.0"
 VERSITYGW_VERSION="v1.8.0"
 
-APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus)
+APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus chromium fonts-dejavu-core)
 
 TOOLS_DIR="${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
