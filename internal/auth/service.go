@@ -332,6 +332,12 @@ func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Acc
 	return out, nil
 }
 
+// Actions returns what p may do on repo (pull, push, delete), as the token
+// endpoint would grant them; roles are p's namespace roles (Roles).
+func (s *Service) Actions(ctx context.Context, p *Principal, repo string, roles map[string]string) []string {
+	return Allowed(p, repo, s.facts(ctx, p, repo, roles), s.now())
+}
+
 // CanPull reports whether p may pull repo; the catalog uses it to list
 // only what the caller may see.
 func (s *Service) CanPull(ctx context.Context, p *Principal, repo string, roles map[string]string) bool {

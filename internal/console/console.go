@@ -37,6 +37,7 @@ type Registry interface {
 	OpenBlob(ctx context.Context, repo string, d reference.Digest) (blobstore.Content, int64, error)
 	Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]metadata.Descriptor, error)
 	ImmutableTags(ctx context.Context, repo string, tags []string) ([]string, error)
+	DeleteManifest(ctx context.Context, repo, ref string) error
 }
 
 // Store is what the console keeps and reads in the metadata database:
@@ -56,7 +57,7 @@ type Accounts interface {
 	RevokedSince(ctx context.Context, subject string, epoch int64) bool
 	Anonymous(ctx context.Context) *auth.Principal
 	Roles(ctx context.Context, p *auth.Principal) (map[string]string, error)
-	CanPull(ctx context.Context, p *auth.Principal, repo string, roles map[string]string) bool
+	Actions(ctx context.Context, p *auth.Principal, repo string, roles map[string]string) []string
 }
 
 // Options configure the console.
@@ -103,12 +104,13 @@ func New(opts Options) (*Handler, error) {
 }
 
 // Routes are the console's paths, for the server's mux.
-var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout", "GET /static/"}
+var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
+	"GET /tag/delete", "POST /tag/delete", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/repo", "/image", "/login", "/logout":
+	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete":
 		return true
 	}
 	return strings.HasPrefix(path, "/static/")
@@ -146,6 +148,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.repository(w, r, v)
 	case r.URL.Path == "/image":
 		err = h.image(w, r, v)
+	case r.URL.Path == "/tag/delete" && r.Method == http.MethodPost:
+		err = h.deleteTag(w, r, v)
+	case r.URL.Path == "/tag/delete":
+		err = h.confirmDeleteTag(w, r, v)
 	default:
 		err = h.repositories(w, r, v)
 	}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/manifest"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -55,7 +56,7 @@ func (h *Handler) repositories(w http.ResponseWriter, r *http.Request, v *viewer
 			if !strings.Contains(n, q) {
 				continue
 			}
-			ok, err := h.canPull(r, v, n)
+			ok, err := h.can(r, v, n, auth.Pull)
 			if err != nil {
 				return err
 			}
@@ -85,7 +86,10 @@ type tagRow struct {
 
 // repoPage is a repository's page.
 type repoPage struct {
-	Name       string
+	Name string
+	// CanDelete shows the delete controls (the API's rule: delete access).
+	CanDelete  bool
+	Notice     string
 	Tags       []tagRow
 	Total      int
 	Sort       string
@@ -121,7 +125,12 @@ func (h *Handler) repository(w http.ResponseWriter, r *http.Request, v *viewer) 
 	if err != nil {
 		return err
 	}
-	rp := repoPage{Name: name, Total: len(infos), Sort: sortBy, Page: pg, Last: lastPage}
+	canDelete, err := h.can(r, v, name, auth.Delete)
+	if err != nil {
+		return err
+	}
+	rp := repoPage{Name: name, Total: len(infos), Sort: sortBy, Page: pg, Last: lastPage, CanDelete: canDelete,
+		Notice: noticeText(r.URL.Query().Get("notice"))}
 	for _, t := range shown {
 		rp.Tags = append(rp.Tags, tagRow{TagInfo: t, Immutable: slices.Contains(immutable, t.Name)})
 	}
@@ -136,7 +145,7 @@ func (h *Handler) readableRepo(r *http.Request, v *viewer) (string, error) {
 	if err := reference.ValidateName(name); err != nil {
 		return "", errorf(http.StatusBadRequest, "Not a repository name: "+err.Error())
 	}
-	ok, err := h.canPull(r, v, name)
+	ok, err := h.can(r, v, name, auth.Pull)
 	if err != nil {
 		return "", err
 	}

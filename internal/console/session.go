@@ -9,6 +9,7 @@ import (
 	"errors"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,8 +35,8 @@ type viewer struct {
 	idHash  string
 	// roles caches the viewer's namespace roles for permission checks.
 	roles map[string]string
-	// pullable caches, per namespace, whether the viewer may pull from it.
-	pullable map[string]bool
+	// allowed caches, per namespace, what the viewer may do there.
+	allowed map[string][]string
 }
 
 // SignedIn reports whether the viewer signed in.
@@ -94,30 +95,36 @@ func (h *Handler) viewer(r *http.Request) (*viewer, error) {
 	return &viewer{p: p, session: s, idHash: idHash}, nil
 }
 
-// canPull reports whether the viewer may pull from repo. Console viewers
-// are users or anonymous, whose rights are per namespace, so the answer
-// is kept per namespace for the rest of the request.
-func (h *Handler) canPull(r *http.Request, v *viewer, repo string) (bool, error) {
+// actions returns what the viewer may do on repo (pull, push, delete).
+// Console viewers are users or anonymous, whose rights are per namespace,
+// so the answer is kept per namespace for the rest of the request.
+func (h *Handler) actions(r *http.Request, v *viewer, repo string) ([]string, error) {
 	if v.p == nil {
-		return true, nil
+		return []string{auth.Pull, auth.Push, auth.Delete}, nil
 	}
 	ns := auth.Namespace(repo)
-	if ok, seen := v.pullable[ns]; seen {
-		return ok, nil
+	if acts, seen := v.allowed[ns]; seen {
+		return acts, nil
 	}
 	if v.roles == nil && v.session != nil {
 		roles, err := h.opts.Accounts.Roles(r.Context(), v.p)
 		if err != nil {
-			return false, err
+			return nil, err
 		}
 		v.roles = roles
 	}
-	ok := h.opts.Accounts.CanPull(r.Context(), v.p, repo, v.roles)
-	if v.pullable == nil {
-		v.pullable = map[string]bool{}
+	acts := h.opts.Accounts.Actions(r.Context(), v.p, repo, v.roles)
+	if v.allowed == nil {
+		v.allowed = map[string][]string{}
 	}
-	v.pullable[ns] = ok
-	return ok, nil
+	v.allowed[ns] = acts
+	return acts, nil
+}
+
+// can reports whether the viewer may take action on repo.
+func (h *Handler) can(r *http.Request, v *viewer, repo, action string) (bool, error) {
+	acts, err := h.actions(r, v, repo)
+	return slices.Contains(acts, action), err
 }
 
 // sameOrigin reports whether a state-changing request comes from a page
@@ -138,16 +145,28 @@ func sameOrigin(r *http.Request) bool {
 	return err == nil && u.Host == r.Host && (u.Scheme == "http" || u.Scheme == "https")
 }
 
-// checkForm refuses a state-changing request from another origin or
-// without the right CSRF token (403), and parses its form.
-func checkForm(r *http.Request, want string) error {
+// parseForm parses a POSTed form of at most 64 KiB.
+func parseForm(r *http.Request) error {
 	r.Body = http.MaxBytesReader(nil, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		return errorf(http.StatusBadRequest, "The form could not be read.")
 	}
+	return nil
+}
+
+// errForeignForm is the answer to a form from another origin or without
+// the right token.
+var errForeignForm = errorf(http.StatusForbidden, "This form was not sent from this console's page (missing or stale token, or another origin); reload the page and try again.")
+
+// checkForm refuses a state-changing request from another origin or
+// without the right CSRF token (403), and parses its form.
+func checkForm(r *http.Request, want string) error {
+	if err := parseForm(r); err != nil {
+		return err
+	}
 	got := r.PostForm.Get("csrf")
 	if !sameOrigin(r) || want == "" || subtle.ConstantTimeCompare([]byte(got), []byte(want)) != 1 {
-		return errorf(http.StatusForbidden, "This form was not sent from this console's page (missing or stale token, or another origin); reload the page and try again.")
+		return errForeignForm
 	}
 	return nil
 }

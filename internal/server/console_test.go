@@ -229,3 +229,71 @@ func TestConsoleForms(t *testing.T) {
 		t.Errorf("robot sign-in: %d %s", r.status, r.body)
 	}
 }
+
+// TestConsoleDeletesTags: a maintainer deletes a tag after a confirmation
+// page and the API no longer has it; a reader sees no delete control, and
+// a reader's forged delete (with their own session's token) gets 403 and
+// deletes nothing.
+func TestConsoleDeletesTags(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	admin := map[string]string{"Authorization": basic("admin", adminPass)}
+	if r := do(t, "PUT", u+"/api/v1/namespaces/team/members/bob", admin, []byte(`{"role":"maintainer"}`)); r.status/100 != 2 {
+		t.Fatalf("make bob a maintainer: %d %s", r.status, r.body)
+	}
+	push := tokenFor(t, u, "admin", adminPass, "repository:team/app:push,pull")
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	expect(t, "config", do(t, "POST", u+"/v2/team/app/blobs/uploads/?digest="+digestOf(cfg), bearer(push), cfg), 201, "")
+	for _, tag := range []string{"v1", "v2"} {
+		expect(t, "manifest "+tag, do(t, "PUT", u+"/v2/team/app/manifests/"+tag, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": "Bearer " + push}, imageManifest(cfg, "n")), 201, "")
+	}
+	pull := tokenFor(t, u, "admin", adminPass, "repository:team/app:pull")
+	status := func(tag string) int { return do(t, "GET", u+"/v2/team/app/manifests/"+tag, bearer(pull), nil).status }
+
+	alice := newConsoleClient(t, u) // a reader
+	if r := alice.signIn("alice", "alice-pass-1"); r.status != 303 {
+		t.Fatalf("alice signs in: %d", r.status)
+	}
+	repo := alice.do("GET", "/repo?name=team/app", nil, nil)
+	if repo.status != 200 || strings.Contains(repo.body, "/tag/delete") {
+		t.Errorf("a reader's repository page offers deletion: %d", repo.status)
+	}
+	if r := alice.do("GET", "/tag/delete?name=team/app&tag=v1", nil, nil); r.status != 403 {
+		t.Errorf("a reader's confirmation page: %d", r.status)
+	}
+	if r := alice.do("POST", "/tag/delete", url.Values{"csrf": {csrf(t, repo)}, "name": {"team/app"}, "tag": {"v1"}}, nil); r.status != 403 {
+		t.Errorf("a reader's forged delete: %d", r.status)
+	}
+	if s := status("v1"); s != 200 {
+		t.Fatalf("v1 after the reader's attempt: %d", s)
+	}
+
+	bob := newConsoleClient(t, u)
+	if r := bob.signIn("bob", "bob-pass-1"); r.status != 303 {
+		t.Fatalf("bob signs in: %d", r.status)
+	}
+	repo = bob.do("GET", "/repo?name=team/app", nil, nil)
+	if !strings.Contains(repo.body, `/tag/delete?name=team%2fapp&amp;tag=v1`) {
+		t.Fatalf("a maintainer's repository page has no delete link: %s", repo.body)
+	}
+	confirm := bob.do("GET", "/tag/delete?name=team/app&tag=v1", nil, nil)
+	if confirm.status != 200 || !strings.Contains(confirm.body, "confirm-delete") {
+		t.Fatalf("confirmation page: %d %s", confirm.status, confirm.body)
+	}
+	if r := bob.do("POST", "/tag/delete", url.Values{"name": {"team/app"}, "tag": {"v1"}}, nil); r.status != 403 || status("v1") != 200 {
+		t.Errorf("a delete without the token: %d, v1 now %d", r.status, status("v1"))
+	}
+	r := bob.do("POST", "/tag/delete", url.Values{"csrf": {csrf(t, confirm)}, "name": {"team/app"}, "tag": {"v1"}}, nil)
+	if r.status != 303 || !strings.HasPrefix(r.header.Get("Location"), "/repo?") {
+		t.Fatalf("delete: %d %s", r.status, r.body)
+	}
+	if s := status("v1"); s != 404 {
+		t.Errorf("v1 after the delete: %d, want 404", s)
+	}
+	if s := status("v2"); s != 200 {
+		t.Errorf("v2 after deleting v1: %d, want 200", s)
+	}
+	if page := bob.do("GET", r.header.Get("Location"), nil, nil); !strings.Contains(page.body, "The tag was deleted.") || strings.Contains(page.body, ">v1<") {
+		t.Errorf("the repository page after the delete: %s", page.body)
+	}
+}
