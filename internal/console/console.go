@@ -58,6 +58,8 @@ type Accounts interface {
 	Anonymous(ctx context.Context) *auth.Principal
 	Roles(ctx context.Context, p *auth.Principal) (map[string]string, error)
 	Actions(ctx context.Context, p *auth.Principal, repo string, roles map[string]string) []string
+	RequireOwner(ctx context.Context, actor *auth.Principal, ns string) error
+	CreateRobot(ctx context.Context, actor *auth.Principal, ns, name string, scopes, actions []string, lifetime time.Duration) (*metadata.Robot, string, error)
 }
 
 // Options configure the console.
@@ -105,12 +107,12 @@ func New(opts Options) (*Handler, error) {
 
 // Routes are the console's paths, for the server's mux.
 var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
-	"GET /tag/delete", "POST /tag/delete", "GET /static/"}
+	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete":
+	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret":
 		return true
 	}
 	return strings.HasPrefix(path, "/static/")
@@ -152,6 +154,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.deleteTag(w, r, v)
 	case r.URL.Path == "/tag/delete":
 		err = h.confirmDeleteTag(w, r, v)
+	case r.URL.Path == "/pull-secret" && r.Method == http.MethodPost:
+		err = h.createPullSecret(w, r, v)
+	case r.URL.Path == "/pull-secret":
+		err = h.pullSecretForm(w, r, v)
 	default:
 		err = h.repositories(w, r, v)
 	}

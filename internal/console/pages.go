@@ -88,12 +88,15 @@ type tagRow struct {
 type repoPage struct {
 	Name string
 	// CanDelete shows the delete controls (the API's rule: delete access).
-	CanDelete  bool
-	Notice     string
-	Tags       []tagRow
-	Total      int
-	Sort       string
-	Page, Last int
+	CanDelete bool
+	// CanPullSecret offers "Pull from Kubernetes" (admins and owners
+	// make robots).
+	CanPullSecret bool
+	Notice        string
+	Tags          []tagRow
+	Total         int
+	Sort          string
+	Page, Last    int
 }
 
 // repository shows a repository's tags, newest first (sort=pushed) or by
@@ -131,6 +134,9 @@ func (h *Handler) repository(w http.ResponseWriter, r *http.Request, v *viewer) 
 	}
 	rp := repoPage{Name: name, Total: len(infos), Sort: sortBy, Page: pg, Last: lastPage, CanDelete: canDelete,
 		Notice: noticeText(r.URL.Query().Get("notice"))}
+	if v.SignedIn() {
+		rp.CanPullSecret = h.opts.Accounts.RequireOwner(r.Context(), v.p, auth.Namespace(name)) == nil
+	}
 	for _, t := range shown {
 		rp.Tags = append(rp.Tags, tagRow{TagInfo: t, Immutable: slices.Contains(immutable, t.Name)})
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -295,5 +296,82 @@ func TestConsoleDeletesTags(t *testing.T) {
 	}
 	if page := bob.do("GET", r.header.Get("Location"), nil, nil); !strings.Contains(page.body, "The tag was deleted.") || strings.Contains(page.body, ">v1<") {
 		t.Errorf("the repository page after the delete: %s", page.body)
+	}
+}
+
+// TestConsolePullSecret: an owner makes a pull-only robot and its Secret
+// from a repository's page; the Secret's credentials pull that repository
+// and push nothing; a reader may not make one.
+func TestConsolePullSecret(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	push := tokenFor(t, u, "admin", adminPass, "repository:team/app:push,pull")
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	expect(t, "config", do(t, "POST", u+"/v2/team/app/blobs/uploads/?digest="+digestOf(cfg), bearer(push), cfg), 201, "")
+	expect(t, "manifest", do(t, "PUT", u+"/v2/team/app/manifests/v1", map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": "Bearer " + push}, imageManifest(cfg, "n")), 201, "")
+
+	alice := newConsoleClient(t, u) // a reader
+	alice.signIn("alice", "alice-pass-1")
+	if p := alice.do("GET", "/repo?name=team/app", nil, nil); strings.Contains(p.body, "pull-from-kubernetes") {
+		t.Error("a reader is offered a pull secret")
+	}
+	if p := alice.do("GET", "/pull-secret?name=team/app", nil, nil); p.status != 403 {
+		t.Errorf("a reader's pull secret form: %d", p.status)
+	}
+
+	admin := newConsoleClient(t, u)
+	if r := admin.signIn("admin", adminPass); r.status != 303 {
+		t.Fatalf("admin signs in: %d", r.status)
+	}
+	if p := admin.do("GET", "/repo?name=team/app", nil, nil); !strings.Contains(p.body, "pull-from-kubernetes") {
+		t.Fatalf("no pull secret link for the admin: %s", p.body)
+	}
+	form := admin.do("GET", "/pull-secret?name=team/app", nil, nil)
+	if form.status != 200 {
+		t.Fatalf("form: %d %s", form.status, form.body)
+	}
+	vals := url.Values{"csrf": {csrf(t, form)}, "name": {"team/app"}, "robot": {"k8s"}, "expires": {"7d"}, "namespace": {"apps"}, "secret": {"regcred"}}
+	if r := admin.do("POST", "/pull-secret", url.Values{"name": {"team/app"}, "robot": {"forged"}, "expires": {"7d"}, "namespace": {"apps"}, "secret": {"regcred"}}, nil); r.status != 403 {
+		t.Errorf("a pull secret without the token: %d", r.status)
+	}
+	made := admin.do("POST", "/pull-secret", vals, nil)
+	if made.status != 201 {
+		t.Fatalf("make the pull secret: %d %s", made.status, made.body)
+	}
+	m := regexp.MustCompile(`\.dockerconfigjson: ([A-Za-z0-9+/=]+)`).FindStringSubmatch(made.body)
+	if m == nil || !strings.Contains(made.body, "kind: Secret") || !strings.Contains(made.body, "type: kubernetes.io/dockerconfigjson") ||
+		!strings.Contains(made.body, "namespace: apps") || !strings.Contains(made.body, "name: regcred") {
+		t.Fatalf("no Secret YAML on the page: %s", made.body)
+	}
+	raw, err := base64.StdEncoding.DecodeString(m[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dc struct {
+		Auths map[string]struct{ Username, Password, Auth string }
+	}
+	if err := json.Unmarshal(raw, &dc); err != nil {
+		t.Fatalf(".dockerconfigjson %s: %v", raw, err)
+	}
+	host := strings.TrimPrefix(u, "http://")
+	entry, ok := dc.Auths[host]
+	if !ok || entry.Username != "team+k8s" || entry.Password == "" {
+		t.Fatalf("auths %+v, want an entry for %s of team+k8s", dc.Auths, host)
+	}
+	if !strings.Contains(made.body, entry.Password) {
+		t.Error("the robot's password is not shown")
+	}
+	// The Secret's credentials pull team/app, and may not push.
+	tok := tokenFor(t, u, entry.Username, entry.Password, "repository:team/app:pull,push")
+	if r := do(t, "GET", u+"/v2/team/app/manifests/v1", bearer(tok), nil); r.status != 200 {
+		t.Errorf("pull with the Secret's credentials: %d", r.status)
+	}
+	if r := do(t, "POST", u+"/v2/team/app/blobs/uploads/", bearer(tok), nil); r.status != 401 && r.status != 403 {
+		t.Errorf("push with the Secret's credentials: %d, want refused", r.status)
+	}
+	// The same robot name again: a message, not a second robot.
+	again := admin.do("POST", "/pull-secret", vals, nil)
+	if again.status != 400 || !strings.Contains(again.body, "exists already") {
+		t.Errorf("the same robot again: %d", again.status)
 	}
 }
