@@ -11,6 +11,7 @@ import (
 
 	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/chromedp"
+	"sigs.k8s.io/yaml"
 )
 
 // xssLabel is an image label that would run script if a page inserted it
@@ -93,12 +94,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	docker := needDocker(t)
 	needStaticBusybox(t)
 	oras := needTool(t, "oras")
+	crane := needTool(t, "crane")
 	ctx := newBrowser(t)
 
 	b := startAuthBerth(t)
 	alicePass := b.addUser(t, "alice", false)
 	b.addNamespace(t, "team", false)
-	b.setMember(t, "team", "alice", "writer")
+	b.setMember(t, "team", "alice", "owner") // owners make robots and delete
 
 	// docker login, build and push an image with a hostile label.
 	d := newDockerClient(t, docker, b.Addr)
@@ -126,6 +128,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	d.created = append(d.created, ref)
 	d.run("build", "-q", "-t", ref, ctxDir)
 	pushed := d.push(ref)
+	ref2 := d.ref("team/web:v2")
+	d.created = append(d.created, ref2)
+	d.run("tag", ref, ref2)
+	d.push(ref2)
 
 	// What docker says of it: the config, and the manifest's layers.
 	var inspect []struct {
@@ -191,12 +197,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(chromedp.CSS(`#repositories a[href="/repo?name=team%2fweb"]`)),
 		chromedp.WaitVisible(chromedp.ID("tags")),
 	)
-	if tag := run1(t, ctx, "first tag", chromedp.Text(chromedp.CSS("#tags tbody tr td a"))); strings.TrimSpace(tag) != "v1" {
-		t.Errorf("first tag %q, want v1", tag)
+	tags := run1(t, ctx, "tags", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#tags tbody tr td:first-child a")).map(a => a.textContent)`))
+	if strings.Join(tags, ",") != "v2,v1" {
+		t.Errorf("tags %v, want v2,v1 (newest first)", tags)
 	}
 	screenshot(t, ctx, "console-repository")
 
-	do(t, ctx, "open the image", chromedp.Click(chromedp.CSS(`#tags a[href^="/image"]`)), chromedp.WaitVisible(chromedp.ID("digest")))
+	do(t, ctx, "open the image", chromedp.Click(chromedp.CSS(`#tags a[href="/image?name=team%2fweb&ref=v1"]`)), chromedp.WaitVisible(chromedp.ID("digest")))
 	digest := run1(t, ctx, "digest", chromedp.Text(chromedp.ID("digest")))
 	platform := run1(t, ctx, "platform", chromedp.Text(chromedp.ID("platform")))
 	cmd := run1(t, ctx, "cmd", chromedp.Text(chromedp.ID("cmd")))
@@ -241,6 +248,53 @@ func TestConsoleInBrowser(t *testing.T) {
 	}
 	if title != "team/web:v1 · berth" {
 		t.Errorf("image page title %q", title)
+	}
+
+	// Pull from Kubernetes: the Secret made in the browser pulls the image
+	// with crane, through a docker config holding only its credentials.
+	do(t, ctx, "make a pull secret",
+		chromedp.Navigate(b.URL+"/repo?name=team/web"),
+		chromedp.WaitVisible(chromedp.ID("pull-from-kubernetes")),
+		chromedp.Click(chromedp.ID("pull-from-kubernetes")),
+		chromedp.WaitVisible(chromedp.ID("make-secret")),
+		chromedp.Click(chromedp.ID("make-secret")),
+		chromedp.WaitVisible(chromedp.ID("secret-yaml")),
+	)
+	screenshot(t, ctx, "console-pull-secret")
+	yml := run1(t, ctx, "secret YAML", chromedp.TextContent(chromedp.ID("secret-yaml")))
+	var secret struct {
+		Kind string            `json:"kind"`
+		Type string            `json:"type"`
+		Data map[string][]byte `json:"data"`
+	}
+	if err := yaml.Unmarshal([]byte(yml), &secret); err != nil {
+		t.Fatalf("the page's Secret YAML: %v\n%s", err, yml)
+	}
+	if secret.Kind != "Secret" || secret.Type != "kubernetes.io/dockerconfigjson" || len(secret.Data[".dockerconfigjson"]) == 0 {
+		t.Fatalf("the page's Secret: %+v", secret)
+	}
+	cfgDir := t.TempDir()
+	writeFile(t, filepath.Join(cfgDir, "config.json"), secret.Data[".dockerconfigjson"])
+	got := strings.TrimSpace(mustSucceed(t, "crane digest with the Secret's credentials",
+		execIn(t, "", []string{"DOCKER_CONFIG=" + cfgDir}, crane, "digest", "--insecure", ref)))
+	if got != pushed {
+		t.Errorf("crane digest with the Secret's credentials: %s, want %s", got, pushed)
+	}
+
+	// Delete tag v2 in the browser; the API no longer has it, v1 stays.
+	do(t, ctx, "delete v2",
+		chromedp.Navigate(b.URL+"/repo?name=team/web"),
+		chromedp.WaitVisible(chromedp.CSS(`a[aria-label="Delete tag v2"]`)),
+		chromedp.Click(chromedp.CSS(`a[aria-label="Delete tag v2"]`)),
+		chromedp.WaitVisible(chromedp.ID("confirm-delete")),
+		chromedp.Click(chromedp.ID("confirm-delete")),
+		chromedp.WaitVisible(chromedp.CSS(".notice")),
+	)
+	if st := b.manifestStatus(t, "team/web", "v2"); st != 404 {
+		t.Errorf("team/web:v2 after the delete in the console: %d, want 404", st)
+	}
+	if st := b.manifestStatus(t, "team/web", "v1"); st != 200 {
+		t.Errorf("team/web:v1 after deleting v2: %d, want 200", st)
 	}
 }
 
