@@ -54,7 +54,9 @@
 //	go run ./bench -servers berth,distribution,berth-s3,distribution-s3
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
-// catalog, gc. The gc workload (online garbage collection) runs against a
+// catalog, gc, console. The console workload (the web console's pages with
+// 10,000 repositories and 5,000 tags) runs against a berth of its own,
+// only when berth is among the servers. The gc workload (online garbage collection) runs against a
 // berth of its own in embedded mode, only when berth is among the servers,
 // and not against distribution, whose garbage collection is offline (nor
 // against berth-s3: its collection is tested by test/e2e, not timed here):
@@ -127,6 +129,7 @@ var workloads = []workload{
 	{"tags", (*bench).benchTags},
 	{"catalog", (*bench).benchCatalog},
 	{"gc", (*bench).benchGC},
+	{"console", (*bench).benchConsole},
 }
 
 // bench is the shared state of one run.
@@ -168,6 +171,8 @@ type target struct {
 	// paired is what the pairs of manifest and head turns on berth and
 	// berth-observed measured, by workload.
 	paired map[string]*pairedLoad
+	// consolePages are the pages the console workload timed.
+	consolePages []consolePage
 	// observed is the scraper and webhook receiver of a berth-observed.
 	observed *observed
 }
@@ -396,7 +401,7 @@ func runBench(ctx context.Context, cfg *config) error {
 			t.set("total-cpu", t.stats.cpuSec)
 		}
 	}
-	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets)
+	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets)
 	fmt.Print(report)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
