@@ -84,18 +84,15 @@ func (o *doctorOpts) run(cmd *cobra.Command, image string, out io.Writer) error 
 	if err != nil {
 		return err
 	}
-	in := kube.Input{Image: image, PodNamespace: podNamespace(o.namespace, pod, files, contextNS), Platform: o.platform}
-	if in.Image == "" && pod != nil && len(pod.Images) > 0 {
-		in.Image = pod.Images[0]
+	req := kube.Request{Image: image, Files: files, Pod: pod, Names: o.secrets, Namespace: o.namespace, ContextNS: contextNS, Platform: o.platform}
+	if cs != nil {
+		req.Lookup = func(ns, name string) (kube.SecretInput, error) { return kube.ClusterSecret(ctx, cs, ns, name) }
 	}
-	if in.Image == "" {
+	in, err := kube.Assemble(req)
+	if errors.Is(err, kube.ErrNoImage) {
 		return errors.New("no image: give IMAGE, --pod-file or --pod")
 	}
-	var lookup func(name string) (kube.SecretInput, error)
-	if cs != nil {
-		lookup = func(name string) (kube.SecretInput, error) { return kube.ClusterSecret(ctx, cs, in.PodNamespace, name) }
-	}
-	if in.Secrets, in.Unlisted, err = o.pullSecrets(pod, files, lookup); err != nil {
+	if err != nil {
 		return err
 	}
 	prober := &kube.HTTPProber{}
@@ -179,72 +176,6 @@ func (o *doctorOpts) clusterError(err error, pod *kube.PodInfo) error {
 		what += " (" + strings.Join(pod.PullSecrets, ", ") + ")"
 	}
 	return fmt.Errorf("%s must be read from a cluster, and no cluster is configured (no kubeconfig); give the Secrets as files with --secret-file (and the Pod with --pod-file), or set --kubeconfig", what)
-}
-
-// podNamespace is the namespace the kubelet reads the Secrets in: -n,
-// else the Pod's, else (no Pod) the first Secret file's, else the
-// kubeconfig context's, else default.
-func podNamespace(flag string, pod *kube.PodInfo, files []kube.SecretInput, contextNS string) string {
-	if pod != nil {
-		return cmp.Or(flag, pod.Namespace, contextNS, "default")
-	}
-	fileNS := ""
-	for _, s := range files {
-		if s.Namespace != "" {
-			fileNS = s.Namespace
-			break
-		}
-	}
-	return cmp.Or(flag, fileNS, contextNS, "default")
-}
-
-// pullSecrets returns the Secrets the kubelet would use, in the Pod's
-// order (from files first, else from the cluster), and, with a Pod, the
-// names of the Secrets given that it does not list.
-func (o *doctorOpts) pullSecrets(pod *kube.PodInfo, files []kube.SecretInput, lookup func(string) (kube.SecretInput, error)) ([]kube.SecretInput, []string, error) {
-	names := o.secrets
-	if pod != nil {
-		names = pod.PullSecrets
-	} else if len(o.secrets) == 0 {
-		return files, nil, nil
-	}
-	byName := map[string]kube.SecretInput{}
-	for _, s := range files {
-		byName[s.Name] = s
-	}
-	var secrets []kube.SecretInput
-	for _, name := range names {
-		s, ok := byName[name]
-		switch {
-		case ok:
-		case lookup == nil:
-			s = kube.SecretInput{Name: name}
-		default:
-			var err error
-			if s, err = lookup(name); err != nil {
-				return nil, nil, err
-			}
-		}
-		secrets = append(secrets, s)
-	}
-	var unlisted []string
-	if pod != nil {
-		for _, s := range files {
-			unlisted = appendUnlisted(unlisted, names, s.Name)
-		}
-		for _, name := range o.secrets {
-			unlisted = appendUnlisted(unlisted, names, name)
-		}
-	}
-	return secrets, unlisted, nil
-}
-
-// appendUnlisted adds name to unlisted unless listed or already there.
-func appendUnlisted(unlisted, listed []string, name string) []string {
-	if slices.Contains(listed, name) || slices.Contains(unlisted, name) {
-		return unlisted
-	}
-	return append(unlisted, name)
 }
 
 // printDoctorJSON prints the report as -o json.

@@ -70,6 +70,10 @@ type Options struct {
 	Accounts Accounts
 	// ClientIP returns a request's client address (for sign-in limits).
 	ClientIP func(*http.Request) string
+	// SelfAddr returns the address of the server's own listener, for the
+	// Doctor page's probes of this registry (nil or "": the request's
+	// host).
+	SelfAddr func() string
 	// SessionTTL is how long a sign-in lasts (default 12 h).
 	SessionTTL time.Duration
 	Log        *slog.Logger
@@ -107,12 +111,13 @@ func New(opts Options) (*Handler, error) {
 
 // Routes are the console's paths, for the server's mux.
 var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
-	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret", "GET /static/"}
+	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret",
+	"GET /doctor", "POST /doctor", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret":
+	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret", "/doctor":
 		return true
 	}
 	return strings.HasPrefix(path, "/static/")
@@ -158,6 +163,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.createPullSecret(w, r, v)
 	case r.URL.Path == "/pull-secret":
 		err = h.pullSecretForm(w, r, v)
+	case r.URL.Path == "/doctor":
+		err = h.doctor(w, r, v)
 	default:
 		err = h.repositories(w, r, v)
 	}

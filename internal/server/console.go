@@ -10,7 +10,12 @@ import (
 // authentication: the console then shows everything to everyone, as the
 // API does).
 func (s *Server) mountConsole(mux *http.ServeMux, ag *guard) error {
-	opts := console.Options{Registry: s.svc, Store: s.meta, Log: s.log}
+	opts := console.Options{Registry: s.svc, Store: s.meta, Log: s.log, SelfAddr: func() string {
+		if a := s.selfAddr.Load(); a != nil {
+			return *a
+		}
+		return ""
+	}}
 	if ag != nil {
 		opts.Accounts = ag.auth
 		opts.ClientIP = ag.origin.clientIP

@@ -1,14 +1,19 @@
 package server
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/json"
+	"html"
 	"io"
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/berth-registry/berth/internal/kube"
 )
 
 // consoleClient is a browser-like client of the console: it keeps its
@@ -373,5 +378,107 @@ func TestConsolePullSecret(t *testing.T) {
 	again := admin.do("POST", "/pull-secret", vals, nil)
 	if again.status != 400 || !strings.Contains(again.body, "exists already") {
 		t.Errorf("the same robot again: %d", again.status)
+	}
+}
+
+// TestConsoleDoctorMatchesCLI: for the same pasted Secrets, Pod and image,
+// the Doctor page gives exactly the findings berth doctor computes from
+// files (kube.ParseManifests, kube.Assemble, kube.Diagnose with its HTTP
+// probe), over cases of each kind of fault.
+func TestConsoleDoctorMatchesCLI(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	host := strings.TrimPrefix(u, "http://")
+	admin := map[string]string{"Authorization": basic("admin", adminPass)}
+	push := tokenFor(t, u, "admin", adminPass, "repository:team/app:push,pull")
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	expect(t, "config", do(t, "POST", u+"/v2/team/app/blobs/uploads/?digest="+digestOf(cfg), bearer(push), cfg), 201, "")
+	expect(t, "manifest", do(t, "PUT", u+"/v2/team/app/manifests/v1", map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": "Bearer " + push}, imageManifest(cfg, "n")), 201, "")
+	r := do(t, "POST", u+"/api/v1/namespaces/team/robots", admin, []byte(`{"name":"ci","scopes":["team/*"],"actions":["pull"]}`))
+	var robot struct{ Name, Secret string }
+	if err := json.Unmarshal(r.body, &robot); err != nil || robot.Secret == "" {
+		t.Fatalf("robot: %d %s", r.status, r.body)
+	}
+	b64 := base64.StdEncoding.EncodeToString
+	conf := func(key, user, pass string) string {
+		return `{"auths":{"` + key + `":{"auth":"` + b64([]byte(user+":"+pass)) + `"}}}`
+	}
+	secret := func(name, typ, key, config string) string {
+		return "apiVersion: v1\nkind: Secret\nmetadata:\n  name: " + name + "\ntype: " + typ + "\ndata:\n  " + key + ": " + b64([]byte(config)) + "\n"
+	}
+	pod := func(image, secretName string) string {
+		return "apiVersion: v1\nkind: Pod\nmetadata:\n  name: app\nspec:\n  imagePullSecrets:\n  - name: " + secretName + "\n  containers:\n  - name: app\n    image: " + image + "\n"
+	}
+	good := conf(host, robot.Name, robot.Secret)
+	img := host + "/team/app:v1"
+	cases := []struct{ name, secrets, pod, image string }{
+		{"working robot secret", secret("regcred", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", good), "", img},
+		{"through a Pod", secret("regcred", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", good), pod(img, "regcred"), ""},
+		{"Pod lists another Secret", secret("regcred", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", good), pod(img, "regcred2"), ""},
+		{"type Opaque", secret("regcred", "Opaque", ".dockerconfigjson", good), "", img},
+		{"legacy type, new content", secret("regcred", "kubernetes.io/dockercfg", ".dockercfg", good), "", img},
+		{"key without the port", secret("regcred", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", conf("127.0.0.1", robot.Name, robot.Secret)), "", img},
+		{"wrong password", secret("regcred", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", conf(host, robot.Name, robot.Secret+"x")), "", img},
+		{"tag missing", secret("regcred", "kubernetes.io/dockerconfigjson", ".dockerconfigjson", good), "", host + "/team/app:v9"},
+		{"no secret, private namespace", "", "", img},
+	}
+	c := newConsoleClient(t, u)
+	if r := c.signIn("alice", "alice-pass-1"); r.status != 303 {
+		t.Fatalf("sign in: %d", r.status)
+	}
+	row := regexp.MustCompile(`<tr data-check="([^"]+)" data-ok="(true|false)"><td>[^<]*</td><td>.*?</td><td>(.*?)</td><td>(.*?)</td></tr>`)
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			// berth doctor's way, from files.
+			req := kube.Request{Image: tc.image}
+			for _, text := range []string{tc.secrets, tc.pod} {
+				if text == "" {
+					continue
+				}
+				ss, p, err := kube.ParseManifests([]byte(text))
+				if err != nil {
+					t.Fatal(err)
+				}
+				req.Files = append(req.Files, ss...)
+				if p != nil {
+					req.Pod = p
+				}
+			}
+			in, err := kube.Assemble(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantOK := kube.Diagnose(context.Background(), in, &kube.HTTPProber{})
+			// The console's.
+			form := c.do("GET", "/doctor", nil, nil)
+			res := c.do("POST", "/doctor", url.Values{"csrf": {csrf(t, form)}, "secrets": {tc.secrets}, "pod": {tc.pod}, "image": {tc.image}}, nil)
+			if res.status != 200 {
+				t.Fatalf("POST /doctor: %d %s", res.status, res.body)
+			}
+			var got []string
+			for _, m := range row.FindAllStringSubmatch(res.body, -1) {
+				got = append(got, m[1]+" "+m[2]+" "+html.UnescapeString(m[3])+" | "+html.UnescapeString(m[4]))
+			}
+			var wantRows []string
+			for _, f := range want {
+				wantRows = append(wantRows, f.Check+" "+strconv.FormatBool(f.OK)+" "+f.Message+" | "+f.Fix)
+			}
+			if strings.Join(got, "\n") != strings.Join(wantRows, "\n") {
+				t.Errorf("console findings:\n%s\nberth doctor's:\n%s", strings.Join(got, "\n"), strings.Join(wantRows, "\n"))
+			}
+			verdict := "would succeed"
+			if !wantOK {
+				verdict = "would fail"
+			}
+			if !strings.Contains(res.body, verdict) {
+				t.Errorf("the page's verdict is not %q", verdict)
+			}
+		})
+	}
+	// Another registry's image is not probed from the server.
+	form := c.do("GET", "/doctor", nil, nil)
+	res := c.do("POST", "/doctor", url.Values{"csrf": {csrf(t, form)}, "secrets": {cases[0].secrets}, "image": {"registry.example.com/team/app:v1"}}, nil)
+	if res.status != 200 || !strings.Contains(res.body, "checks images of this registry") {
+		t.Errorf("another registry's image: %d %s", res.status, res.body)
 	}
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,6 +48,9 @@ type Server struct {
 	// events.
 	hooks    *webhook.Dispatcher
 	notifier *notifier
+	// selfAddr is the main listener's address once Serve listens (for the
+	// console's probes of this registry).
+	selfAddr atomic.Pointer[string]
 	// storageStats holds the per-namespace metrics, refreshed every
 	// statsInterval.
 	storageStats *metrics.Storage
@@ -176,6 +180,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", s.cfg.Addr, err)
 	}
+	self := ln.Addr().String()
+	s.selfAddr.Store(&self)
 	s.log.Info("berth listening", "addr", ln.Addr().String(), "data_dir", s.cfg.DataDir, "tls", s.cfg.TLSCert != "", "auth", s.cfg.Auth)
 	if s.cfg.Auth == "none" {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
