@@ -82,6 +82,11 @@ func (h *Handler) repositories(w http.ResponseWriter, r *http.Request, v *viewer
 type tagRow struct {
 	metadata.TagInfo
 	Immutable bool
+	// Size is the image's size (manifest, config and layers; for an index,
+	// the index and its manifests as listed), -1 if unknown.
+	Size int64
+	// Platforms are an index's platforms (os/arch[/variant]).
+	Platforms []string
 }
 
 // repoPage is a repository's page.
@@ -138,9 +143,44 @@ func (h *Handler) repository(w http.ResponseWriter, r *http.Request, v *viewer) 
 		rp.CanPullSecret = h.opts.Accounts.RequireOwner(r.Context(), v.p, auth.Namespace(name)) == nil
 	}
 	for _, t := range shown {
-		rp.Tags = append(rp.Tags, tagRow{TagInfo: t, Immutable: slices.Contains(immutable, t.Name)})
+		row := tagRow{TagInfo: t, Immutable: slices.Contains(immutable, t.Name), Size: -1}
+		if err := h.describeTag(r, name, &row); err != nil {
+			return err
+		}
+		rp.Tags = append(rp.Tags, row)
 	}
 	return h.render(w, r, "repository", http.StatusOK, page{Title: name, Viewer: v, Data: rp})
+}
+
+// describeTag fills in a tag row's size and platforms from its manifest
+// (one indexed read per tag of the page).
+func (h *Handler) describeTag(r *http.Request, repo string, row *tagRow) error {
+	m, err := h.opts.Registry.GetManifest(r.Context(), repo, string(row.Digest))
+	if err != nil {
+		if errcode.As(err).Status == http.StatusNotFound {
+			return nil // deleted meanwhile
+		}
+		return err
+	}
+	parsed, err := manifest.Parse(m.MediaType, m.Payload)
+	if err != nil {
+		return nil // shown without size
+	}
+	row.Size = int64(len(m.Payload))
+	for _, b := range parsed.Blobs {
+		row.Size += b.Size
+	}
+	for _, c := range parsed.Children {
+		row.Size += c.Size
+		if p := c.Platform; p != nil && p.OS != "unknown" {
+			pl := p.OS + "/" + p.Architecture
+			if p.Variant != "" {
+				pl += "/" + p.Variant
+			}
+			row.Platforms = append(row.Platforms, pl)
+		}
+	}
+	return nil
 }
 
 // readableRepo returns the repository named by the query, if it is a

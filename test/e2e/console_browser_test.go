@@ -201,6 +201,10 @@ func TestConsoleInBrowser(t *testing.T) {
 	if strings.Join(tags, ",") != "v2,v1" {
 		t.Errorf("tags %v, want v2,v1 (newest first)", tags)
 	}
+	sizes := run1(t, ctx, "tag sizes", chromedp.Evaluate[[]string](`Array.from(document.querySelectorAll("#tags tbody td[data-bytes]")).map(td => td.dataset.bytes)`))
+	if strings.Join(sizes, ",") != jsonNumber(total)+","+jsonNumber(total) {
+		t.Errorf("tag sizes %v, want %d for both (manifest, config and layers)", sizes, total)
+	}
 	screenshot(t, ctx, "console-repository")
 
 	do(t, ctx, "open the image", chromedp.Click(chromedp.CSS(`#tags a[href="/image?name=team%2fweb&ref=v1"]`)), chromedp.WaitVisible(chromedp.ID("digest")))
