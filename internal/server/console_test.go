@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"html"
 	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"regexp"
 	"strconv"
@@ -22,6 +24,9 @@ type consoleClient struct {
 	t       *testing.T
 	base    string
 	cookies map[string]*http.Cookie
+	// client is the HTTP client (nil: a plain one); it must not follow
+	// redirects.
+	client *http.Client
 }
 
 func newConsoleClient(t *testing.T, base string) *consoleClient {
@@ -58,7 +63,10 @@ func (c *consoleClient) do(method, path string, form url.Values, hdr map[string]
 	for _, ck := range c.cookies {
 		req.AddCookie(ck)
 	}
-	cl := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	cl := c.client
+	if cl == nil {
+		cl = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
 	res, err := cl.Do(req)
 	if err != nil {
 		c.t.Fatal(err)
@@ -480,5 +488,35 @@ func TestConsoleDoctorMatchesCLI(t *testing.T) {
 	res := c.do("POST", "/doctor", url.Values{"csrf": {csrf(t, form)}, "secrets": {cases[0].secrets}, "image": {"registry.example.com/team/app:v1"}}, nil)
 	if res.status != 200 || !strings.Contains(res.body, "checks images of this registry") {
 		t.Errorf("another registry's image: %d %s", res.status, res.body)
+	}
+}
+
+// TestConsoleCookiesUnderTLS: served over TLS, the session cookie (and
+// the sign-in form's) are Secure as well as HttpOnly.
+func TestConsoleCookiesUnderTLS(t *testing.T) {
+	cfg := authConfig(t)
+	srv, err := New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := httptest.NewTLSServer(srv.Handler())
+	t.Cleanup(func() { ts.Close(); srv.Close() })
+	cl := ts.Client()
+	cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	c := &consoleClient{t: t, base: ts.URL, cookies: map[string]*http.Cookie{}, client: cl}
+	login := c.do("GET", "/login", nil, nil)
+	if lc := c.cookies["berth_login"]; lc == nil || !lc.Secure || !lc.HttpOnly {
+		t.Errorf("sign-in form cookie over TLS: %+v", lc)
+	}
+	r := c.do("POST", "/login", url.Values{"csrf": {csrf(t, login)}, "user": {"admin"}, "password": {adminPass}}, nil)
+	ck := c.cookies["berth_session"]
+	if r.status != 303 || ck == nil {
+		t.Fatalf("sign in over TLS: %d %s", r.status, r.body)
+	}
+	if !ck.Secure || !ck.HttpOnly || ck.SameSite != http.SameSiteLaxMode {
+		t.Errorf("session cookie over TLS: Secure %v HttpOnly %v SameSite %v", ck.Secure, ck.HttpOnly, ck.SameSite)
+	}
+	if !strings.Contains(c.do("GET", "/", nil, nil).body, ">admin<") {
+		t.Error("not signed in over TLS")
 	}
 }
