@@ -38,6 +38,7 @@ type Registry interface {
 	Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]metadata.Descriptor, error)
 	ImmutableTags(ctx context.Context, repo string, tags []string) ([]string, error)
 	DeleteManifest(ctx context.Context, repo, ref string) error
+	Holders(ctx context.Context, d reference.Digest, limit int) (manifests, blobs []string, err error)
 }
 
 // Store is what the console keeps and reads in the metadata database:

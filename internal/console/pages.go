@@ -35,7 +35,16 @@ type repoList struct {
 	Repos []string
 	// Next is the cursor of the next page ("" on the last).
 	Next string
+	// Digest is set when the search is a digest: the repositories the
+	// viewer may pull that hold it, as a manifest or as a blob.
+	Digest         string
+	AsManifest     []string
+	AsBlob         []string
+	DigestSearched bool
 }
+
+// maxHolders bounds "where is this digest?".
+const maxHolders = 200
 
 // repositories lists the repositories the viewer may pull, whose names
 // contain the search text q, 50 a page after the cursor "after".
@@ -46,6 +55,9 @@ func (h *Handler) repositories(w http.ResponseWriter, r *http.Request, v *viewer
 		return errorf(http.StatusBadRequest, "The search text or cursor is too long.")
 	}
 	list := repoList{Query: q}
+	if d, err := reference.ParseDigest(q); err == nil && last == "" {
+		return h.digestHolders(w, r, v, list, d)
+	}
 	for len(list.Repos) <= reposPerPage {
 		names, err := h.opts.Registry.Catalog(r.Context(), last, catalogBatch)
 		if err != nil {
@@ -76,6 +88,31 @@ func (h *Handler) repositories(w http.ResponseWriter, r *http.Request, v *viewer
 		list.Next = list.Repos[reposPerPage-1]
 	}
 	return h.render(w, r, "repositories", http.StatusOK, page{Title: "Repositories", Viewer: v, Data: list})
+}
+
+// digestHolders answers "where is this digest?": the repositories the
+// viewer may pull that hold it.
+func (h *Handler) digestHolders(w http.ResponseWriter, r *http.Request, v *viewer, list repoList, d reference.Digest) error {
+	manifests, blobs, err := h.opts.Registry.Holders(r.Context(), d, maxHolders)
+	if err != nil {
+		return err
+	}
+	list.Digest, list.DigestSearched = string(d), true
+	for _, set := range []struct {
+		in  []string
+		out *[]string
+	}{{manifests, &list.AsManifest}, {blobs, &list.AsBlob}} {
+		for _, repo := range set.in {
+			ok, err := h.can(r, v, repo, auth.Pull)
+			if err != nil {
+				return err
+			}
+			if ok {
+				*set.out = append(*set.out, repo)
+			}
+		}
+	}
+	return h.render(w, r, "repositories", http.StatusOK, page{Title: "Where is " + shortDigest(d) + "?", Viewer: v, Data: list})
 }
 
 // tagRow is one tag on a repository page.

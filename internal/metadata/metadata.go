@@ -124,6 +124,9 @@ type Store interface {
 
 	// BlobRepositories lists up to limit repositories holding a blob.
 	BlobRepositories(ctx context.Context, d reference.Digest, limit int) ([]string, error)
+	// ManifestRepositories lists up to limit repositories holding a
+	// manifest.
+	ManifestRepositories(ctx context.Context, d reference.Digest, limit int) ([]string, error)
 
 	// GetManifest returns a manifest by tag or digest.
 	GetManifest(ctx context.Context, repo, ref string) (*Manifest, error)

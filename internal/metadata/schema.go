@@ -366,6 +366,9 @@ var migrations = []string{
 	);
 	CREATE INDEX console_sessions_expires ON console_sessions(expires);
 	CREATE INDEX console_sessions_subject ON console_sessions(subject)`,
+	// 13: "where is this digest?" (the console's search by digest) finds
+	// the repositories holding a manifest without scanning them all.
+	`CREATE INDEX manifests_digest ON manifests(digest)`,
 }
 
 func (d dialect) render(m string) string {

@@ -304,6 +304,13 @@ func (s *SQL) BlobRepositories(ctx context.Context, d reference.Digest, limit in
 		WHERE rb.digest = ? ORDER BY r.name LIMIT ?`, string(d), limit)
 }
 
+// ManifestRepositories lists up to limit repositories holding a manifest,
+// by name.
+func (s *SQL) ManifestRepositories(ctx context.Context, d reference.Digest, limit int) ([]string, error) {
+	return s.names(ctx, `SELECT r.name FROM manifests m JOIN repositories r ON r.id = m.repository_id
+		WHERE m.digest = ? ORDER BY r.name LIMIT ?`, string(d), limit)
+}
+
 // LinkBlob implements Store.
 func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {

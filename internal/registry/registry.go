@@ -315,6 +315,18 @@ func (s *Service) BlobRepositories(ctx context.Context, d reference.Digest, limi
 	return repos, nil
 }
 
+// Holders lists, by name, up to limit repositories that hold d as a
+// manifest or as a blob (a config or layer), for "where is this digest?".
+func (s *Service) Holders(ctx context.Context, d reference.Digest, limit int) (manifests, blobs []string, err error) {
+	if manifests, err = s.meta.ManifestRepositories(ctx, d, limit); err != nil {
+		return nil, nil, internal(err, "manifest lookup")
+	}
+	if blobs, err = s.meta.BlobRepositories(ctx, d, limit); err != nil {
+		return nil, nil, internal(err, "blob lookup")
+	}
+	return manifests, blobs, nil
+}
+
 // Chunk is a piece of an upload. Start is -1 for a streamed chunk that goes
 // at the end; Length is -1 when unknown.
 type Chunk struct {

@@ -165,6 +165,17 @@ func TestConsoleSignInAndWhatReadersSee(t *testing.T) {
 	if img.status != 200 || !strings.Contains(img.body, digestOf(layer)) || !strings.Contains(img.body, "linux/amd64") {
 		t.Fatalf("image page: %d %s", img.status, img.body)
 	}
+	// Where is this digest? The layer and the manifest are in team/app and
+	// in other/secret; alice sees team/app only.
+	for _, d := range []string{digestOf(layer), digestOf(imageManifest(cfg, "n", layer))} {
+		found := alice.do("GET", "/?q="+d, nil, nil)
+		if found.status != 200 || !strings.Contains(found.body, ">team/app</a>") || strings.Contains(found.body, "other/secret") {
+			t.Errorf("where is %s: %d %s", d, found.status, found.body)
+		}
+	}
+	if found := alice.do("GET", "/?q="+digestOf(imageManifest(cfg, "n", layer)), nil, nil); !strings.Contains(found.body, "As a manifest") {
+		t.Errorf("the manifest digest is not found as a manifest: %s", found.body)
+	}
 	if strings.Contains(img.body, "<script>alert") || strings.Contains(img.body, "<img src=x") ||
 		!strings.Contains(img.body, "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;") {
 		t.Errorf("the label is not escaped: %s", img.body)
