@@ -48,6 +48,7 @@ type Store interface {
 	CreateConsoleSession(ctx context.Context, cs metadata.ConsoleSession) error
 	ConsoleSession(ctx context.Context, idHash string, now time.Time) (*metadata.ConsoleSession, error)
 	DeleteConsoleSession(ctx context.Context, idHash string) error
+	ListAudit(ctx context.Context, f metadata.AuditFilter) ([]metadata.AuditEntry, error)
 }
 
 // Accounts are the account rules (auth.Service); nil when the registry
@@ -61,6 +62,9 @@ type Accounts interface {
 	Actions(ctx context.Context, p *auth.Principal, repo string, roles map[string]string) []string
 	RequireOwner(ctx context.Context, actor *auth.Principal, ns string) error
 	CreateRobot(ctx context.Context, actor *auth.Principal, ns, name string, scopes, actions []string, lifetime time.Duration) (*metadata.Robot, string, error)
+	ListUsers(ctx context.Context, actor *auth.Principal) ([]metadata.User, error)
+	CreateUser(ctx context.Context, actor *auth.Principal, name, password string, admin bool) (string, error)
+	DeleteUser(ctx context.Context, actor *auth.Principal, name string) error
 }
 
 // Options configure the console.
@@ -113,12 +117,15 @@ func New(opts Options) (*Handler, error) {
 // Routes are the console's paths, for the server's mux.
 var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
 	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret",
-	"GET /doctor", "POST /doctor", "GET /static/"}
+	"GET /doctor", "POST /doctor", "GET /admin/users", "POST /admin/users", "GET /admin/audit", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
 	switch path {
 	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret", "/doctor":
+		return true
+	}
+	if strings.HasPrefix(path, "/admin/") {
 		return true
 	}
 	return strings.HasPrefix(path, "/static/")
@@ -166,6 +173,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.pullSecretForm(w, r, v)
 	case r.URL.Path == "/doctor":
 		err = h.doctor(w, r, v)
+	case r.URL.Path == "/admin/users" && r.Method == http.MethodPost:
+		err = h.changeUsers(w, r, v)
+	case r.URL.Path == "/admin/users":
+		err = h.users(w, r, v, "", http.StatusOK)
+	case r.URL.Path == "/admin/audit":
+		err = h.auditLog(w, r, v)
 	default:
 		err = h.repositories(w, r, v)
 	}
@@ -254,10 +267,10 @@ func parsePages() (map[string]*template.Template, error) {
 	pages := map[string]*template.Template{}
 	for _, n := range names {
 		base := strings.TrimSuffix(strings.TrimPrefix(n, "templates/"), ".html")
-		if base == "layout" {
+		if base == "layout" || base == "adminnav" {
 			continue
 		}
-		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", n)
+		t, err := template.New(base).Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/adminnav.html", n)
 		if err != nil {
 			return nil, err
 		}

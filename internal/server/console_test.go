@@ -14,6 +14,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-registry/berth/internal/kube"
 )
@@ -529,5 +530,86 @@ func TestConsoleCookiesUnderTLS(t *testing.T) {
 	}
 	if !strings.Contains(c.do("GET", "/", nil, nil).body, ">admin<") {
 		t.Error("not signed in over TLS")
+	}
+}
+
+// TestConsoleAdministration: an administrator adds and deletes users and
+// reads the audit log; a reader sees no administration link, gets 403 on
+// its pages, and a forged admin POST with the reader's own session and
+// token gets 403 and changes nothing.
+func TestConsoleAdministration(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	adminAPI := map[string]string{"Authorization": basic("admin", adminPass)}
+	users := func() string { return string(do(t, "GET", u+"/api/v1/users", adminAPI, nil).body) }
+
+	alice := newConsoleClient(t, u)
+	alice.signIn("alice", "alice-pass-1")
+	home := alice.do("GET", "/", nil, nil)
+	if strings.Contains(home.body, "admin-link") || strings.Contains(home.body, "/admin/") {
+		t.Error("a reader is shown the administration link")
+	}
+	for _, p := range []string{"/admin/users", "/admin/audit"} {
+		if r := alice.do("GET", p, nil, nil); r.status != 403 {
+			t.Errorf("a reader's GET %s: %d", p, r.status)
+		}
+	}
+	if r := alice.do("POST", "/admin/users", url.Values{"csrf": {csrf(t, home)}, "op": {"create"}, "user": {"mallory"}, "password": {"mallory-pass-1"}, "admin": {"on"}}, nil); r.status != 403 {
+		t.Errorf("a reader's forged user creation: %d", r.status)
+	}
+	if r := alice.do("POST", "/admin/users", url.Values{"csrf": {csrf(t, home)}, "op": {"delete"}, "user": {"bob"}}, nil); r.status != 403 {
+		t.Errorf("a reader's forged user deletion: %d", r.status)
+	}
+	if list := users(); strings.Contains(list, "mallory") || !strings.Contains(list, `"bob"`) {
+		t.Fatalf("the reader's forged posts changed the users: %s", list)
+	}
+
+	admin := newConsoleClient(t, u)
+	admin.signIn("admin", adminPass)
+	usersPage := admin.do("GET", "/admin/users", nil, nil)
+	if usersPage.status != 200 || !strings.Contains(usersPage.body, "<td>alice</td>") || !strings.Contains(usersPage.body, "<td>bob</td>") {
+		t.Fatalf("users page: %d %s", usersPage.status, usersPage.body)
+	}
+	if r := admin.do("POST", "/admin/users", url.Values{"op": {"create"}, "user": {"carol"}, "password": {"carol-pass-1"}}, nil); r.status != 403 {
+		t.Errorf("user creation without the token: %d", r.status)
+	}
+	if r := admin.do("POST", "/admin/users", url.Values{"csrf": {csrf(t, usersPage)}, "op": {"create"}, "user": {"carol"}, "password": {"carol-pass-1"}}, nil); r.status != 303 {
+		t.Fatalf("create carol: %d %s", r.status, r.body)
+	}
+	carol := newConsoleClient(t, u)
+	if r := carol.signIn("carol", "carol-pass-1"); r.status != 303 {
+		t.Errorf("carol signs in: %d", r.status)
+	}
+	gen := admin.do("POST", "/admin/users", url.Values{"csrf": {csrf(t, usersPage)}, "op": {"create"}, "user": {"dave"}}, nil)
+	m := regexp.MustCompile(`id="generated-password">([^<]+)<`).FindStringSubmatch(gen.body)
+	if gen.status != 201 || m == nil {
+		t.Fatalf("create dave with a generated password: %d %s", gen.status, gen.body)
+	}
+	if r := newConsoleClient(t, u).signIn("dave", html.UnescapeString(m[1])); r.status != 303 {
+		t.Errorf("dave signs in with the generated password: %d", r.status)
+	}
+	if r := admin.do("POST", "/admin/users", url.Values{"csrf": {csrf(t, usersPage)}, "op": {"delete"}, "user": {"carol"}}, nil); r.status != 303 {
+		t.Fatalf("delete carol: %d %s", r.status, r.body)
+	}
+	if strings.Contains(users(), `"carol"`) {
+		t.Error("carol still exists")
+	}
+	if strings.Contains(carol.do("GET", "/", nil, nil).body, ">carol<") {
+		t.Error("a deleted user's session survived")
+	}
+
+	// The audit log, filtered.
+	// (Entries reach the database in batches: wait for this one.)
+	var log page
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if log = admin.do("GET", "/admin/audit?action=user+deleted", nil, nil); strings.Contains(log.body, "<td>user deleted</td>") {
+			break
+		}
+	}
+	if log.status != 200 || !strings.Contains(log.body, "<td>user deleted</td>") || strings.Contains(log.body, "<td>login</td>") {
+		t.Errorf("audit log filtered by action: %d %s", log.status, log.body)
+	}
+	if r := admin.do("GET", "/admin/audit?since=yesterday-ish", nil, nil); r.status != 400 {
+		t.Errorf("a bad since: %d", r.status)
 	}
 }
