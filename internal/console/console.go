@@ -65,6 +65,16 @@ type Accounts interface {
 	ListUsers(ctx context.Context, actor *auth.Principal) ([]metadata.User, error)
 	CreateUser(ctx context.Context, actor *auth.Principal, name, password string, admin bool) (string, error)
 	DeleteUser(ctx context.Context, actor *auth.Principal, name string) error
+	ListNamespaces(ctx context.Context, actor *auth.Principal) ([]auth.NamespaceView, error)
+	CreateNamespace(ctx context.Context, actor *auth.Principal, name string, public bool) (*metadata.Namespace, error)
+	SetPublic(ctx context.Context, actor *auth.Principal, name string, public bool) (*metadata.Namespace, error)
+	Members(ctx context.Context, actor *auth.Principal, ns string) ([]metadata.Member, error)
+	SetMember(ctx context.Context, actor *auth.Principal, ns, user string, role auth.Role) error
+	RemoveMember(ctx context.Context, actor *auth.Principal, ns, user string) error
+	ListRobots(ctx context.Context, actor *auth.Principal, ns string) ([]metadata.Robot, error)
+	RevokeRobot(ctx context.Context, actor *auth.Principal, ns, name string) error
+	Usage(ctx context.Context, actor *auth.Principal, ns string) (used, quota int64, err error)
+	SetQuota(ctx context.Context, actor *auth.Principal, ns string, bytes int64) error
 }
 
 // Options configure the console.
@@ -117,12 +127,13 @@ func New(opts Options) (*Handler, error) {
 // Routes are the console's paths, for the server's mux.
 var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
 	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret",
-	"GET /doctor", "POST /doctor", "GET /admin/users", "POST /admin/users", "GET /admin/audit", "GET /static/"}
+	"GET /doctor", "POST /doctor", "GET /admin/users", "POST /admin/users", "GET /admin/audit",
+	"GET /namespaces", "POST /namespaces", "GET /namespace", "POST /namespace", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
 	switch path {
-	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret", "/doctor":
+	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret", "/doctor", "/namespaces", "/namespace":
 		return true
 	}
 	if strings.HasPrefix(path, "/admin/") {
@@ -179,6 +190,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.users(w, r, v, "", http.StatusOK)
 	case r.URL.Path == "/admin/audit":
 		err = h.auditLog(w, r, v)
+	case r.URL.Path == "/namespaces" && r.Method == http.MethodPost:
+		err = h.changeNamespaces(w, r, v)
+	case r.URL.Path == "/namespaces":
+		err = h.namespaces(w, r, v, "", http.StatusOK)
+	case r.URL.Path == "/namespace" && r.Method == http.MethodPost:
+		err = h.changeNamespace(w, r, v)
+	case r.URL.Path == "/namespace":
+		err = h.namespace(w, r, v, r.URL.Query().Get("name"), "", http.StatusOK)
 	default:
 		err = h.repositories(w, r, v)
 	}

@@ -613,3 +613,79 @@ func TestConsoleAdministration(t *testing.T) {
 		t.Errorf("a bad since: %d", r.status)
 	}
 }
+
+// TestConsoleNamespaces: an administrator adds a namespace, makes alice
+// its owner and sets a quota; alice, as owner, sees it, adds a member and
+// revokes a robot; as a mere reader of team she is refused (403) when she
+// forges a member change there, and nothing changes.
+func TestConsoleNamespaces(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	adminAPI := map[string]string{"Authorization": basic("admin", adminPass)}
+	members := func(ns string) string {
+		return string(do(t, "GET", u+"/api/v1/namespaces/"+ns+"/members", adminAPI, nil).body)
+	}
+
+	admin := newConsoleClient(t, u)
+	admin.signIn("admin", adminPass)
+	list := admin.do("GET", "/namespaces", nil, nil)
+	if !strings.Contains(list.body, ">team</a>") || !strings.Contains(list.body, ">other</a>") {
+		t.Fatalf("namespaces page: %s", list.body)
+	}
+	if r := admin.do("POST", "/namespaces", url.Values{"csrf": {csrf(t, list)}, "op": {"create"}, "namespace": {"ops"}}, nil); r.status != 303 {
+		t.Fatalf("create ops: %d %s", r.status, r.body)
+	}
+	ops := admin.do("GET", "/namespace?name=ops", nil, nil)
+	for _, f := range []url.Values{
+		{"op": {"member-set"}, "user": {"alice"}, "role": {"owner"}},
+		{"op": {"quota"}, "quota": {"10"}},
+	} {
+		f.Set("csrf", csrf(t, ops))
+		f.Set("namespace", "ops")
+		if r := admin.do("POST", "/namespace", f, nil); r.status != 303 {
+			t.Fatalf("%v: %d %s", f, r.status, r.body)
+		}
+	}
+	if !strings.Contains(members("ops"), `"alice"`) {
+		t.Fatalf("alice is not a member of ops: %s", members("ops"))
+	}
+	if p := admin.do("GET", "/namespace?name=ops", nil, nil); !strings.Contains(p.body, "of a 10.0 MiB quota") {
+		t.Errorf("quota not shown: %s", p.body)
+	}
+	r := do(t, "POST", u+"/api/v1/namespaces/ops/robots", adminAPI, []byte(`{"name":"ci","scopes":["ops/*"],"actions":["pull"]}`))
+	if r.status != 201 {
+		t.Fatalf("robot: %d %s", r.status, r.body)
+	}
+
+	alice := newConsoleClient(t, u)
+	alice.signIn("alice", "alice-pass-1")
+	mine := alice.do("GET", "/namespaces", nil, nil)
+	if !strings.Contains(mine.body, ">ops</a>") || !strings.Contains(mine.body, ">team</a>") || strings.Contains(mine.body, ">other</a>") {
+		t.Errorf("alice's namespaces: %s", mine.body)
+	}
+	opsPage := alice.do("GET", "/namespace?name=ops", nil, nil)
+	if !strings.Contains(html.UnescapeString(opsPage.body), "ops+ci") {
+		t.Fatalf("the owner does not see the robot: %s", opsPage.body)
+	}
+	tok := csrf(t, opsPage)
+	if r := alice.do("POST", "/namespace", url.Values{"csrf": {tok}, "namespace": {"ops"}, "op": {"member-set"}, "user": {"bob"}, "role": {"reader"}}, nil); r.status != 303 {
+		t.Errorf("the owner adds bob: %d %s", r.status, r.body)
+	}
+	if r := alice.do("POST", "/namespace", url.Values{"csrf": {tok}, "namespace": {"ops"}, "op": {"robot-revoke"}, "robot": {"ops+ci"}}, nil); r.status != 303 {
+		t.Errorf("the owner revokes the robot: %d %s", r.status, r.body)
+	}
+	if p := alice.do("GET", "/namespace?name=ops", nil, nil); !strings.Contains(p.body, "<td>bob</td>") || !strings.Contains(p.body, "revoked") {
+		t.Errorf("after the owner's changes: %s", p.body)
+	}
+	// A reader of team forging a member change there.
+	before := members("team")
+	if r := alice.do("POST", "/namespace", url.Values{"csrf": {tok}, "namespace": {"team"}, "op": {"member-set"}, "user": {"alice"}, "role": {"owner"}}, nil); r.status != 403 {
+		t.Errorf("a reader's forged role change: %d %s", r.status, r.body)
+	}
+	if after := members("team"); after != before {
+		t.Errorf("team's members changed: %s -> %s", before, after)
+	}
+	if r := alice.do("GET", "/namespace?name=other", nil, nil); r.status != 404 {
+		t.Errorf("a namespace alice does not belong to: %d", r.status)
+	}
+}
