@@ -20,6 +20,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/blobstore"
+	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/reference"
 )
@@ -49,6 +50,7 @@ type Store interface {
 	ConsoleSession(ctx context.Context, idHash string, now time.Time) (*metadata.ConsoleSession, error)
 	DeleteConsoleSession(ctx context.Context, idHash string) error
 	ListAudit(ctx context.Context, f metadata.AuditFilter) ([]metadata.AuditEntry, error)
+	GCRuns(ctx context.Context, limit int) ([]metadata.GCRun, error)
 }
 
 // Accounts are the account rules (auth.Service); nil when the registry
@@ -85,6 +87,8 @@ type Options struct {
 	Accounts Accounts
 	// ClientIP returns a request's client address (for sign-in limits).
 	ClientIP func(*http.Request) string
+	// RunGC runs garbage collection (or a dry run): the server's collector.
+	RunGC func(ctx context.Context, o gc.Options) (*gc.Report, error)
 	// SelfAddr returns the address of the server's own listener, for the
 	// Doctor page's probes of this registry (nil or "": the request's
 	// host).
@@ -128,7 +132,8 @@ func New(opts Options) (*Handler, error) {
 var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
 	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret",
 	"GET /doctor", "POST /doctor", "GET /admin/users", "POST /admin/users", "GET /admin/audit",
-	"GET /namespaces", "POST /namespaces", "GET /namespace", "POST /namespace", "GET /static/"}
+	"GET /namespaces", "POST /namespaces", "GET /namespace", "POST /namespace",
+	"GET /admin/gc", "POST /admin/gc", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
@@ -190,6 +195,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.users(w, r, v, "", http.StatusOK)
 	case r.URL.Path == "/admin/audit":
 		err = h.auditLog(w, r, v)
+	case r.URL.Path == "/admin/gc":
+		err = h.gcPage(w, r, v)
 	case r.URL.Path == "/namespaces" && r.Method == http.MethodPost:
 		err = h.changeNamespaces(w, r, v)
 	case r.URL.Path == "/namespaces":

@@ -369,6 +369,19 @@ var migrations = []string{
 	// 13: "where is this digest?" (the console's search by digest) finds
 	// the repositories holding a manifest without scanning them all.
 	`CREATE INDEX manifests_digest ON manifests(digest)`,
+	// 14: the history of garbage collection runs (the console's GC page),
+	// written by whichever replica ran each.
+	`CREATE TABLE gc_runs (
+		id {{ID}},
+		started BIGINT NOT NULL,
+		duration BIGINT NOT NULL,
+		actor TEXT NOT NULL,
+		tags BIGINT NOT NULL,
+		manifests BIGINT NOT NULL,
+		unlinked BIGINT NOT NULL,
+		blobs BIGINT NOT NULL,
+		bytes BIGINT NOT NULL
+	)`,
 }
 
 func (d dialect) render(m string) string {

@@ -10,7 +10,7 @@ import (
 // authentication: the console then shows everything to everyone, as the
 // API does).
 func (s *Server) mountConsole(mux *http.ServeMux, ag *guard) error {
-	opts := console.Options{Registry: s.svc, Store: s.meta, Log: s.log, SelfAddr: func() string {
+	opts := console.Options{Registry: s.svc, Store: s.meta, Log: s.log, RunGC: s.gc.RunWith, SelfAddr: func() string {
 		if a := s.selfAddr.Load(); a != nil {
 			return *a
 		}

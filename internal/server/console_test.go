@@ -689,3 +689,45 @@ func TestConsoleNamespaces(t *testing.T) {
 		t.Errorf("a namespace alice does not belong to: %d", r.status)
 	}
 }
+
+// TestConsoleGarbageCollection: an administrator's dry run lists an
+// untagged manifest and removes nothing, the real run removes it and
+// appears in the history with its actor; a reader's forged run gets 403.
+func TestConsoleGarbageCollection(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	push := tokenFor(t, u, "admin", adminPass, "repository:team/app:push,pull")
+	cfg := []byte(`{"architecture":"amd64","os":"linux","note":"garbage"}`)
+	expect(t, "config", do(t, "POST", u+"/v2/team/app/blobs/uploads/?digest="+digestOf(cfg), bearer(push), cfg), 201, "")
+	mf := imageManifest(cfg, "garbage")
+	expect(t, "untagged manifest", do(t, "PUT", u+"/v2/team/app/manifests/"+digestOf(mf), map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": "Bearer " + push}, mf), 201, "")
+	status := func() int { return do(t, "GET", u+"/v2/team/app/manifests/"+digestOf(mf), bearer(push), nil).status }
+
+	alice := newConsoleClient(t, u)
+	alice.signIn("alice", "alice-pass-1")
+	home := alice.do("GET", "/", nil, nil)
+	if r := alice.do("GET", "/admin/gc", nil, nil); r.status != 403 {
+		t.Errorf("a reader's GC page: %d", r.status)
+	}
+	if r := alice.do("POST", "/admin/gc", url.Values{"csrf": {csrf(t, home)}, "op": {"run"}}, nil); r.status != 403 || status() != 200 {
+		t.Errorf("a reader's forged run: %d, manifest now %d", r.status, status())
+	}
+
+	admin := newConsoleClient(t, u)
+	admin.signIn("admin", adminPass)
+	page := admin.do("GET", "/admin/gc", nil, nil)
+	if page.status != 200 || !strings.Contains(page.body, "No run yet.") {
+		t.Fatalf("GC page: %d %s", page.status, page.body)
+	}
+	dry := admin.do("POST", "/admin/gc", url.Values{"csrf": {csrf(t, page)}, "op": {"dry-run"}}, nil)
+	if dry.status != 200 || !strings.Contains(dry.body, `<dd id="gc-manifests">1</dd>`) || !strings.Contains(dry.body, "The dry run found") || status() != 200 {
+		t.Fatalf("dry run: %d, manifest %d: %s", dry.status, status(), dry.body)
+	}
+	real := admin.do("POST", "/admin/gc", url.Values{"csrf": {csrf(t, page)}, "op": {"run"}}, nil)
+	if real.status != 200 || !strings.Contains(real.body, `<dd id="gc-manifests">1</dd>`) || status() != 404 {
+		t.Fatalf("run: %d, manifest %d: %s", real.status, status(), real.body)
+	}
+	if !regexp.MustCompile(`<tr><td>[0-9: -]+</td><td>admin</td><td>0</td><td>1</td>`).MatchString(real.body) {
+		t.Errorf("the run is not in the history: %s", real.body)
+	}
+}

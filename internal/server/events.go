@@ -65,6 +65,11 @@ func (n *notifier) WantsPull() bool { return n.hooks.WantsPull() }
 
 // gcEvent records the webhook event of a garbage collection run.
 func (s *Server) gcEvent(ctx context.Context, r *gc.Report) {
+	run := metadata.GCRun{Started: time.Now().Add(-r.Duration), Duration: r.Duration, Actor: events.OriginOf(ctx).Actor,
+		Tags: len(r.Tags), Manifests: len(r.Manifests), Unlinked: r.Unlinked, Blobs: r.Blobs, Bytes: r.Bytes}
+	if err := s.meta.RecordGCRun(context.WithoutCancel(ctx), run); err != nil {
+		s.log.Error("recording the garbage collection run failed", "err", err)
+	}
 	s.appendEvent(context.WithoutCancel(ctx), "garbage collection", events.NewDetail(ctx, events.ActionGC, "", map[string]any{
 		"tags": len(r.Tags), "manifests": len(r.Manifests), "blob_links": r.Unlinked, "blobs": r.Blobs, "bytes": r.Bytes,
 		"duration_seconds": r.Duration.Seconds()}))
