@@ -8,7 +8,6 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
-	"github.com/berth-registry/berth/internal/reference"
 	"github.com/berth-registry/berth/internal/retention"
 )
 
@@ -90,17 +89,8 @@ func (h *Handler) addRetention(_ http.ResponseWriter, r *http.Request, a *auth.P
 	if err != nil {
 		return 0, nil, err
 	}
-	out := retentionDryRun{Policy: policyView(p), Tags: []metadata.TagDeletion{}, Manifests: []metadata.GCManifest{}}
-	for _, t := range report.Tags {
-		if reference.Covers(p.Repositories, t.Repository) {
-			out.Tags = append(out.Tags, t)
-		}
-	}
-	for _, m := range report.Manifests {
-		if reference.Covers(p.Repositories, m.Repository) {
-			out.Manifests = append(out.Manifests, m)
-		}
-	}
+	out := retentionDryRun{Policy: policyView(p)}
+	out.Tags, out.Manifests = report.Covering(p.Repositories)
 	return http.StatusOK, out, nil
 }
 

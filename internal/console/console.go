@@ -77,6 +77,13 @@ type Accounts interface {
 	RevokeRobot(ctx context.Context, actor *auth.Principal, ns, name string) error
 	Usage(ctx context.Context, actor *auth.Principal, ns string) (used, quota int64, err error)
 	SetQuota(ctx context.Context, actor *auth.Principal, ns string, bytes int64) error
+	AddImmutableRule(ctx context.Context, actor *auth.Principal, repos, tags string) (int64, error)
+	ImmutableRules(ctx context.Context, actor *auth.Principal) ([]metadata.ImmutableRule, error)
+	DeleteImmutableRule(ctx context.Context, actor *auth.Principal, id int64) error
+	CheckRetentionPolicy(ctx context.Context, actor *auth.Principal, p metadata.RetentionPolicy) error
+	AddRetentionPolicy(ctx context.Context, actor *auth.Principal, p metadata.RetentionPolicy) (int64, error)
+	RetentionPolicies(ctx context.Context, actor *auth.Principal) ([]metadata.RetentionPolicy, error)
+	DeleteRetentionPolicy(ctx context.Context, actor *auth.Principal, id int64) error
 }
 
 // Options configure the console.
@@ -133,7 +140,7 @@ var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST
 	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret",
 	"GET /doctor", "POST /doctor", "GET /admin/users", "POST /admin/users", "GET /admin/audit",
 	"GET /namespaces", "POST /namespaces", "GET /namespace", "POST /namespace",
-	"GET /admin/gc", "POST /admin/gc", "GET /static/"}
+	"GET /admin/gc", "POST /admin/gc", "GET /admin/policies", "POST /admin/policies", "GET /static/"}
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
@@ -197,6 +204,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = h.auditLog(w, r, v)
 	case r.URL.Path == "/admin/gc":
 		err = h.gcPage(w, r, v)
+	case r.URL.Path == "/admin/policies" && r.Method == http.MethodPost:
+		err = h.changePolicies(w, r, v)
+	case r.URL.Path == "/admin/policies":
+		err = h.policies(w, r, v, policiesPage{}, http.StatusOK)
 	case r.URL.Path == "/namespaces" && r.Method == http.MethodPost:
 		err = h.changeNamespaces(w, r, v)
 	case r.URL.Path == "/namespaces":

@@ -35,6 +35,24 @@ type Report struct {
 	Duration  time.Duration          `json:"duration_ns"`
 }
 
+// Covering returns the report's tag deletions and manifests in the
+// repositories a policy's pattern covers: what that policy alone would
+// delete, from a dry run with it as the candidate.
+func (r *Report) Covering(repos string) ([]metadata.TagDeletion, []metadata.GCManifest) {
+	tags, manifests := []metadata.TagDeletion{}, []metadata.GCManifest{}
+	for _, t := range r.Tags {
+		if reference.Covers(repos, t.Repository) {
+			tags = append(tags, t)
+		}
+	}
+	for _, m := range r.Manifests {
+		if reference.Covers(repos, m.Repository) {
+			manifests = append(manifests, m)
+		}
+	}
+	return tags, manifests
+}
+
 // Totals are counters of what real runs removed since the process
 // started, for metrics.
 type Totals struct {

@@ -731,3 +731,74 @@ func TestConsoleGarbageCollection(t *testing.T) {
 		t.Errorf("the run is not in the history: %s", real.body)
 	}
 }
+
+// TestConsolePolicies: an administrator adds an immutable rule, previews
+// a retention policy (a dry run: it lists the tags it would delete and
+// deletes nothing), saves it and deletes the rule; a reader's forged rule
+// gets 403.
+func TestConsolePolicies(t *testing.T) {
+	ts, _ := authServer(t)
+	u := ts.URL
+	push := tokenFor(t, u, "admin", adminPass, "repository:team/app:push,pull")
+	cfg := []byte(`{"architecture":"amd64","os":"linux"}`)
+	expect(t, "config", do(t, "POST", u+"/v2/team/app/blobs/uploads/?digest="+digestOf(cfg), bearer(push), cfg), 201, "")
+	for i, tag := range []string{"a1", "a2", "a3"} {
+		expect(t, "manifest "+tag, do(t, "PUT", u+"/v2/team/app/manifests/"+tag, map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json", "Authorization": "Bearer " + push}, imageManifest(cfg, strconv.Itoa(i))), 201, "")
+		time.Sleep(10 * time.Millisecond) // distinct push times
+	}
+	adminAPI := map[string]string{"Authorization": basic("admin", adminPass)}
+	rules := func() string {
+		r := do(t, "GET", u+"/api/v1/immutable-rules", adminAPI, nil)
+		if r.status != 200 {
+			t.Fatalf("list immutable rules: %d %s", r.status, r.body)
+		}
+		return string(r.body)
+	}
+
+	alice := newConsoleClient(t, u)
+	alice.signIn("alice", "alice-pass-1")
+	home := alice.do("GET", "/", nil, nil)
+	before := rules()
+	if r := alice.do("POST", "/admin/policies", url.Values{"csrf": {csrf(t, home)}, "op": {"rule-add"}, "rule_repositories": {"team/*"}, "rule_tags": {"*"}}, nil); r.status != 403 || rules() != before {
+		t.Errorf("a reader's forged rule: %d, rules %s -> %s", r.status, before, rules())
+	}
+
+	admin := newConsoleClient(t, u)
+	admin.signIn("admin", adminPass)
+	pg := admin.do("GET", "/admin/policies", nil, nil)
+	tok := csrf(t, pg)
+	if r := admin.do("POST", "/admin/policies", url.Values{"csrf": {tok}, "op": {"rule-add"}, "rule_repositories": {"team/*"}, "rule_tags": {"v*"}}, nil); r.status != 303 || !strings.Contains(rules(), `"v*"`) {
+		t.Fatalf("add a rule: %d %s; rules %s", r.status, r.body, rules())
+	}
+	pg = admin.do("GET", "/admin/policies", nil, nil)
+	if !strings.Contains(pg.body, "<code>v*</code>") {
+		t.Fatalf("the rule is not listed: %s", pg.body)
+	}
+	preview := admin.do("POST", "/admin/policies", url.Values{"csrf": {tok}, "op": {"policy-preview"}, "repositories": {"team/app"}, "keep_last": {"1"}}, nil)
+	if preview.status != 200 || !strings.Contains(preview.body, `<p id="preview-counts">2 tags and`) ||
+		!strings.Contains(preview.body, "team/app:a1") || !strings.Contains(preview.body, "team/app:a2") || strings.Contains(preview.body, "team/app:a3") {
+		t.Fatalf("preview: %d %s", preview.status, preview.body)
+	}
+	for _, tag := range []string{"a1", "a2", "a3"} {
+		if s := do(t, "GET", u+"/v2/team/app/manifests/"+tag, bearer(push), nil).status; s != 200 {
+			t.Errorf("%s after the preview: %d", tag, s)
+		}
+	}
+	if r := admin.do("POST", "/admin/policies", url.Values{"csrf": {tok}, "op": {"policy-add"}, "repositories": {"team/app"}, "keep_last": {"1"}, "unpulled_for": {"30d"}}, nil); r.status != 303 {
+		t.Fatalf("save the policy: %d %s", r.status, r.body)
+	}
+	if r := admin.do("POST", "/admin/policies", url.Values{"csrf": {tok}, "op": {"policy-add"}, "repositories": {"team/app"}, "unpulled_for": {"soon"}}, nil); r.status != 400 {
+		t.Errorf("a bad duration: %d", r.status)
+	}
+	pg = admin.do("GET", "/admin/policies", nil, nil)
+	if !strings.Contains(pg.body, "<td>30d</td>") {
+		t.Errorf("the policy is not listed: %s", pg.body)
+	}
+	id := regexp.MustCompile(`name="op" value="rule-delete"><input type="hidden" name="id" value="(\d+)"`).FindStringSubmatch(pg.body)
+	if id == nil {
+		t.Fatal("no rule to delete")
+	}
+	if r := admin.do("POST", "/admin/policies", url.Values{"csrf": {tok}, "op": {"rule-delete"}, "id": {id[1]}}, nil); r.status != 303 || strings.Contains(rules(), "v*") {
+		t.Errorf("delete the rule: %d, rules %s", r.status, rules())
+	}
+}
