@@ -16,7 +16,8 @@ import (
 // notices are the messages a redirect may ask a page to show (by key, so
 // that no text of the URL reaches the page).
 var notices = map[string]string{
-	"deleted": "The tag was deleted.",
+	"deleted":          "The tag was deleted.",
+	"deleted-manifest": "The manifest was deleted, and the tags that named it.",
 }
 
 func noticeText(key string) string { return notices[key] }
@@ -30,8 +31,10 @@ func (h *Handler) deleteTarget(r *http.Request, v *viewer, q url.Values) (repo, 
 	if err := reference.ValidateName(repo); err != nil {
 		return "", "", errorf(http.StatusBadRequest, "Not a repository name: "+err.Error())
 	}
-	if err := reference.ValidateTag(tag); err != nil {
-		return "", "", errorf(http.StatusBadRequest, "Not a tag: "+err.Error())
+	if _, derr := reference.ParseDigest(tag); derr != nil {
+		if err := reference.ValidateTag(tag); err != nil {
+			return "", "", errorf(http.StatusBadRequest, "Not a tag or digest: "+err.Error())
+		}
 	}
 	acts, err := h.actions(r, v, repo)
 	if err != nil {
@@ -53,8 +56,9 @@ func (h *Handler) confirmDeleteTag(w http.ResponseWriter, r *http.Request, v *vi
 	if err != nil {
 		return err
 	}
+	_, derr := reference.ParseDigest(tag)
 	return h.render(w, r, "delete", http.StatusOK, page{Title: "Delete " + repo + ":" + tag, Viewer: v,
-		Data: map[string]string{"Repo": repo, "Tag": tag}})
+		Data: map[string]any{"Repo": repo, "Tag": tag, "Manifest": derr == nil}})
 }
 
 // deleteTag deletes a tag as DELETE /v2/<name>/manifests/<tag> does:
@@ -78,7 +82,11 @@ func (h *Handler) deleteTag(w http.ResponseWriter, r *http.Request, v *viewer) e
 		}
 		return err
 	}
-	http.Redirect(w, r, "/repo?"+url.Values{"name": {repo}, "notice": {"deleted"}}.Encode(), http.StatusSeeOther)
+	notice := "deleted"
+	if _, derr := reference.ParseDigest(tag); derr == nil {
+		notice = "deleted-manifest"
+	}
+	http.Redirect(w, r, "/repo?"+url.Values{"name": {repo}, "notice": {notice}}.Encode(), http.StatusSeeOther)
 	return nil
 }
 

@@ -255,6 +255,8 @@ type imagePage struct {
 	Referrers []referrerGroup
 	// PullRef is the reference to pull by: repo@digest.
 	PullRef string
+	// CanDelete offers deleting the manifest (delete access).
+	CanDelete bool
 }
 
 // referrerGroup are the referrers of one artifact type.
@@ -322,6 +324,9 @@ func (h *Handler) image(w http.ResponseWriter, r *http.Request, v *viewer) error
 		} else {
 			ip.Layers = parsed.Blobs
 		}
+	}
+	if ip.CanDelete, err = h.can(r, v, name, auth.Delete); err != nil {
+		return err
 	}
 	refs, err := h.opts.Registry.Referrers(r.Context(), name, m.Digest, "")
 	if err != nil {

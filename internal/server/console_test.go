@@ -322,6 +322,26 @@ func TestConsoleDeletesTags(t *testing.T) {
 	if page := bob.do("GET", r.header.Get("Location"), nil, nil); !strings.Contains(page.body, "The tag was deleted.") || strings.Contains(page.body, ">v1<") {
 		t.Errorf("the repository page after the delete: %s", page.body)
 	}
+
+	// The manifest itself, from its image page: gone with its tag v2.
+	dgst := digestOf(imageManifest(cfg, "n"))
+	img := bob.do("GET", "/image?name=team/app&ref=v2", nil, nil)
+	if !strings.Contains(img.body, `id="delete-manifest"`) {
+		t.Fatalf("no manifest delete link for a maintainer: %s", img.body)
+	}
+	if strings.Contains(alice.do("GET", "/image?name=team/app&ref=v2", nil, nil).body, "delete-manifest") {
+		t.Error("a reader is offered to delete the manifest")
+	}
+	confirm = bob.do("GET", "/tag/delete?name=team/app&tag="+dgst, nil, nil)
+	if confirm.status != 200 || !strings.Contains(confirm.body, "Delete a manifest") {
+		t.Fatalf("manifest confirmation: %d %s", confirm.status, confirm.body)
+	}
+	if r := bob.do("POST", "/tag/delete", url.Values{"csrf": {csrf(t, confirm)}, "name": {"team/app"}, "tag": {dgst}}, nil); r.status != 303 {
+		t.Fatalf("delete the manifest: %d %s", r.status, r.body)
+	}
+	if s := do(t, "GET", u+"/v2/team/app/manifests/"+dgst, bearer(pull), nil).status; s != 404 || status("v2") != 404 {
+		t.Errorf("after deleting the manifest: by digest %d, v2 %d; want 404 and 404", s, status("v2"))
+	}
 }
 
 // TestConsolePullSecret: an owner makes a pull-only robot and its Secret

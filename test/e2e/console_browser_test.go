@@ -254,6 +254,20 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Errorf("image page title %q", title)
 	}
 
+	// On a phone's screen the pages fit its width (no sideways scrolling
+	// of the page itself; wide tables scroll in their own box).
+	do(t, ctx, "phone screen", chromedp.EmulateViewport(390, 844, chromedp.EmulateScale(2)))
+	for _, p := range []string{"/repo?name=team/web", "/image?name=team/web&ref=v1", "/"} {
+		do(t, ctx, "open "+p+" on a phone", chromedp.Navigate(b.URL+p), chromedp.WaitVisible(chromedp.ID("main")))
+		if over := run1(t, ctx, "width of "+p, chromedp.Evaluate[int](`document.documentElement.scrollWidth - window.innerWidth`)); over > 0 {
+			t.Errorf("%s is %d px wider than a phone's screen", p, over)
+		}
+		if p == "/repo?name=team/web" {
+			screenshot(t, ctx, "console-phone")
+		}
+	}
+	do(t, ctx, "desktop screen", chromedp.EmulateViewport(1280, 900))
+
 	// Pull from Kubernetes: the Secret made in the browser pulls the image
 	// with crane, through a docker config holding only its credentials.
 	do(t, ctx, "make a pull secret",
