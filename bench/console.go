@@ -70,23 +70,12 @@ func (b *bench) benchConsole(ctx context.Context, t *target) error {
 	for i := range repos {
 		repos[i] = fmt.Sprintf("console/r%05d", i)
 	}
+	start := time.Now()
+	if _, err := s.makeRepos(ctx, b.hot, repos); err != nil {
+		return err
+	}
 	im := *b.hot
 	im.repo, im.tag = repos[0], "latest"
-	if err := s.pushImage(ctx, &im); err != nil {
-		return err
-	}
-	start := time.Now()
-	if _, _, err := runLoad(ctx, len(repos)-1, setupConc, func(ctx context.Context, i int) error {
-		_, digests := im.blobs()
-		for _, d := range digests {
-			if err := s.mountBlob(ctx, repos[i+1], im.repo, d); err != nil {
-				return err
-			}
-		}
-		return s.putManifest(ctx, repos[i+1], "latest", im.manifest)
-	}); err != nil {
-		return err
-	}
 	tagsRepo := "console/tags"
 	im.repo = tagsRepo
 	if err := s.pushImage(ctx, &im); err != nil {
@@ -153,12 +142,7 @@ func gzipSize(b []byte) int {
 
 // renderConsole renders the console workload's section.
 func renderConsole(cfg *config, ts []*target) string {
-	var t *target
-	for _, x := range ts {
-		if x.name == "berth" {
-			t = x
-		}
-	}
+	t := berthTarget(ts)
 	if !cfg.selected("console") || t == nil {
 		return ""
 	}

@@ -461,12 +461,7 @@ func (b *bench) benchGC(ctx context.Context, t *target) error {
 
 // renderGC renders the gc workload's table, or "" if it did not run.
 func renderGC(cfg *config, ts []*target) string {
-	var t *target
-	for _, x := range ts {
-		if x.name == "berth" {
-			t = x
-		}
-	}
+	t := berthTarget(ts)
 	if !cfg.selected("gc") || t == nil {
 		return ""
 	}

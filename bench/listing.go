@@ -141,21 +141,7 @@ func (b *bench) benchCatalog(ctx context.Context, t *target) error {
 	for i := range want {
 		want[i] = fmt.Sprintf("catalog/r%05d", i)
 	}
-	im := *b.hot
-	im.repo, im.tag = want[0], "latest"
-	if err := t.pushImage(ctx, &im); err != nil {
-		return err
-	}
-	_, elapsed, err := runLoad(ctx, len(want)-1, setupConc, func(ctx context.Context, i int) error {
-		repo := want[i+1]
-		_, digests := im.blobs()
-		for _, d := range digests {
-			if err := t.mountBlob(ctx, repo, im.repo, d); err != nil {
-				return err
-			}
-		}
-		return t.putManifest(ctx, repo, "latest", im.manifest)
-	})
+	elapsed, err := t.makeRepos(ctx, b.hot, want)
 	if err != nil {
 		return err
 	}
@@ -164,4 +150,37 @@ func (b *bench) benchCatalog(ctx context.Context, t *target) error {
 	got, err := b.timeListing(ctx, t, "catalog", "repositories", "/v2/_catalog?"+q.Encode(), "repositories", want)
 	t.catalogTotal = len(got)
 	return err
+}
+
+// makeRepos creates the repositories, each with image im tagged latest:
+// pushed to the first, then its blobs mounted into each other one and the
+// manifest put there, setupConc at a time. It returns the time the other
+// repositories took.
+func (s *server) makeRepos(ctx context.Context, hot *image, repos []string) (time.Duration, error) {
+	im := *hot
+	im.repo, im.tag = repos[0], "latest"
+	if err := s.pushImage(ctx, &im); err != nil {
+		return 0, err
+	}
+	_, elapsed, err := runLoad(ctx, len(repos)-1, setupConc, func(ctx context.Context, i int) error {
+		repo := repos[i+1]
+		_, digests := im.blobs()
+		for _, d := range digests {
+			if err := s.mountBlob(ctx, repo, im.repo, d); err != nil {
+				return err
+			}
+		}
+		return s.putManifest(ctx, repo, "latest", im.manifest)
+	})
+	return elapsed, err
+}
+
+// berthTarget returns the berth kind's target, nil if it did not run.
+func berthTarget(ts []*target) *target {
+	for _, t := range ts {
+		if t.name == "berth" {
+			return t
+		}
+	}
+	return nil
 }

@@ -136,6 +136,19 @@ func boolean(p func(*Config) *bool) func(*Config, string) error {
 	}
 }
 
+// negated reads a boolean setting into a field that holds its negation
+// (an "Off" field, so that a Config built in code has the setting on).
+func negated(p func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return fmt.Errorf("want true or false, got %q", v)
+		}
+		*p(c) = !b
+		return nil
+	}
+}
+
 // age reads a duration that may be 0 (off) and may be given in days (90d).
 func age(p func(*Config) *time.Duration) func(*Config, string) error {
 	return func(c *Config, v string) error {
@@ -202,22 +215,8 @@ var Options = []Option{
 	{"gc_interval", "24h", "how often garbage collection runs while berth serves (also on demand: berth gc)", dur(func(c *Config) *time.Duration { return &c.GCInterval })},
 	{"gc_grace", "1h", "content younger than this is never collected: blobs pushed for a manifest not pushed yet, manifests pushed before their index", dur(func(c *Config) *time.Duration { return &c.GCGrace })},
 	{"metrics_addr", "", "address of a listener of its own serving Prometheus metrics at /metrics without authentication (e.g. 127.0.0.1:9090 or :9090 inside a pod); empty serves them only on the main listener", str(func(c *Config) *string { return &c.MetricsAddr })},
-	{"metrics", "true", "count and time requests for Prometheus and serve them at /metrics; false drops the metrics middleware from every request and /metrics answers 404 (and metrics_addr is not served)", func(c *Config, v string) error {
-		var on bool
-		if err := boolean(func(*Config) *bool { return &on })(c, v); err != nil {
-			return err
-		}
-		c.MetricsOff = !on
-		return nil
-	}},
-	{"console", "true", "serve the web console at / on the main listener (sign-in with berth's accounts; false: / answers 404)", func(c *Config, v string) error {
-		var on bool
-		if err := boolean(func(*Config) *bool { return &on })(c, v); err != nil {
-			return err
-		}
-		c.ConsoleOff = !on
-		return nil
-	}},
+	{"metrics", "true", "count and time requests for Prometheus and serve them at /metrics; false drops the metrics middleware from every request and /metrics answers 404 (and metrics_addr is not served)", negated(func(c *Config) *bool { return &c.MetricsOff })},
+	{"console", "true", "serve the web console at / on the main listener (sign-in with berth's accounts; false: / answers 404)", negated(func(c *Config) *bool { return &c.ConsoleOff })},
 	{"metrics_public", "false", "serve /metrics on the main listener without authentication; else, with auth on, it needs an admin's Basic credentials", boolean(func(c *Config) *bool { return &c.MetricsPublic })},
 	{"tracing", "auto", "OpenTelemetry tracing: \"auto\" exports spans over OTLP when OTEL_EXPORTER_OTLP_ENDPOINT (or OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_TRACES_EXPORTER=otlp) is set, \"off\" never, \"otlp-http\" or \"otlp-grpc\" always (to the OTEL_EXPORTER_OTLP_* endpoint, else localhost)", oneOf(func(c *Config) *string { return &c.Tracing }, "auto", "off", "otlp-http", "otlp-grpc")},
 	{"audit_log", "file", "where audit records go besides the metadata database (always, with auth on): \"file\" (<data_dir>/audit.log, JSON lines), \"stdout\" (JSON lines) or \"none\"", oneOf(func(c *Config) *string { return &c.AuditLog }, "file", "stdout", "none")},

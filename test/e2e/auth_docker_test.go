@@ -115,15 +115,7 @@ func (d *dockerClient) authEntry() (dockerAuthEntry, bool) {
 // file holding note, tags it ref, and returns nothing: docker keeps it.
 func (d *dockerClient) buildImage(ref, note string) {
 	d.t.Helper()
-	ctxDir := d.t.TempDir()
-	busybox, err := os.ReadFile(staticBusybox)
-	if err != nil {
-		d.t.Fatal(err)
-	}
-	writeFile(d.t, filepath.Join(ctxDir, "busybox"), busybox)
-	if err := os.Chmod(filepath.Join(ctxDir, "busybox"), 0o755); err != nil {
-		d.t.Fatal(err)
-	}
+	ctxDir := busyboxContext(d.t)
 	writeFile(d.t, filepath.Join(ctxDir, "note.txt"), []byte(note))
 	writeFile(d.t, filepath.Join(ctxDir, "Dockerfile"), []byte(strings.Join([]string{
 		"FROM scratch",

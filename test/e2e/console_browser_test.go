@@ -106,15 +106,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	d := newDockerClient(t, docker, b.Addr)
 	d.mustLogin("alice", alicePass)
 	ref := d.ref("team/web:v1")
-	ctxDir := t.TempDir()
-	busybox, err := os.ReadFile(staticBusybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(ctxDir, "busybox"), busybox)
-	if err := os.Chmod(filepath.Join(ctxDir, "busybox"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	ctxDir := busyboxContext(t)
 	writeFile(t, filepath.Join(ctxDir, "index.html"), []byte("hello "+randomHex(t, 8)))
 	writeFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte(strings.Join([]string{
 		"FROM scratch",

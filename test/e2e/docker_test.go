@@ -34,6 +34,22 @@ func needDocker(t *testing.T) string {
 	return ""
 }
 
+// busyboxContext returns a new build context directory holding the static
+// busybox as ./busybox (executable), for FROM scratch images.
+func busyboxContext(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	busybox, err := os.ReadFile(staticBusybox)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "busybox"), busybox)
+	if err := os.Chmod(filepath.Join(dir, "busybox"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
 // needStaticBusybox checks that /bin/busybox is a statically linked ELF
 // binary, which a FROM scratch image can run.
 func needStaticBusybox(t *testing.T) {
@@ -73,15 +89,7 @@ func TestDockerPushPullRun(t *testing.T) {
 	ref := repo + ":v1"
 	secret := randomHex(t, 32)
 
-	ctxDir := t.TempDir()
-	busybox, err := os.ReadFile(staticBusybox)
-	if err != nil {
-		t.Fatal(err)
-	}
-	writeFile(t, filepath.Join(ctxDir, "busybox"), busybox)
-	if err := os.Chmod(filepath.Join(ctxDir, "busybox"), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	ctxDir := busyboxContext(t)
 	writeFile(t, filepath.Join(ctxDir, "secret.txt"), []byte(secret))
 	writeFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte(strings.Join([]string{
 		"FROM scratch",
