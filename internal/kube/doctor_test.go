@@ -6,11 +6,14 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -18,6 +21,7 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/kube"
 	"github.com/berth-registry/berth/internal/server"
+	"sigs.k8s.io/yaml"
 )
 
 const adminPass = "doctor-admin-pass"
@@ -191,6 +195,7 @@ func TestDoctor(t *testing.T) {
 		{"tag missing", l.host + "/team/app:v2", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "reference", nil},
 		{"no linux/amd64 image", l.host + "/team/arm:v1", []kube.SecretInput{fileSecret("regcred", dcj, ".dockerconfigjson", b64(good))}, "platform", nil},
 	}
+	console := l.console()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			findings, ok := kube.Diagnose(context.Background(), kube.Input{Image: c.image, PodNamespace: "default", Secrets: c.secrets}, &kube.HTTPProber{})
@@ -211,8 +216,156 @@ func TestDoctor(t *testing.T) {
 					t.Errorf("the first failing finding does not say %q; findings:\n%s", phrase, dump(findings))
 				}
 			}
+			// The console's Doctor page, given the case as a user pastes
+			// it, finds what berth doctor finds from the same manifests
+			// as files.
+			secretsYAML, podYAML := pasted(t, c.image, c.secrets)
+			req := kube.Request{Image: c.image}
+			for _, text := range []string{secretsYAML, podYAML} {
+				if text == "" {
+					continue
+				}
+				ss, pod, err := kube.ParseManifests([]byte(text))
+				if err != nil {
+					t.Fatalf("the pasted manifests: %v\n%s", err, text)
+				}
+				req.Files = append(req.Files, ss...)
+				if pod != nil {
+					req.Pod = pod
+				}
+			}
+			in, err := kube.Assemble(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			cliFindings, cliOK := kube.Diagnose(context.Background(), in, &kube.HTTPProber{})
+			got, gotOK := console.doctor(secretsYAML, podYAML, c.image)
+			if want := rows(cliFindings); strings.Join(got, "\n") != strings.Join(want, "\n") || gotOK != cliOK {
+				t.Errorf("the console's findings (ok %v):\n%s\nberth doctor's (ok %v):\n%s", gotOK, strings.Join(got, "\n"), cliOK, strings.Join(want, "\n"))
+			}
 		})
 	}
+}
+
+// rows renders findings as the console's table rows are compared.
+func rows(fs []kube.Finding) []string {
+	var out []string
+	for _, f := range fs {
+		out = append(out, fmt.Sprintf("%s %v %s | %s", f.Check, f.OK, f.Message, f.Fix))
+	}
+	return out
+}
+
+// pasted renders a case's Secrets as the manifests a user pastes into the
+// console (the values of data as a file holds them), and, when some
+// Secret is not found, a Pod that lists them all, as the way a missing
+// Secret comes in.
+func pasted(t *testing.T, image string, secrets []kube.SecretInput) (secretsYAML, podYAML string) {
+	t.Helper()
+	var docs, names []string
+	missing := false
+	for _, s := range secrets {
+		names = append(names, s.Name)
+		if !s.Found {
+			missing = true
+			continue
+		}
+		meta := map[string]any{"name": s.Name}
+		if s.Namespace != "" {
+			meta["namespace"] = s.Namespace
+		}
+		m := map[string]any{"apiVersion": "v1", "kind": "Secret", "metadata": meta, "type": s.Type}
+		if s.Data != nil {
+			m["data"] = s.Data
+		}
+		if s.StringData != nil {
+			m["stringData"] = s.StringData
+		}
+		b, err := yaml.Marshal(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		docs = append(docs, string(b))
+	}
+	if missing {
+		var refs []map[string]string
+		for _, n := range names {
+			refs = append(refs, map[string]string{"name": n})
+		}
+		b, err := yaml.Marshal(map[string]any{"apiVersion": "v1", "kind": "Pod", "metadata": map[string]any{"name": "app", "namespace": "default"},
+			"spec": map[string]any{"imagePullSecrets": refs, "containers": []map[string]string{{"name": "app", "image": image}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		podYAML = string(b)
+	}
+	return strings.Join(docs, "---\n"), podYAML
+}
+
+// consoleClient signs in to the live server's console once and submits
+// the Doctor form.
+type consoleClient struct {
+	t      *testing.T
+	base   string
+	client *http.Client
+}
+
+var (
+	csrfRE = regexp.MustCompile(`name="csrf" value="([^"]+)"`)
+	rowRE  = regexp.MustCompile(`<tr data-check="([^"]+)" data-ok="(true|false)"><td>[^<]*</td><td>.*?</td><td>(.*?)</td><td>(.*?)</td></tr>`)
+)
+
+func (l *live) console() *consoleClient {
+	l.t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &consoleClient{t: l.t, base: l.url, client: &http.Client{Jar: jar}}
+	tok := c.token("/login")
+	c.post("/login", url.Values{"csrf": {tok}, "user": {"admin"}, "password": {adminPass}})
+	return c
+}
+
+func (c *consoleClient) token(path string) string {
+	c.t.Helper()
+	res, err := c.client.Get(c.base + path)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	m := csrfRE.FindSubmatch(b)
+	if m == nil {
+		c.t.Fatalf("no CSRF token on %s: %s", path, b)
+	}
+	return string(m[1])
+}
+
+func (c *consoleClient) post(path string, form url.Values) string {
+	c.t.Helper()
+	req, _ := http.NewRequest("POST", c.base+path, strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", c.base)
+	res, err := c.client.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != 200 {
+		c.t.Fatalf("POST %s: %d %s", path, res.StatusCode, b)
+	}
+	return string(b)
+}
+
+// doctor submits the Doctor form and returns the findings' rows and
+// whether the page says the pull would succeed.
+func (c *consoleClient) doctor(secrets, pod, image string) ([]string, bool) {
+	c.t.Helper()
+	body := c.post("/doctor", url.Values{"csrf": {c.token("/doctor")}, "secrets": {secrets}, "pod": {pod}, "image": {image}})
+	var out []string
+	for _, m := range rowRE.FindAllStringSubmatch(body, -1) {
+		out = append(out, m[1]+" "+m[2]+" "+html.UnescapeString(m[3])+" | "+html.UnescapeString(m[4]))
+	}
+	return out, strings.Contains(body, "would succeed")
 }
 
 func dump(fs []kube.Finding) string {
