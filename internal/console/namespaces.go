@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -89,6 +90,10 @@ type namespacePage struct {
 	Used, Quota int64
 	Roles       []string
 	Message     string
+	// NewRobot and NewSecret are a robot just made and its secret
+	// (shown once).
+	NewRobot, NewSecret string
+	Expiries            []struct{ Value, Label string }
 }
 
 // namespace shows a namespace's visibility, members, robots and quota.
@@ -96,11 +101,22 @@ func (h *Handler) namespace(w http.ResponseWriter, r *http.Request, v *viewer, n
 	if ok, err := h.needSignIn(w, r, v); !ok {
 		return err
 	}
-	views, err := h.opts.Accounts.ListNamespaces(r.Context(), v.p)
+	p, err := h.namespaceData(r, v, name, msg)
 	if err != nil {
 		return err
 	}
-	p := namespacePage{Name: name, Message: msg, Roles: []string{string(auth.Reader), string(auth.Writer), string(auth.Maintainer), string(auth.Owner)}}
+	return h.render(w, r, "namespace", status, page{Title: "Namespace " + name, Viewer: v, Data: p})
+}
+
+// namespaceData reads what the namespace page shows (what the viewer may
+// see of it: members and robots to owners and administrators).
+func (h *Handler) namespaceData(r *http.Request, v *viewer, name, msg string) (namespacePage, error) {
+	views, err := h.opts.Accounts.ListNamespaces(r.Context(), v.p)
+	if err != nil {
+		return namespacePage{}, err
+	}
+	p := namespacePage{Name: name, Message: msg, Roles: []string{string(auth.Reader), string(auth.Writer), string(auth.Maintainer), string(auth.Owner)},
+		Expiries: expiries}
 	found := false
 	for _, ns := range views {
 		if ns.Name == name {
@@ -108,19 +124,19 @@ func (h *Handler) namespace(w http.ResponseWriter, r *http.Request, v *viewer, n
 		}
 	}
 	if !found {
-		return errorf(http.StatusNotFound, "No namespace "+name+" that you belong to.")
+		return p, errorf(http.StatusNotFound, "No namespace "+name+" that you belong to.")
 	}
 	again := func(m string) error { return errorf(http.StatusBadRequest, m) }
 	if p.Members, err = h.opts.Accounts.Members(r.Context(), v.p, name); err != nil && !errors.Is(err, auth.ErrForbidden) {
-		return accountError(err, again)
+		return p, accountError(err, again)
 	}
 	if p.Robots, err = h.opts.Accounts.ListRobots(r.Context(), v.p, name); err != nil && !errors.Is(err, auth.ErrForbidden) {
-		return accountError(err, again)
+		return p, accountError(err, again)
 	}
 	if p.Used, p.Quota, err = h.opts.Accounts.Usage(r.Context(), v.p, name); err != nil && !errors.Is(err, auth.ErrForbidden) {
-		return accountError(err, again)
+		return p, accountError(err, again)
 	}
-	return h.render(w, r, "namespace", status, page{Title: "Namespace " + name, Viewer: v, Data: p})
+	return p, nil
 }
 
 // changeNamespace sets visibility, a member's role, removes a member,
@@ -145,6 +161,29 @@ func (h *Handler) changeNamespace(w http.ResponseWriter, r *http.Request, v *vie
 		err = acc.RemoveMember(ctx, actor, ns, f.Get("user"))
 	case "robot-revoke":
 		err = acc.RevokeRobot(ctx, actor, ns, f.Get("robot"))
+	case "robot-create":
+		var lifetime time.Duration
+		if e := f.Get("expires"); e != "never" {
+			if lifetime, err = auth.ParseExpiry(e); err != nil {
+				break
+			}
+		}
+		var scopes []string
+		for _, sc := range strings.Split(f.Get("scopes"), ",") {
+			if sc = strings.TrimSpace(sc); sc != "" {
+				scopes = append(scopes, sc)
+			}
+		}
+		robot, secret, cerr := acc.CreateRobot(ctx, actor, ns, strings.TrimSpace(f.Get("robot")), scopes, f["actions"], lifetime)
+		if cerr == nil {
+			p, err := h.namespaceData(r, v, ns, "")
+			if err != nil {
+				return err
+			}
+			p.NewRobot, p.NewSecret = robot.Name, secret
+			return h.render(w, r, "namespace", http.StatusCreated, page{Title: "Namespace " + ns, Viewer: v, Data: p})
+		}
+		err = cerr
 	case "quota":
 		var bytes int64
 		if q := strings.TrimSpace(f.Get("quota")); q != "" && q != "0" {

@@ -697,6 +697,17 @@ func TestConsoleNamespaces(t *testing.T) {
 	if p := alice.do("GET", "/namespace?name=ops", nil, nil); !strings.Contains(p.body, "<td>bob</td>") || !strings.Contains(p.body, "revoked") {
 		t.Errorf("after the owner's changes: %s", p.body)
 	}
+	// The owner makes a push robot; its secret, shown once, pushes to ops.
+	made := alice.do("POST", "/namespace", url.Values{"csrf": {tok}, "namespace": {"ops"}, "op": {"robot-create"}, "robot": {"deploy"},
+		"scopes": {"ops/*"}, "actions": {"pull", "push"}, "expires": {"7d"}}, nil)
+	sec := regexp.MustCompile(`id="new-robot-secret">([^<]+)<`).FindStringSubmatch(made.body)
+	if made.status != 201 || sec == nil {
+		t.Fatalf("make a robot: %d %s", made.status, made.body)
+	}
+	robotTok := tokenFor(t, u, "ops+deploy", html.UnescapeString(sec[1]), "repository:ops/app:push,pull")
+	if r := do(t, "POST", u+"/v2/ops/app/blobs/uploads/", bearer(robotTok), nil); r.status != 202 {
+		t.Errorf("the robot's push: %d %s", r.status, r.body)
+	}
 	// A reader of team forging a member change there.
 	before := members("team")
 	if r := alice.do("POST", "/namespace", url.Values{"csrf": {tok}, "namespace": {"team"}, "op": {"member-set"}, "user": {"alice"}, "role": {"owner"}}, nil); r.status != 403 {
