@@ -177,6 +177,13 @@ func TestConsoleSignInAndWhatReadersSee(t *testing.T) {
 	if found := alice.do("GET", "/?q="+digestOf(imageManifest(cfg, "n", layer)), nil, nil); !strings.Contains(found.body, "As a manifest") {
 		t.Errorf("the manifest digest is not found as a manifest: %s", found.body)
 	}
+	// A public namespace is shown to anonymous visitors.
+	if r := do(t, "PATCH", u+"/api/v1/namespaces/other", map[string]string{"Authorization": basic("admin", adminPass)}, []byte(`{"public":true}`)); r.status/100 != 2 {
+		t.Fatalf("make other public: %d %s", r.status, r.body)
+	}
+	if p := anon.do("GET", "/", nil, nil); !strings.Contains(p.body, ">other/secret</a>") || strings.Contains(p.body, "team/app") {
+		t.Errorf("anonymous home with other public: %s", p.body)
+	}
 	if strings.Contains(img.body, "<script>alert") || strings.Contains(img.body, "<img src=x") ||
 		!strings.Contains(img.body, "&lt;script&gt;alert(1)&lt;/script&gt;&lt;img src=x onerror=alert(2)&gt;") {
 		t.Errorf("the label is not escaped: %s", img.body)
@@ -831,5 +838,33 @@ func TestConsolePolicies(t *testing.T) {
 	}
 	if r := admin.do("POST", "/admin/policies", url.Values{"csrf": {tok}, "op": {"rule-delete"}, "id": {id[1]}}, nil); r.status != 303 || strings.Contains(rules(), "v*") {
 		t.Errorf("delete the rule: %d, rules %s", r.status, rules())
+	}
+}
+
+// TestConsoleSignInLimits: the sign-in form counts against the token
+// endpoint's limits: the sixth wrong password gets 429 with Retry-After,
+// the right one is refused while blocked, and the token endpoint refuses
+// too (one account, one budget).
+func TestConsoleSignInLimits(t *testing.T) {
+	ts, _ := authServer(t)
+	c := newConsoleClient(t, ts.URL)
+	for i := 1; i <= 6; i++ {
+		r := c.signIn("alice", "wrong-password")
+		want := 401
+		if i == 6 {
+			want = 429
+		}
+		if r.status != want {
+			t.Fatalf("attempt %d: %d, want %d", i, r.status, want)
+		}
+		if i == 6 && r.header.Get("Retry-After") == "" {
+			t.Error("429 without Retry-After")
+		}
+	}
+	if r := c.signIn("alice", "alice-pass-1"); r.status != 429 || c.cookies["berth_session"] != nil {
+		t.Errorf("the right password while blocked: %d", r.status)
+	}
+	if _, r := getToken(t, ts.URL, "alice", "alice-pass-1"); r.status != 429 {
+		t.Errorf("the token endpoint after the console's failures: %d", r.status)
 	}
 }
