@@ -49,6 +49,7 @@ type Store interface {
 	CreateConsoleSession(ctx context.Context, cs metadata.ConsoleSession) error
 	ConsoleSession(ctx context.Context, idHash string, now time.Time) (*metadata.ConsoleSession, error)
 	DeleteConsoleSession(ctx context.Context, idHash string) error
+	TouchConsoleSession(ctx context.Context, idHash string, lastSeen, expires time.Time) error
 	ListAudit(ctx context.Context, f metadata.AuditFilter) ([]metadata.AuditEntry, error)
 	GCRuns(ctx context.Context, limit int) ([]metadata.GCRun, error)
 }
@@ -100,9 +101,11 @@ type Options struct {
 	// Doctor page's probes of this registry (nil or "": the request's
 	// host).
 	SelfAddr func() string
-	// SessionTTL is how long a sign-in lasts (default 12 h).
-	SessionTTL time.Duration
-	Log        *slog.Logger
+	// SessionTTL is how long a sign-in lasts without use (default 12 h);
+	// use extends it, up to MaxSessionAge after the sign-in (default 7
+	// days).
+	SessionTTL, MaxSessionAge time.Duration
+	Log                       *slog.Logger
 }
 
 // Handler serves the console.
@@ -117,6 +120,9 @@ type Handler struct {
 func New(opts Options) (*Handler, error) {
 	if opts.SessionTTL <= 0 {
 		opts.SessionTTL = 12 * time.Hour
+	}
+	if opts.MaxSessionAge <= 0 {
+		opts.MaxSessionAge = 7 * 24 * time.Hour
 	}
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.DiscardHandler)

@@ -92,6 +92,20 @@ func (h *Handler) viewer(r *http.Request) (*viewer, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Use extends the session, written at most twice per SessionTTL.
+	now := h.now()
+	if left := s.Expires.Sub(now); left < h.opts.SessionTTL/2 {
+		expires := now.Add(h.opts.SessionTTL)
+		if limit := s.Created.Add(h.opts.MaxSessionAge); expires.After(limit) {
+			expires = limit
+		}
+		if expires.After(s.Expires) {
+			if err := h.opts.Store.TouchConsoleSession(r.Context(), idHash, now, expires); err != nil && !errors.Is(err, metadata.ErrNotFound) {
+				return nil, err
+			}
+			s.LastSeen, s.Expires = now, expires
+		}
+	}
 	return &viewer{p: p, session: s, idHash: idHash}, nil
 }
 

@@ -83,24 +83,6 @@ func (s *SQL) DeleteConsoleSession(ctx context.Context, idHash string) error {
 	})
 }
 
-// DeleteConsoleSessionsOf removes every session of subject and returns
-// how many it removed.
-func (s *SQL) DeleteConsoleSessionsOf(ctx context.Context, subject string) (int64, error) {
-	var n int64
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		res, err := s.exec(ctx, tx, `DELETE FROM console_sessions WHERE subject = ?`, subject)
-		if err != nil {
-			return err
-		}
-		n, err = res.RowsAffected()
-		return err
-	})
-	if err != nil {
-		return 0, fmt.Errorf("delete console sessions of %s: %w", subject, err)
-	}
-	return n, nil
-}
-
 // PruneConsoleSessions deletes the sessions expired at now (those
 // ConsoleSession no longer returns) and returns how many it deleted.
 func (s *SQL) PruneConsoleSessions(ctx context.Context, now time.Time) (int64, error) {

@@ -143,37 +143,6 @@ func TestConsoleSessionDelete(t *testing.T) {
 	})
 }
 
-// TestConsoleSessionsOfSubjectDeleted: DeleteConsoleSessionsOf removes
-// every session of one subject, expired or not, and only those.
-func TestConsoleSessionsOfSubjectDeleted(t *testing.T) {
-	onBoth(t, func(t *testing.T, s *metadata.SQL) {
-		ctx := context.Background()
-		a1, a2, a3 := consoleSession("a1", "alice", time.Hour), consoleSession("a2", "alice", 2*time.Hour), consoleSession("a3", "alice", -time.Hour)
-		b1, al := consoleSession("b1", "bob", time.Hour), consoleSession("al", "alice2", time.Hour)
-		createConsoleSessions(t, s, a1, a2, a3, b1, al)
-		n, err := s.DeleteConsoleSessionsOf(ctx, "alice")
-		if err != nil {
-			t.Fatal(err)
-		}
-		if n != 3 {
-			t.Errorf("deleted %d sessions of alice, want 3", n)
-		}
-		for _, cs := range []metadata.ConsoleSession{a1, a2} {
-			if _, err := s.ConsoleSession(ctx, cs.IDHash, consoleBase); !errors.Is(err, metadata.ErrNotFound) {
-				t.Errorf("alice's session %s: %v, want ErrNotFound", cs.CSRF, err)
-			}
-		}
-		for _, cs := range []metadata.ConsoleSession{b1, al} {
-			if _, err := s.ConsoleSession(ctx, cs.IDHash, consoleBase); err != nil {
-				t.Errorf("%s's session: %v", cs.Subject, err)
-			}
-		}
-		if n, err := s.DeleteConsoleSessionsOf(ctx, "alice"); err != nil || n != 0 {
-			t.Errorf("deleting alice's sessions again: %d, %v; want 0, nil", n, err)
-		}
-	})
-}
-
 // TestConsoleSessionsPrune: pruning removes the sessions expired at the
 // time given (Expires at or before it) and keeps the others.
 func TestConsoleSessionsPrune(t *testing.T) {

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/berth-registry/berth/internal/console"
 )
@@ -26,4 +28,13 @@ func (s *Server) mountConsole(mux *http.ServeMux, ag *guard) error {
 	}
 	h.Register(mux)
 	return nil
+}
+
+// pruneConsoleSessions deletes the console sessions that expired.
+func (s *Server) pruneConsoleSessions(ctx context.Context) {
+	if n, err := s.meta.PruneConsoleSessions(ctx, time.Now()); err != nil && ctx.Err() == nil {
+		s.log.Error("pruning console sessions failed", "err", err)
+	} else if n > 0 {
+		s.log.Debug("pruned console sessions", "count", n)
+	}
 }

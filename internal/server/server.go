@@ -187,6 +187,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		s.log.Warn("authentication is off: anyone who can reach this address may push, pull and delete")
 	}
 	go every(ctx, time.Minute, s.expireUploads)
+	go every(ctx, time.Hour, s.pruneConsoleSessions)
 	go s.hooks.Run(ctx)
 	go func() {
 		s.refreshStats(ctx)
