@@ -868,3 +868,31 @@ func TestConsoleSignInLimits(t *testing.T) {
 		t.Errorf("the token endpoint after the console's failures: %d", r.status)
 	}
 }
+
+// TestConsoleIndex: an index's tag shows its platforms on the repository
+// page, and its image page lists them with links to each manifest.
+func TestConsoleIndex(t *testing.T) {
+	ts, _ := testServer(t) // no auth: the console shows everything
+	u := ts.URL
+	ctype := map[string]string{"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+	var children []string
+	for _, arch := range []string{"amd64", "arm64"} {
+		cfg := []byte(`{"architecture":"` + arch + `","os":"linux"}`)
+		expect(t, "config "+arch, do(t, "POST", u+"/v2/team/multi/blobs/uploads/?digest="+digestOf(cfg), nil, cfg), 201, "")
+		mf := imageManifest(cfg, arch)
+		expect(t, "manifest "+arch, do(t, "PUT", u+"/v2/team/multi/manifests/"+digestOf(mf), ctype, mf), 201, "")
+		children = append(children, `{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"`+digestOf(mf)+`","size":`+strconv.Itoa(len(mf))+`,"platform":{"os":"linux","architecture":"`+arch+`"}}`)
+	}
+	idx := []byte(`{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[` + strings.Join(children, ",") + `]}`)
+	expect(t, "index", do(t, "PUT", u+"/v2/team/multi/manifests/v1", map[string]string{"Content-Type": "application/vnd.oci.image.index.v1+json"}, idx), 201, "")
+
+	c := newConsoleClient(t, u)
+	repo := c.do("GET", "/repo?name=team/multi", nil, nil)
+	if !strings.Contains(repo.body, `<span class="muted platforms">linux/amd64, linux/arm64</span>`) {
+		t.Errorf("repository page without the index's platforms: %s", repo.body)
+	}
+	img := c.do("GET", "/image?name=team/multi&ref=v1", nil, nil)
+	if img.status != 200 || !strings.Contains(img.body, `id="platforms"`) || !strings.Contains(img.body, "<td>linux/arm64</td>") || strings.Contains(img.body, `id="config"`) {
+		t.Errorf("index page: %d %s", img.status, img.body)
+	}
+}
