@@ -137,6 +137,12 @@ func TestConsoleSignInAndWhatReadersSee(t *testing.T) {
 	if csp := home.header.Get("Content-Security-Policy"); strings.Contains(csp, "unsafe-inline") || !strings.Contains(csp, "frame-ancestors 'none'") {
 		t.Errorf("CSP %q", csp)
 	}
+	if css := anon.do("GET", "/static/console.css", nil, nil); css.status != 200 || !strings.HasPrefix(css.header.Get("Content-Type"), "text/css") || css.header.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("style sheet: %d %q", css.status, css.header.Get("Content-Type"))
+	}
+	if dir := anon.do("GET", "/static/", nil, nil); dir.status != 404 {
+		t.Errorf("a listing of /static/: %d", dir.status)
+	}
 
 	alice := newConsoleClient(t, u)
 	r := alice.signIn("alice", "wrong-password")
