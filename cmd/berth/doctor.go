@@ -76,15 +76,15 @@ would succeed.`,
 
 func (o *doctorOpts) run(cmd *cobra.Command, image string, out io.Writer) error {
 	ctx := cmd.Context()
-	files, pod, err := readManifests(append(slices.Clone(o.secretFiles), o.podFile))
+	req := kube.Request{Image: image, Names: o.secrets, Namespace: o.namespace, Platform: o.platform}
+	if err := readManifests(&req, append(slices.Clone(o.secretFiles), o.podFile)); err != nil {
+		return err
+	}
+	cs, contextNS, pod, err := o.connect(ctx, req.Files, req.Pod)
 	if err != nil {
 		return err
 	}
-	cs, contextNS, pod, err := o.connect(ctx, files, pod)
-	if err != nil {
-		return err
-	}
-	req := kube.Request{Image: image, Files: files, Pod: pod, Names: o.secrets, Namespace: o.namespace, ContextNS: contextNS, Platform: o.platform}
+	req.Pod, req.ContextNS = pod, contextNS
 	if cs != nil {
 		req.Lookup = func(ns, name string) (kube.SecretInput, error) { return kube.ClusterSecret(ctx, cs, ns, name) }
 	}
@@ -130,28 +130,21 @@ func (o *doctorOpts) connect(ctx context.Context, files []kube.SecretInput, pod 
 	return cs, contextNS, pod, nil
 }
 
-// readManifests reads the Secrets and the Pod of manifest files.
-func readManifests(paths []string) ([]kube.SecretInput, *kube.PodInfo, error) {
-	var secrets []kube.SecretInput
-	var pod *kube.PodInfo
+// readManifests adds the Secrets and the Pod of manifest files to req.
+func readManifests(req *kube.Request, paths []string) error {
 	for _, path := range paths {
 		if path == "" {
 			continue
 		}
 		b, err := os.ReadFile(path)
 		if err != nil {
-			return nil, nil, err
+			return err
 		}
-		s, p, err := kube.ParseManifests(b)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
-		}
-		secrets = append(secrets, s...)
-		if p != nil {
-			pod = p
+		if err := req.AddManifests(b); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
 		}
 	}
-	return secrets, pod, nil
+	return nil
 }
 
 // needCluster tells whether the doctor must read a Pod or Secrets from

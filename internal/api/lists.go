@@ -80,22 +80,14 @@ func (h *Handler) catalog(w http.ResponseWriter, r *http.Request, _ Route) error
 		return err
 	}
 	repos := []string{}
-	// Only what the caller may pull is listed: read on until the page is
-	// full (plus one, to know whether there is a next page).
-	for cursor := last; n > 0 && len(repos) <= n; {
-		batch, err := h.svc.Catalog(r.Context(), cursor, n+1)
+	if n > 0 {
+		// Only what the caller may pull is listed: read on until the page
+		// is full (plus one, to know whether there is a next page).
+		found, err := h.svc.CatalogWhere(r.Context(), last, n+1, n+1, func(repo string) (bool, error) { return canPull(repo), nil })
 		if err != nil {
 			return err
 		}
-		for _, repo := range batch {
-			if canPull(repo) {
-				repos = append(repos, repo)
-			}
-		}
-		if len(batch) < n+1 {
-			break
-		}
-		cursor = batch[len(batch)-1]
+		repos = append(repos, found...)
 	}
 	repos = paginate(w, "/v2/_catalog", repos, n)
 	return writeJSON(w, "application/json", struct {

@@ -1,14 +1,12 @@
 package console
 
 import (
-	"errors"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/berth-registry/berth/internal/audit"
-	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metadata"
 )
 
@@ -18,12 +16,8 @@ import (
 // requireAdmin refuses whoever is not an administrator: 403, or the
 // sign-in page for an anonymous visitor.
 func (h *Handler) requireAdmin(w http.ResponseWriter, r *http.Request, v *viewer) (bool, error) {
-	if v.AuthOff() {
-		return false, errorf(http.StatusNotFound, "This registry runs without authentication: it has no accounts to administer.")
-	}
-	if !v.SignedIn() {
-		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return false, nil
+	if ok, err := h.needSignIn(w, r, v); !ok {
+		return false, err
 	}
 	if !v.Admin() {
 		return false, errorf(http.StatusForbidden, "Administration is for administrators.")
@@ -70,13 +64,8 @@ func (h *Handler) changeUsers(w http.ResponseWriter, r *http.Request, v *viewer)
 	default:
 		return errorf(http.StatusBadRequest, "Unknown operation.")
 	}
-	switch {
-	case errors.Is(err, auth.ErrForbidden):
-		return errorf(http.StatusForbidden, err.Error())
-	case errors.Is(err, auth.ErrExists), errors.Is(err, auth.ErrInvalid), errors.Is(err, auth.ErrNotFound):
-		return h.users(w, r, v, err.Error(), http.StatusBadRequest)
-	case err != nil:
-		return err
+	if err != nil {
+		return accountError(err, func(msg string) error { return h.users(w, r, v, msg, http.StatusBadRequest) })
 	}
 	if generated != "" {
 		us, err := h.opts.Accounts.ListUsers(r.Context(), v.p)

@@ -33,7 +33,7 @@ var staticFS embed.FS
 
 // Registry is what the console reads of the registry.
 type Registry interface {
-	Catalog(ctx context.Context, last string, n int) ([]string, error)
+	CatalogWhere(ctx context.Context, last string, n, batch int, keep func(repo string) (bool, error)) ([]string, error)
 	GetManifest(ctx context.Context, repo, ref string) (*metadata.Manifest, error)
 	OpenBlob(ctx context.Context, repo string, d reference.Digest) (blobstore.Content, int64, error)
 	Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]metadata.Descriptor, error)
@@ -113,7 +113,10 @@ type Handler struct {
 	opts   Options
 	pages  map[string]*template.Template
 	static http.Handler
+	mux    *http.ServeMux
 	now    func() time.Time
+	// probeClient is the Doctor page's client of this registry.
+	probeClient *http.Client
 }
 
 // New returns the console handler.
@@ -138,100 +141,112 @@ func New(opts Options) (*Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Handler{opts: opts, pages: pages, static: http.StripPrefix("/static/", http.FileServerFS(sub)), now: time.Now}, nil
+	h := &Handler{opts: opts, pages: pages, static: http.StripPrefix("/static/", http.FileServerFS(sub)), now: time.Now}
+	h.mux = h.routes()
+	h.probeClient = h.selfClient()
+	return h, nil
 }
 
-// Routes are the console's paths, for the server's mux.
-var Routes = []string{"GET /{$}", "GET /repo", "GET /image", "GET /login", "POST /login", "POST /logout",
-	"GET /tag/delete", "POST /tag/delete", "GET /pull-secret", "POST /pull-secret",
-	"GET /doctor", "POST /doctor", "GET /admin/users", "POST /admin/users", "GET /admin/audit",
-	"GET /namespaces", "POST /namespaces", "GET /namespace", "POST /namespace",
-	"GET /admin/gc", "POST /admin/gc", "GET /admin/policies", "POST /admin/policies", "GET /static/"}
+// endpoint serves one route of the console for a viewer.
+type endpoint func(h *Handler, w http.ResponseWriter, r *http.Request, v *viewer) error
+
+// endpoints are the console's routes (the server's mux patterns) and what
+// serves each: the one list of them, which Register, Owns and the
+// handler's own dispatch all read.
+var endpoints = map[string]endpoint{
+	"GET /{$}":   (*Handler).repositories,
+	"GET /repo":  (*Handler).repository,
+	"GET /image": (*Handler).image,
+	"GET /login": func(h *Handler, w http.ResponseWriter, r *http.Request, v *viewer) error {
+		return h.loginPage(w, r, v, "", http.StatusOK)
+	},
+	"POST /login":       (*Handler).signIn,
+	"POST /logout":      (*Handler).signOut,
+	"GET /tag/delete":   (*Handler).confirmDeleteTag,
+	"POST /tag/delete":  (*Handler).deleteTag,
+	"GET /pull-secret":  (*Handler).pullSecretForm,
+	"POST /pull-secret": (*Handler).createPullSecret,
+	"GET /doctor":       (*Handler).doctor,
+	"POST /doctor":      (*Handler).doctor,
+	"GET /namespaces": func(h *Handler, w http.ResponseWriter, r *http.Request, v *viewer) error {
+		return h.namespaces(w, r, v, "", http.StatusOK)
+	},
+	"POST /namespaces": (*Handler).changeNamespaces,
+	"GET /namespace": func(h *Handler, w http.ResponseWriter, r *http.Request, v *viewer) error {
+		return h.namespace(w, r, v, r.URL.Query().Get("name"), "", http.StatusOK)
+	},
+	"POST /namespace": (*Handler).changeNamespace,
+	"GET /admin/users": func(h *Handler, w http.ResponseWriter, r *http.Request, v *viewer) error {
+		return h.users(w, r, v, "", http.StatusOK)
+	},
+	"POST /admin/users": (*Handler).changeUsers,
+	"GET /admin/audit":  (*Handler).auditLog,
+	"GET /admin/gc":     (*Handler).gcPage,
+	"POST /admin/gc":    (*Handler).gcPage,
+	"GET /admin/policies": func(h *Handler, w http.ResponseWriter, r *http.Request, v *viewer) error {
+		return h.policies(w, r, v, policiesPage{}, http.StatusOK)
+	},
+	"POST /admin/policies": (*Handler).changePolicies,
+}
+
+// staticPattern serves the style sheet and script.
+const staticPattern = "GET /static/"
+
+// paths are the endpoints' paths, for Owns.
+var paths = func() map[string]bool {
+	m := map[string]bool{}
+	for pattern := range endpoints {
+		_, path, _ := strings.Cut(pattern, " ")
+		m[strings.TrimSuffix(path, "{$}")] = true
+	}
+	return m
+}()
 
 // Owns reports whether path is one of the console's (for metrics).
 func Owns(path string) bool {
-	switch path {
-	case "/", "/repo", "/image", "/login", "/logout", "/tag/delete", "/pull-secret", "/doctor", "/namespaces", "/namespace":
-		return true
-	}
-	if strings.HasPrefix(path, "/admin/") {
-		return true
-	}
-	return strings.HasPrefix(path, "/static/")
+	return paths[path] || strings.HasPrefix(path, "/static/")
 }
 
 // Register mounts the console on mux.
 func (h *Handler) Register(mux *http.ServeMux) {
-	for _, pattern := range Routes {
+	for pattern := range endpoints {
 		mux.Handle(pattern, h)
 	}
+	mux.Handle(staticPattern, h)
 }
 
-// ServeHTTP sets the security headers and dispatches by path.
+// ServeHTTP sets the security headers and serves the request's route.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	setSecurityHeaders(w.Header())
-	if strings.HasPrefix(r.URL.Path, "/static/") {
+	h.mux.ServeHTTP(w, r)
+}
+
+// routes returns the console's own mux: the static files, and each
+// endpoint given the request's viewer, its errors rendered as pages.
+func (h *Handler) routes() *http.ServeMux {
+	mux := http.NewServeMux()
+	static := h.static
+	mux.HandleFunc(staticPattern, func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/") { // no directory listings
 			http.NotFound(w, r)
 			return
 		}
 		w.Header().Set("Cache-Control", "public, max-age=3600")
-		h.static.ServeHTTP(w, r)
-		return
+		static.ServeHTTP(w, r)
+	})
+	for pattern, fn := range endpoints {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "no-store")
+			v, err := h.viewer(r)
+			if err == nil {
+				err = fn(h, w, r, v)
+			}
+			if err != nil {
+				h.fail(w, r, v, err)
+			}
+		})
 	}
-	w.Header().Set("Cache-Control", "no-store")
-	v, err := h.viewer(r)
-	if err != nil {
-		h.fail(w, r, nil, err)
-		return
-	}
-	switch {
-	case r.URL.Path == "/login" && r.Method == http.MethodPost:
-		err = h.signIn(w, r, v)
-	case r.URL.Path == "/login":
-		err = h.loginPage(w, r, v, "", http.StatusOK)
-	case r.URL.Path == "/logout":
-		err = h.signOut(w, r, v)
-	case r.URL.Path == "/repo":
-		err = h.repository(w, r, v)
-	case r.URL.Path == "/image":
-		err = h.image(w, r, v)
-	case r.URL.Path == "/tag/delete" && r.Method == http.MethodPost:
-		err = h.deleteTag(w, r, v)
-	case r.URL.Path == "/tag/delete":
-		err = h.confirmDeleteTag(w, r, v)
-	case r.URL.Path == "/pull-secret" && r.Method == http.MethodPost:
-		err = h.createPullSecret(w, r, v)
-	case r.URL.Path == "/pull-secret":
-		err = h.pullSecretForm(w, r, v)
-	case r.URL.Path == "/doctor":
-		err = h.doctor(w, r, v)
-	case r.URL.Path == "/admin/users" && r.Method == http.MethodPost:
-		err = h.changeUsers(w, r, v)
-	case r.URL.Path == "/admin/users":
-		err = h.users(w, r, v, "", http.StatusOK)
-	case r.URL.Path == "/admin/audit":
-		err = h.auditLog(w, r, v)
-	case r.URL.Path == "/admin/gc":
-		err = h.gcPage(w, r, v)
-	case r.URL.Path == "/admin/policies" && r.Method == http.MethodPost:
-		err = h.changePolicies(w, r, v)
-	case r.URL.Path == "/admin/policies":
-		err = h.policies(w, r, v, policiesPage{}, http.StatusOK)
-	case r.URL.Path == "/namespaces" && r.Method == http.MethodPost:
-		err = h.changeNamespaces(w, r, v)
-	case r.URL.Path == "/namespaces":
-		err = h.namespaces(w, r, v, "", http.StatusOK)
-	case r.URL.Path == "/namespace" && r.Method == http.MethodPost:
-		err = h.changeNamespace(w, r, v)
-	case r.URL.Path == "/namespace":
-		err = h.namespace(w, r, v, r.URL.Query().Get("name"), "", http.StatusOK)
-	default:
-		err = h.repositories(w, r, v)
-	}
-	if err != nil {
-		h.fail(w, r, v, err)
-	}
+	return mux
 }
 
 // setSecurityHeaders: no inline script may run, no page may be framed, and

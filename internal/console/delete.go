@@ -22,43 +22,44 @@ var notices = map[string]string{
 
 func noticeText(key string) string { return notices[key] }
 
-// deleteTarget reads and checks the repository and tag a delete form or
-// its confirmation names: valid, and the viewer may delete there (the
-// API's rule). A viewer who may not gets 403, or 404 when they may not
-// even see the repository.
-func (h *Handler) deleteTarget(r *http.Request, v *viewer, q url.Values) (repo, tag string, err error) {
+// deleteTarget reads and checks the repository and the tag or digest a
+// delete form or its confirmation names: valid, and the viewer may delete
+// there (the API's rule). A viewer who may not gets 403, or 404 when they
+// may not even see the repository. manifest tells a digest (the manifest
+// goes) from a tag.
+func (h *Handler) deleteTarget(r *http.Request, v *viewer, q url.Values) (repo, tag string, manifest bool, err error) {
 	repo, tag = q.Get("name"), q.Get("tag")
 	if err := reference.ValidateName(repo); err != nil {
-		return "", "", errorf(http.StatusBadRequest, "Not a repository name: "+err.Error())
+		return "", "", false, errorf(http.StatusBadRequest, "Not a repository name: "+err.Error())
 	}
-	if _, derr := reference.ParseDigest(tag); derr != nil {
+	_, derr := reference.ParseDigest(tag)
+	if manifest = derr == nil; !manifest {
 		if err := reference.ValidateTag(tag); err != nil {
-			return "", "", errorf(http.StatusBadRequest, "Not a tag or digest: "+err.Error())
+			return "", "", false, errorf(http.StatusBadRequest, "Not a tag or digest: "+err.Error())
 		}
 	}
 	acts, err := h.actions(r, v, repo)
 	if err != nil {
-		return "", "", err
+		return "", "", false, err
 	}
 	switch {
 	case !slices.Contains(acts, auth.Pull):
-		return "", "", errorf(http.StatusNotFound, "No repository "+repo+" that you may see.")
+		return "", "", false, errorf(http.StatusNotFound, "No repository "+repo+" that you may see.")
 	case !slices.Contains(acts, auth.Delete):
-		return "", "", errorf(http.StatusForbidden, "You may not delete in "+repo+".")
+		return "", "", false, errorf(http.StatusForbidden, "You may not delete in "+repo+".")
 	}
-	return repo, tag, nil
+	return repo, tag, manifest, nil
 }
 
 // confirmDeleteTag asks before a tag is deleted (a page, not a script
 // dialog: it works with the keyboard and without JavaScript).
 func (h *Handler) confirmDeleteTag(w http.ResponseWriter, r *http.Request, v *viewer) error {
-	repo, tag, err := h.deleteTarget(r, v, r.URL.Query())
+	repo, tag, manifest, err := h.deleteTarget(r, v, r.URL.Query())
 	if err != nil {
 		return err
 	}
-	_, derr := reference.ParseDigest(tag)
 	return h.render(w, r, "delete", http.StatusOK, page{Title: "Delete " + repo + ":" + tag, Viewer: v,
-		Data: map[string]any{"Repo": repo, "Tag": tag, "Manifest": derr == nil}})
+		Data: map[string]any{"Repo": repo, "Tag": tag, "Manifest": manifest}})
 }
 
 // deleteTag deletes a tag as DELETE /v2/<name>/manifests/<tag> does:
@@ -68,7 +69,7 @@ func (h *Handler) deleteTag(w http.ResponseWriter, r *http.Request, v *viewer) e
 	if err := h.checkChange(r, v); err != nil {
 		return err
 	}
-	repo, tag, err := h.deleteTarget(r, v, r.PostForm)
+	repo, tag, manifest, err := h.deleteTarget(r, v, r.PostForm)
 	if err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func (h *Handler) deleteTag(w http.ResponseWriter, r *http.Request, v *viewer) e
 		return err
 	}
 	notice := "deleted"
-	if _, derr := reference.ParseDigest(tag); derr == nil {
+	if manifest {
 		notice = "deleted-manifest"
 	}
 	http.Redirect(w, r, "/repo?"+url.Values{"name": {repo}, "notice": {notice}}.Encode(), http.StatusSeeOther)

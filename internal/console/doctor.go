@@ -45,31 +45,34 @@ func (p selfProber) Probe(ctx context.Context, host, repo, ref, user, password, 
 	return p.inner.Probe(ctx, host, repo, ref, user, password, platform)
 }
 
-// prober returns the request's prober: HTTP to this registry under the
-// name the visitor uses (r.Host), connected to the server's own listener
-// (Options.SelfAddr) so that no name needs to resolve from inside.
-func (h *Handler) prober(r *http.Request) kube.Prober {
-	self := ""
-	if h.opts.SelfAddr != nil {
-		self = h.opts.SelfAddr()
-	}
+// selfClient returns the HTTP client of the Doctor's probes: connected to
+// the server's own listener (Options.SelfAddr, else the host asked for),
+// so that no name needs to resolve from inside. One client for all
+// requests, so that its kept connections are reused, not left behind.
+func (h *Handler) selfClient() *http.Client {
 	dialer := &net.Dialer{Timeout: 5 * time.Second}
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			if self != "" {
-				addr = self
+			if h.opts.SelfAddr != nil {
+				if self := h.opts.SelfAddr(); self != "" {
+					addr = self
+				}
 			}
 			return dialer.DialContext(ctx, network, addr)
 		},
 		// The connection goes to this process's own listener: its
 		// certificate is the one berth serves, whatever signed it.
 		TLSClientConfig: &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS12},
+		IdleConnTimeout: time.Minute,
 	}
+	return &http.Client{Transport: tr, Timeout: 15 * time.Second}
+}
+
+// prober returns the request's prober: HTTP to this registry under the
+// name the visitor uses (r.Host), over the console's own client.
+func (h *Handler) prober(r *http.Request) kube.Prober {
 	plain := r.TLS == nil
-	return selfProber{host: r.Host, inner: &kube.HTTPProber{
-		Client:    &http.Client{Transport: tr, Timeout: 15 * time.Second},
-		PlainHTTP: func(string) bool { return plain },
-	}}
+	return selfProber{host: r.Host, inner: &kube.HTTPProber{Client: h.probeClient, PlainHTTP: func(string) bool { return plain }}}
 }
 
 // doctor shows the form, and on POST the findings.
@@ -95,17 +98,8 @@ func (h *Handler) doctor(w http.ResponseWriter, r *http.Request, v *viewer) erro
 	}
 	req := kube.Request{Image: f.Image}
 	for _, pasted := range []struct{ what, text string }{{"Secrets", f.Secrets}, {"Pod", f.Pod}} {
-		what, text := pasted.what, pasted.text
-		if strings.TrimSpace(text) == "" {
-			continue
-		}
-		secrets, pod, err := kube.ParseManifests([]byte(text))
-		if err != nil {
-			return again("The " + what + ": " + err.Error())
-		}
-		req.Files = append(req.Files, secrets...)
-		if pod != nil {
-			req.Pod = pod
+		if err := req.AddManifests([]byte(pasted.text)); err != nil {
+			return again("The " + pasted.what + ": " + err.Error())
 		}
 	}
 	in, err := kube.Assemble(req)

@@ -17,10 +17,11 @@ import (
 // change is the auth service's rule (owners manage members and robots,
 // administrators everything), checked on every change.
 
-// needSignIn sends an anonymous visitor to the sign-in page.
+// needSignIn sends an anonymous visitor to the sign-in page (false, nil:
+// the answer is written), and refuses all without authentication.
 func (h *Handler) needSignIn(w http.ResponseWriter, r *http.Request, v *viewer) (bool, error) {
 	if v.AuthOff() {
-		return false, errorf(http.StatusNotFound, "This registry runs without authentication: it has no accounts or namespaces to manage.")
+		return false, errorf(http.StatusNotFound, "This registry runs without authentication: it has no accounts, namespaces or policies to manage.")
 	}
 	if !v.SignedIn() {
 		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
@@ -35,9 +36,7 @@ func accountError(err error, again func(string) error) error {
 	switch {
 	case errors.Is(err, auth.ErrForbidden):
 		return errorf(http.StatusForbidden, "Not allowed: "+err.Error())
-	case errors.Is(err, auth.ErrNotFound):
-		return again(err.Error())
-	case errors.Is(err, auth.ErrExists), errors.Is(err, auth.ErrInvalid):
+	case errors.Is(err, auth.ErrNotFound), errors.Is(err, auth.ErrExists), errors.Is(err, auth.ErrInvalid):
 		return again(err.Error())
 	}
 	return err

@@ -37,10 +37,9 @@ type repoList struct {
 	Next string
 	// Digest is set when the search is a digest: the repositories the
 	// viewer may pull that hold it, as a manifest or as a blob.
-	Digest         string
-	AsManifest     []string
-	AsBlob         []string
-	DigestSearched bool
+	Digest     string
+	AsManifest []string
+	AsBlob     []string
 }
 
 // maxHolders bounds "where is this digest?".
@@ -58,31 +57,16 @@ func (h *Handler) repositories(w http.ResponseWriter, r *http.Request, v *viewer
 	if d, err := reference.ParseDigest(q); err == nil && last == "" {
 		return h.digestHolders(w, r, v, list, d)
 	}
-	for len(list.Repos) <= reposPerPage {
-		names, err := h.opts.Registry.Catalog(r.Context(), last, catalogBatch)
-		if err != nil {
-			return err
+	repos, err := h.opts.Registry.CatalogWhere(r.Context(), last, reposPerPage+1, catalogBatch, func(n string) (bool, error) {
+		if !strings.Contains(n, q) {
+			return false, nil
 		}
-		for _, n := range names {
-			last = n
-			if !strings.Contains(n, q) {
-				continue
-			}
-			ok, err := h.can(r, v, n, auth.Pull)
-			if err != nil {
-				return err
-			}
-			if ok {
-				list.Repos = append(list.Repos, n)
-				if len(list.Repos) > reposPerPage {
-					break
-				}
-			}
-		}
-		if len(names) < catalogBatch {
-			break
-		}
+		return h.can(r, v, n, auth.Pull)
+	})
+	if err != nil {
+		return err
 	}
+	list.Repos = repos
 	if len(list.Repos) > reposPerPage {
 		list.Repos = list.Repos[:reposPerPage]
 		list.Next = list.Repos[reposPerPage-1]
@@ -97,7 +81,7 @@ func (h *Handler) digestHolders(w http.ResponseWriter, r *http.Request, v *viewe
 	if err != nil {
 		return err
 	}
-	list.Digest, list.DigestSearched = string(d), true
+	list.Digest = string(d)
 	for _, set := range []struct {
 		in  []string
 		out *[]string
@@ -179,20 +163,25 @@ func (h *Handler) repository(w http.ResponseWriter, r *http.Request, v *viewer) 
 	if v.SignedIn() {
 		rp.CanPullSecret = h.opts.Accounts.RequireOwner(r.Context(), v.p, auth.Namespace(name)) == nil
 	}
+	described := map[reference.Digest]tagRow{} // tags of one manifest read it once
 	for _, t := range shown {
-		row := tagRow{TagInfo: t, Immutable: slices.Contains(immutable, t.Name), Size: -1}
-		if err := h.describeTag(r, name, &row); err != nil {
-			return err
+		d, seen := described[t.Digest]
+		if !seen {
+			d = tagRow{Size: -1}
+			if err := h.describeTag(r, name, t.Digest, &d); err != nil {
+				return err
+			}
+			described[t.Digest] = d
 		}
-		rp.Tags = append(rp.Tags, row)
+		rp.Tags = append(rp.Tags, tagRow{TagInfo: t, Immutable: slices.Contains(immutable, t.Name), Size: d.Size, Platforms: d.Platforms})
 	}
 	return h.render(w, r, "repository", http.StatusOK, page{Title: name, Viewer: v, Data: rp})
 }
 
-// describeTag fills in a tag row's size and platforms from its manifest
-// (one indexed read per tag of the page).
-func (h *Handler) describeTag(r *http.Request, repo string, row *tagRow) error {
-	m, err := h.opts.Registry.GetManifest(r.Context(), repo, string(row.Digest))
+// describeTag fills in a tag row's size and platforms from the manifest
+// d (one indexed read per manifest of the page).
+func (h *Handler) describeTag(r *http.Request, repo string, d reference.Digest, row *tagRow) error {
+	m, err := h.opts.Registry.GetManifest(r.Context(), repo, string(d))
 	if err != nil {
 		if errcode.As(err).Status == http.StatusNotFound {
 			return nil // deleted meanwhile

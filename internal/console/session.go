@@ -236,8 +236,10 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, v *viewer) erro
 	if err := h.opts.Store.CreateConsoleSession(r.Context(), s); err != nil {
 		return err
 	}
+	// The cookie may live as long as the session can (use extends the
+	// session on the server; the server decides when it ends).
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
-		SameSite: http.SameSiteLaxMode, Expires: s.Expires})
+		SameSite: http.SameSiteLaxMode, Expires: now.Add(h.opts.MaxSessionAge)})
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/login", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil})
 	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
 	return nil

@@ -1,6 +1,7 @@
 package kube
 
 import (
+	"bytes"
 	"cmp"
 	"errors"
 	"slices"
@@ -32,6 +33,24 @@ type Request struct {
 	// Lookup reads a Secret from the cluster (nil without one: a Secret
 	// named but not given is then reported missing).
 	Lookup func(namespace, name string) (SecretInput, error)
+}
+
+// AddManifests adds the Secrets and the Pod of manifests (YAML or JSON,
+// several documents), as a file or a pasted text gives them; a later Pod
+// replaces an earlier one. Blank text adds nothing.
+func (req *Request) AddManifests(b []byte) error {
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	secrets, pod, err := ParseManifests(b)
+	if err != nil {
+		return err
+	}
+	req.Files = append(req.Files, secrets...)
+	if pod != nil {
+		req.Pod = pod
+	}
+	return nil
 }
 
 // Assemble returns the Input Diagnose checks: the image, the namespace the

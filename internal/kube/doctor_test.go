@@ -222,16 +222,8 @@ func TestDoctor(t *testing.T) {
 			secretsYAML, podYAML := pasted(t, c.image, c.secrets)
 			req := kube.Request{Image: c.image}
 			for _, text := range []string{secretsYAML, podYAML} {
-				if text == "" {
-					continue
-				}
-				ss, pod, err := kube.ParseManifests([]byte(text))
-				if err != nil {
+				if err := req.AddManifests([]byte(text)); err != nil {
 					t.Fatalf("the pasted manifests: %v\n%s", err, text)
-				}
-				req.Files = append(req.Files, ss...)
-				if pod != nil {
-					req.Pod = pod
 				}
 			}
 			in, err := kube.Assemble(req)

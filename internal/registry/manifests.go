@@ -193,6 +193,35 @@ func (s *Service) Catalog(ctx context.Context, last string, n int) ([]string, er
 	return repos, nil
 }
 
+// CatalogWhere lists up to n repositories after last that keep accepts
+// (those a caller may pull, or whose names match a search), reading the
+// catalog batch names at a time until n are found or it ends.
+func (s *Service) CatalogWhere(ctx context.Context, last string, n, batch int, keep func(repo string) (bool, error)) ([]string, error) {
+	var out []string
+	for cursor := last; n > 0 && len(out) < n; {
+		names, err := s.Catalog(ctx, cursor, batch)
+		if err != nil {
+			return nil, err
+		}
+		for _, repo := range names {
+			ok, err := keep(repo)
+			if err != nil {
+				return nil, err
+			}
+			if ok {
+				if out = append(out, repo); len(out) == n {
+					break
+				}
+			}
+		}
+		if len(names) < batch {
+			break
+		}
+		cursor = names[len(names)-1]
+	}
+	return out, nil
+}
+
 // Referrers lists the manifests whose subject is d.
 func (s *Service) Referrers(ctx context.Context, repo string, d reference.Digest, artifactType string) ([]metadata.Descriptor, error) {
 	refs, err := s.meta.Referrers(ctx, repo, d, artifactType)

@@ -485,16 +485,8 @@ func TestConsoleDoctorMatchesCLI(t *testing.T) {
 			// berth doctor's way, from files.
 			req := kube.Request{Image: tc.image}
 			for _, text := range []string{tc.secrets, tc.pod} {
-				if text == "" {
-					continue
-				}
-				ss, p, err := kube.ParseManifests([]byte(text))
-				if err != nil {
+				if err := req.AddManifests([]byte(text)); err != nil {
 					t.Fatal(err)
-				}
-				req.Files = append(req.Files, ss...)
-				if p != nil {
-					req.Pod = p
 				}
 			}
 			in, err := kube.Assemble(req)
