@@ -76,6 +76,13 @@ func TestSessionExpiry(t *testing.T) {
 	}
 	res.Body.Close()
 	cookies = res.Cookies()
+	// The browser keeps the cookie as long as the session may live, so
+	// that use can extend the session past its first SessionTTL.
+	for _, c := range cookies {
+		if c.Name == sessionCookie && !c.Expires.Equal(now.Add(3*time.Hour).Truncate(time.Second)) {
+			t.Errorf("session cookie expires %v, want the session's longest life %v", c.Expires, now.Add(3*time.Hour))
+		}
+	}
 	signedIn := func() bool { return strings.Contains(get("/doctor"), ">admin<") } // a page that needs no registry
 
 	start := now
