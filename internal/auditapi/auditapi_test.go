@@ -159,11 +159,27 @@ func TestListFilters(t *testing.T) {
 			t.Errorf("%s: got [%s], want [%s]", c.query, got, w)
 		}
 	}
-	// An age reaches back from now: the first entry is 60 to 61 minutes
-	// old, so the last 30 minutes hold the last 9 or 10.
+	// An age reaches back from the server's now, which lies between
+	// before and after: every entry at or after after-30m is in, every
+	// entry before before-30m is out, and what is in is the newest ones.
+	before := time.Now()
 	recent := list(t, srv, "?since=30m")
-	if n := len(recent.Entries); n < 9 || n > 10 {
-		t.Errorf("since=30m: %d entries, want 9 or 10", n)
+	after := time.Now()
+	least, most := 0, 0
+	for _, e := range entries {
+		if !e.At.Before(after.Add(-30 * time.Minute)) {
+			least++
+		}
+		if !e.At.Before(before.Add(-30 * time.Minute)) {
+			most++
+		}
+	}
+	n := len(recent.Entries)
+	if n < least || n > most || n == 0 {
+		t.Fatalf("since=30m: %d entries, want %d to %d", n, least, most)
+	}
+	if got, w := targets(recent), want(entries, func(i int) bool { return i >= len(entries)-n }); got != w {
+		t.Errorf("since=30m: got [%s], want the newest %d [%s]", got, n, w)
 	}
 }
 
