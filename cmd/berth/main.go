@@ -25,6 +25,6 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), quotaCmd(), immutableCmd(), retentionCmd(), webhookCmd(), auditCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), quotaCmd(), immutableCmd(), retentionCmd(), webhookCmd(), mirrorCmd(), auditCmd())
 	return root
 }

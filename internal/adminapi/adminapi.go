@@ -136,6 +136,22 @@ func (h *Handler) wrap(fn endpoint) http.Handler {
 	})
 }
 
+// Open serves an endpoint without authentication, rendered as the admin
+// API renders its own, for an open registry (auth off), where anyone may
+// manage what it manages: the endpoint gets a nil actor.
+func Open(log *slog.Logger, fn Endpoint) http.Handler {
+	h := &Handler{log: log}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+		status, body, err := fn(w, r, nil)
+		if err != nil {
+			h.fail(w, r, err)
+			return
+		}
+		writeJSON(w, status, body)
+	})
+}
+
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, err error) {
 	var rl *auth.RateLimitedError
 	status := http.StatusInternalServerError

@@ -114,7 +114,9 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) ([]by
 	if err != nil {
 		return nil, fmt.Errorf("invalid request %s %s: %v", method, path, err)
 	}
-	req.SetBasicAuth(c.user, c.password)
+	if c.user != "" {
+		req.SetBasicAuth(c.user, c.password)
+	}
 	req.Header.Set("Accept", "application/json")
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
@@ -138,6 +140,10 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) ([]by
 		return nil, fmt.Errorf("response from %s %s is larger than %d bytes", method, c.base+path, maxResponse)
 	}
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		if resp.StatusCode == http.StatusUnauthorized && c.user == "" {
+			// No credentials: an open registry would have answered.
+			return nil, &NotLoggedInError{URL: c.base}
+		}
 		return nil, c.apiError(resp, data)
 	}
 	if out != nil {

@@ -77,7 +77,8 @@ func (t Target) ResolveURL() (string, error) {
 // Connect resolves the server URL and the credentials and returns a
 // Client. Credentials are Username/Password when Username is set, else
 // $BERTH_USERNAME and $BERTH_PASSWORD when set, else the config file's
-// entry for the URL. The CA bundle is CACertFile, else $BERTH_CA_CERT.
+// entry for the URL, else none (an open registry's admin API needs none;
+// another answers 401, returned as *NotLoggedInError). The CA bundle is CACertFile, else $BERTH_CA_CERT.
 func Connect(t Target) (*Client, error) {
 	base, err := t.ResolveURL()
 	if err != nil {
@@ -117,7 +118,9 @@ func Connect(t Target) (*Client, error) {
 			return nil, err
 		}
 		if !ok {
-			return nil, &NotLoggedInError{URL: base}
+			// None stored: go without, as to an open registry (auth
+			// off); a server that wants them answers NotLoggedInError.
+			return New(opts)
 		}
 		opts.Username, opts.Password = user, pass
 		opts.AuthHint = "run: berth login " + base

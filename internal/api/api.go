@@ -6,15 +6,17 @@ import (
 	"net/http"
 
 	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/mirror"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/token"
 )
 
 // Handler serves the Distribution API under /v2/.
 type Handler struct {
-	svc   *registry.Service
-	log   *slog.Logger
-	guard Guard
+	svc     *registry.Service
+	log     *slog.Logger
+	guard   Guard
+	mirrors *mirror.Service // nil: no mirrors
 }
 
 // New returns the /v2/ handler; guard nil serves an open registry.
@@ -101,6 +103,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fn := h.methods(rt.Kind)[r.Method]
 	if fn == nil {
 		errcode.Write(w, r, errcode.New(errcode.Unsupported, "method %s not allowed here", r.Method))
+		return
+	}
+	if err := h.resolveMirror(r, &rt); err != nil {
+		errcode.Write(w, r, err)
 		return
 	}
 	if h.guard != nil {

@@ -20,7 +20,13 @@ func setDigest(hd http.Header, d reference.Digest) {
 }
 
 func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
-	size, err := h.svc.StatBlob(r.Context(), rt.Name, rt.Digest, h.mayPush(r, rt.Name))
+	var size int64
+	var err error
+	if rt.Mirror != nil {
+		size, err = h.mirrors.StatBlob(r.Context(), *rt.Mirror, rt.Digest)
+	} else {
+		size, err = h.svc.StatBlob(r.Context(), rt.Name, rt.Digest, h.mayPush(r, rt.Name))
+	}
 	if err != nil {
 		return err
 	}
@@ -34,6 +40,14 @@ func (h *Handler) headBlob(w http.ResponseWriter, r *http.Request, rt Route) err
 }
 
 func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) error {
+	if rt.Mirror != nil {
+		body, size, err := h.mirrors.Blob(r.Context(), *rt.Mirror, rt.Digest)
+		if err != nil {
+			return err
+		}
+		h.serveStream(w, r, rt, body, size)
+		return nil
+	}
 	if u, ok, err := h.svc.BlobURL(r.Context(), rt.Name, rt.Digest); err != nil {
 		return err
 	} else if ok {
@@ -59,9 +73,12 @@ func (h *Handler) getBlob(w http.ResponseWriter, r *http.Request, rt Route) erro
 	if _, isFile := c.(*os.File); !isFile {
 		w = bigCopies{w}
 	}
-	http.ServeContent(w, r, "", time.Time{}, c)
+	http.ServeContent(w, r, "", zeroTime, c)
 	return nil
 }
+
+// zeroTime is no modification time: blobs are named by digest.
+var zeroTime time.Time
 
 // checkRanges refuses a Range header of more than one range, which
 // ServeContent would answer with a multipart body of as many parts (a

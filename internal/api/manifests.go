@@ -6,11 +6,18 @@ import (
 	"strconv"
 
 	"github.com/berth-registry/berth/internal/events"
+	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/registry"
 )
 
 func (h *Handler) getManifest(w http.ResponseWriter, r *http.Request, rt Route) error {
-	m, err := h.svc.GetManifest(r.Context(), rt.Name, rt.Reference)
+	var m *metadata.Manifest
+	var err error
+	if rt.Mirror != nil {
+		m, err = h.mirrors.Manifest(r.Context(), *rt.Mirror, rt.Reference)
+	} else {
+		m, err = h.svc.GetManifest(r.Context(), rt.Name, rt.Reference)
+	}
 	if err != nil {
 		return err
 	}

@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/berth-registry/berth/internal/errcode"
+	"github.com/berth-registry/berth/internal/mirror"
 	"github.com/berth-registry/berth/internal/reference"
 	"github.com/berth-registry/berth/internal/registry"
 )
@@ -37,6 +38,9 @@ type Route struct {
 	Digest reference.Digest
 	// UploadID names an upload session.
 	UploadID string
+	// Mirror is set when a mirror serves the repository (reads only); Name
+	// is then the repository the mirror caches it under.
+	Mirror *mirror.Target
 }
 
 var errNotFound = errcode.WithStatus(errcode.NameUnknown, 404, "no such endpoint")

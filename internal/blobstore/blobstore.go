@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/berth-registry/berth/internal/reference"
@@ -81,4 +82,18 @@ type Redirector interface {
 	// RedirectURL returns a URL from which a plain GET, without
 	// credentials, fetches the committed blob d for a limited time.
 	RedirectURL(ctx context.Context, d reference.Digest) (string, error)
+}
+
+// Spooler is implemented by stores whose uploads are local files (FS). A
+// mirror streams a download into a spool (OpenSpool) while its clients
+// read the same file, and CommitVerified stores it under d without reading
+// it again: the caller hashed it as it streamed. Other stores take the
+// download through CreateUpload, AppendUpload and CommitUpload.
+type Spooler interface {
+	// OpenSpool creates the upload id as a file open for reading and
+	// writing; AbortUpload removes it.
+	OpenSpool(ctx context.Context, id string) (*os.File, error)
+	// CommitVerified stores the upload id, whose content the caller has
+	// verified to hash to d, durably under d.
+	CommitVerified(ctx context.Context, id string, d reference.Digest) error
 }

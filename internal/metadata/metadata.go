@@ -47,6 +47,11 @@ type PutManifest struct {
 	// Protect lists tags that may be created but not moved to another
 	// manifest (immutable tags); moving one fails with ErrTagImmutable.
 	Protect []string
+	// Lazy records a mirror's manifest, whose blobs and child manifests
+	// are fetched from the upstream on their first pull: references not
+	// in the repository yet are recorded without the check (those that
+	// are must still match their sizes).
+	Lazy bool
 }
 
 // MissingReferenceError is returned by PutManifest when a referenced blob or

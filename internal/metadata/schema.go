@@ -382,6 +382,45 @@ var migrations = []string{
 		blobs BIGINT NOT NULL,
 		bytes BIGINT NOT NULL
 	)`,
+	// 15: mirrors (pull-through caches of upstream registries), and when
+	// each cached tag was last checked against its upstream.
+	`CREATE TABLE mirrors (
+		name TEXT PRIMARY KEY,
+		namespace TEXT NOT NULL UNIQUE,
+		upstream TEXT NOT NULL,
+		username TEXT NOT NULL,
+		password TEXT NOT NULL,
+		tag_ttl_ms BIGINT NOT NULL,
+		docker_hub INTEGER NOT NULL,
+		hosts TEXT NOT NULL,
+		created_by TEXT NOT NULL,
+		created_at BIGINT NOT NULL
+	);
+	CREATE TABLE mirror_tags (
+		repository TEXT NOT NULL,
+		tag TEXT NOT NULL,
+		checked_at BIGINT NOT NULL,
+		PRIMARY KEY (repository, tag)
+	)`,
+	// 16: replication rules: each is a webhook endpoint of format
+	// "replicate" (push rules ride the outbox), with its repository and
+	// tag globs, the remote's credentials, and for pull rules the
+	// schedule and the last run (claimed by one replica at a time).
+	`CREATE TABLE replication_rules (
+		endpoint_id BIGINT PRIMARY KEY REFERENCES webhook_endpoints(id) ON DELETE CASCADE,
+		direction TEXT NOT NULL,
+		repositories TEXT NOT NULL,
+		tags TEXT NOT NULL,
+		username TEXT NOT NULL,
+		password TEXT NOT NULL,
+		interval_ms BIGINT NOT NULL,
+		run_started_at BIGINT NOT NULL,
+		run_finished_at BIGINT NOT NULL,
+		run_copied BIGINT NOT NULL,
+		run_skipped BIGINT NOT NULL,
+		run_failed BIGINT NOT NULL,
+		run_error TEXT NOT NULL
+	)`,
 }
 
 func (d dialect) render(m string) string {

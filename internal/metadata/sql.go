@@ -456,6 +456,9 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 			err := s.queryRow(ctx, tx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
 				WHERE rb.repository_id = ? AND rb.digest = ?`+s.dialect.shareLinks, id, string(b.Digest)).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
+				if m.Lazy {
+					continue
+				}
 				return &MissingReferenceError{Digest: b.Digest, What: "blob"}
 			}
 			if err != nil {
@@ -469,6 +472,9 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 			var size int64
 			err := s.queryRow(ctx, tx, `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`+s.dialect.shareRow, id, string(c.Digest)).Scan(&size)
 			if errors.Is(err, sql.ErrNoRows) {
+				if m.Lazy {
+					continue
+				}
 				return &MissingReferenceError{Digest: c.Digest, What: "manifest"}
 			}
 			if err != nil {

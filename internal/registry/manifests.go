@@ -90,26 +90,9 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 		d = reference.SHA256.FromBytes(payload)
 		tags = slices.Compact(slices.Sorted(slices.Values(append([]string{ref}, extraTags...))))
 	}
-	m, err := manifest.Parse(contentType, payload)
+	rec, err := manifestRecord(repo, d, contentType, payload)
 	if err != nil {
-		return nil, errcode.New(errcode.ManifestInvalid, "%v", err)
-	}
-	rec := &metadata.PutManifest{Manifest: metadata.Manifest{
-		Repository:   repo,
-		Digest:       d,
-		MediaType:    m.MediaType,
-		ArtifactType: m.ArtifactType,
-		Annotations:  m.Annotations,
-		Payload:      payload,
-	}}
-	if m.Subject != nil {
-		rec.Subject = reference.Digest(m.Subject.Digest)
-	}
-	for _, b := range m.Blobs {
-		rec.Blobs = append(rec.Blobs, metadata.Ref{Digest: reference.Digest(b.Digest), Size: b.Size})
-	}
-	for _, c := range m.Children {
-		rec.Children = append(rec.Children, metadata.Ref{Digest: reference.Digest(c.Digest), Size: c.Size})
+		return nil, err
 	}
 	rec.Tags = tags
 	if err := s.checkManifestQuota(ctx, repo, d, int64(len(payload))); err != nil {
@@ -135,6 +118,33 @@ func (s *Service) PutManifest(ctx context.Context, repo, ref, contentType string
 	}
 	s.committed(ctx, evs)
 	return &PutResult{Digest: d, Subject: rec.Subject, Tags: tags}, nil
+}
+
+// manifestRecord parses a manifest into what the metadata store records of
+// it: its fields and the blobs and child manifests it references.
+func manifestRecord(repo string, d reference.Digest, contentType string, payload []byte) (*metadata.PutManifest, error) {
+	m, err := manifest.Parse(contentType, payload)
+	if err != nil {
+		return nil, errcode.New(errcode.ManifestInvalid, "%v", err)
+	}
+	rec := &metadata.PutManifest{Manifest: metadata.Manifest{
+		Repository:   repo,
+		Digest:       d,
+		MediaType:    m.MediaType,
+		ArtifactType: m.ArtifactType,
+		Annotations:  m.Annotations,
+		Payload:      payload,
+	}}
+	if m.Subject != nil {
+		rec.Subject = reference.Digest(m.Subject.Digest)
+	}
+	for _, b := range m.Blobs {
+		rec.Blobs = append(rec.Blobs, metadata.Ref{Digest: reference.Digest(b.Digest), Size: b.Size})
+	}
+	for _, c := range m.Children {
+		rec.Children = append(rec.Children, metadata.Ref{Digest: reference.Digest(c.Digest), Size: c.Size})
+	}
+	return rec, nil
 }
 
 // DeleteManifest deletes a tag (when ref is a tag) or a manifest and its

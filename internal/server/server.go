@@ -25,6 +25,8 @@ import (
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/metrics"
+	"github.com/berth-registry/berth/internal/mirror"
+	"github.com/berth-registry/berth/internal/mirrorapi"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/retention"
 	"github.com/berth-registry/berth/internal/webhook"
@@ -43,7 +45,9 @@ type Server struct {
 	// closeAudit closes the audit log (nil without auth).
 	closeAudit func() error
 	gc         *gc.Collector
-	metrics    *metrics.Metrics
+	// mirrors serves the pull-through caches of upstream registries.
+	mirrors *mirror.Service
+	metrics *metrics.Metrics
 	// hooks delivers the webhook outbox; notifier hears of committed
 	// events.
 	hooks    *webhook.Dispatcher
@@ -95,6 +99,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		s.gc.UseRunLock(st.tryRun)
 	}
 	runGC := s.gc.RunWith
+	if s.mirrors, err = openMirrors(ctx, cfg, meta, svc, log); err != nil {
+		st.close()
+		return nil, err
+	}
+	s.metrics.Register(metrics.Mirrors(s.mirrors.Totals())...)
 	mux := http.NewServeMux()
 	var g api.Guard
 	var ag *guard
@@ -111,6 +120,9 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			_ = json.NewEncoder(w).Encode(report)
 		})
 	}
+	if cfg.Auth != "token" {
+		mirrorapi.RegisterOpen(mux, s.mirrors, log)
+	}
 	if cfg.Auth == "token" {
 		var closeAudit func() error
 		var admin *adminapi.Handler
@@ -124,6 +136,10 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			ag.audit.Record(audit.Entry{Actor: actor, Action: action, Namespace: ns, Target: name})
 		})
 		webhookapi.Register(admin, hookRules)
+		mirrorapi.Register(admin, s.mirrors)
+		s.mirrors.OnChange(func(actor, action, ns, name string) {
+			ag.audit.Record(audit.Entry{Actor: actor, Action: action, Namespace: ns, Target: name})
+		})
 		ag.auth.OnChange(s.accountEvent)
 		nt.audit = ag.audit
 		admin.Register(mux)
@@ -141,7 +157,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	if !cfg.MetricsOff {
 		mux.Handle("GET /metrics", s.metricsEndpoint(ag))
 	}
-	handler := s.instrument(logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g), mux))))
+	handler := s.instrument(logRequests(log, limitIdleBodies(cfg.BodyTimeout, routeV2(api.New(svc, log, g).WithMirrors(s.mirrors), mux))))
 	s.http = &http.Server{
 		Handler:           handler,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -189,6 +205,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	go every(ctx, time.Minute, s.expireUploads)
 	go every(ctx, time.Hour, s.pruneConsoleSessions)
 	go s.hooks.Run(ctx)
+	go s.mirrors.Run(ctx)
 	go func() {
 		s.refreshStats(ctx)
 		every(ctx, statsInterval, s.refreshStats)

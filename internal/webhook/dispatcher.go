@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -65,9 +66,12 @@ const (
 	DefaultBackoffMax  = 5 * time.Minute
 	DefaultTimeout     = 10 * time.Second
 	MaxTimeout         = time.Minute
-	defaultWorkers     = 16
-	defaultPoll        = time.Second
-	defaultHistory     = 7 * 24 * time.Hour
+	// ReplicateTimeout bounds an attempt at a replication endpoint (one
+	// image copied to another registry, which may be big).
+	ReplicateTimeout = 10 * time.Minute
+	defaultWorkers   = 16
+	defaultPoll      = time.Second
+	defaultHistory   = 7 * 24 * time.Hour
 	// leaseMargin is how much longer a claim holds a delivery than the
 	// longest endpoint timeout: an attempt always ends before its claim,
 	// so that two replicas never send one delivery at the same time.
@@ -107,6 +111,25 @@ type Totals struct {
 	Pending, DeadQueued atomic.Int64
 }
 
+// FormatReplicate is the format of the endpoints that are replication
+// rules (package replicate manages them): their deliveries go to the
+// Replicator, not to an HTTP POST.
+const FormatReplicate = metadata.FormatReplicate
+
+// Replicator copies what an event names to the registry of a replication
+// endpoint. Its error makes the delivery pending again, with backoff, as a
+// webhook's failed POST does (dead after the last attempt); nil marks it
+// delivered.
+type Replicator interface {
+	Replicate(ctx context.Context, e *metadata.WebhookEndpoint, ev *metadata.Event) error
+}
+
+// Runner is what a Replicator may also be: something that runs alongside
+// the dispatcher (pull replication's schedule), from Run until ctx ends.
+type Runner interface {
+	Run(ctx context.Context)
+}
+
 // Dispatcher delivers the outbox's events.
 type Dispatcher struct {
 	store  Store
@@ -125,7 +148,18 @@ type Dispatcher struct {
 	// endpoints is how many endpoints there are (refreshed every few
 	// seconds): with none, the outbox is not read at all.
 	endpoints atomic.Int64
+	// replicator takes the deliveries of replication endpoints.
+	replicator atomic.Pointer[Replicator]
 }
+
+// SetReplicator sets what delivers to replication endpoints; until it is
+// set, their deliveries fail and are retried. Set it before Run: when r is
+// also a Runner, Run starts it.
+func (d *Dispatcher) SetReplicator(r Replicator) { d.replicator.Store(&r) }
+
+// Refresh re-reads the endpoints now (after one was added: the lease of
+// claims follows the longest attempt timeout).
+func (d *Dispatcher) Refresh(ctx context.Context) { d.refresh(ctx) }
 
 // NewDispatcher returns a dispatcher; Run starts it.
 func NewDispatcher(store Store, opts Options, log *slog.Logger) *Dispatcher {
@@ -166,6 +200,11 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 	d.refresh(ctx)
 	go d.housekeeping(ctx)
+	if r := d.replicator.Load(); r != nil {
+		if run, ok := (*r).(Runner); ok {
+			go run.Run(ctx)
+		}
+	}
 	t := time.NewTimer(d.opts.Poll)
 	defer t.Stop()
 	for ctx.Err() == nil {
@@ -233,6 +272,9 @@ func (d *Dispatcher) refresh(ctx context.Context) {
 	if es, err := d.store.Webhooks(ctx); err == nil {
 		longest := time.Duration(0)
 		for _, e := range es {
+			if e.Format == FormatReplicate && !slices.Contains(e.Actions, events.ActionPush) {
+				continue // a pull rule: never delivered to
+			}
 			longest = max(longest, attemptTimeout(&e))
 		}
 		d.lease.Store(int64(max(longest, time.Second) + leaseMargin))
@@ -242,6 +284,9 @@ func (d *Dispatcher) refresh(ctx context.Context) {
 
 // attemptTimeout is how long an attempt at an endpoint may take.
 func attemptTimeout(e *metadata.WebhookEndpoint) time.Duration {
+	if e.Format == FormatReplicate {
+		return ReplicateTimeout
+	}
 	if e.Timeout <= 0 || e.Timeout > MaxTimeout {
 		return DefaultTimeout
 	}
@@ -251,7 +296,13 @@ func attemptTimeout(e *metadata.WebhookEndpoint) time.Duration {
 // deliver makes one attempt, of at most limit (what its claim allows),
 // and records its outcome.
 func (d *Dispatcher) deliver(ctx context.Context, dl *metadata.Delivery, limit time.Duration) {
-	status, err := d.send(ctx, &dl.Endpoint, dl.Event.ID, dl.Event.Payload, dl.Attempts+1, limit)
+	var status int
+	var err error
+	if dl.Endpoint.Format == FormatReplicate {
+		err = d.replicate(ctx, dl, limit)
+	} else {
+		status, err = d.send(ctx, &dl.Endpoint, dl.Event.ID, dl.Event.Payload, dl.Attempts+1, limit)
+	}
 	if ctx.Err() != nil {
 		return // shutting down: the claim expires and the delivery is retried
 	}
@@ -285,6 +336,18 @@ func (d *Dispatcher) backoff(failed int) time.Duration {
 		w = min(d.opts.BackoffBase<<(failed-1), d.opts.BackoffMax)
 	}
 	return w/2 + rand.N(w/2+1)
+}
+
+// replicate hands a delivery of a replication endpoint to the replicator,
+// within the attempt's time.
+func (d *Dispatcher) replicate(ctx context.Context, dl *metadata.Delivery, limit time.Duration) error {
+	r := d.replicator.Load()
+	if r == nil {
+		return errors.New("replication is not set up on this server")
+	}
+	ctx, cancel := context.WithTimeout(ctx, min(ReplicateTimeout, limit))
+	defer cancel()
+	return (*r).Replicate(ctx, &dl.Endpoint, &dl.Event)
 }
 
 // errStatus is an answer outside 2xx.

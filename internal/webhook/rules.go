@@ -87,6 +87,8 @@ func (sp *Spec) check() error {
 	case "":
 		sp.Format = FormatDistribution
 	case FormatDistribution, FormatCloudEvents:
+	case FormatReplicate:
+		return fmt.Errorf("%w: format %q: replication rules are managed with berth replicate (/api/v1/replication), not as webhooks", auth.ErrInvalid, sp.Format)
 	default:
 		return fmt.Errorf("%w: unknown format %q (distribution or cloudevents)", auth.ErrInvalid, sp.Format)
 	}
@@ -142,6 +144,9 @@ func (s *Service) get(ctx context.Context, actor *auth.Principal, name string) (
 	if err != nil {
 		return nil, storeErr(err, name)
 	}
+	if e.Format == FormatReplicate {
+		return nil, fmt.Errorf("%w: no webhook %s (%s is a replication rule: see berth replicate)", auth.ErrNotFound, name, name)
+	}
 	if err := s.authz.RequireOwner(ctx, actor, e.Namespace); err != nil {
 		return nil, fmt.Errorf("%w: no webhook %s", auth.ErrNotFound, name) // do not reveal others' endpoints
 	}
@@ -156,6 +161,9 @@ func (s *Service) List(ctx context.Context, actor *auth.Principal) ([]metadata.W
 	}
 	out := []metadata.WebhookEndpoint{}
 	for _, e := range all {
+		if e.Format == FormatReplicate {
+			continue // replication rules: berth replicate list
+		}
 		if s.authz.RequireOwner(ctx, actor, e.Namespace) == nil {
 			e.Secret = ""
 			out = append(out, e)
