@@ -182,6 +182,18 @@ type ctrdInstance struct {
 // registers its shutdown.
 func startContainerd(t *testing.T, registries ...string) *ctrdInstance {
 	t.Helper()
+	return startContainerdWith(t, func(certsDir string) {
+		for _, host := range registries {
+			writeFile(t, filepath.Join(certsDir, host, "hosts.toml"), []byte(fmt.Sprintf(
+				"server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host)))
+		}
+	})
+}
+
+// startContainerdWith starts containerd as startContainerd does, with the
+// hosts.toml files certs writes into its config_path directory.
+func startContainerdWith(t *testing.T, certs func(certsDir string)) *ctrdInstance {
+	t.Helper()
 	skipIfShort(t)
 	bin := needTool(t, "containerd")
 	if os.Geteuid() != 0 {
@@ -194,10 +206,7 @@ func startContainerd(t *testing.T, registries ...string) *ctrdInstance {
 	}
 	c := &ctrdInstance{Socket: filepath.Join(dir, "containerd.sock"), dir: dir, log: filepath.Join(dir, "containerd.log")}
 	certsDir := filepath.Join(dir, "certs.d")
-	for _, host := range registries {
-		writeFile(t, filepath.Join(certsDir, host, "hosts.toml"), []byte(fmt.Sprintf(
-			"server = \"http://%[1]s\"\n\n[host.\"http://%[1]s\"]\n  capabilities = [\"pull\", \"resolve\"]\n", host)))
-	}
+	certs(certsDir)
 	config := fmt.Sprintf(`version = 2
 root = %q
 state = %q
