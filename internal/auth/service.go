@@ -93,7 +93,17 @@ type Service struct {
 	cache   map[string]*token.Claims // verified access tokens
 
 	counters Counters
+	// alias maps a repository name a mirror serves under another name
+	// (Docker Hub's names without a namespace) to that name (SetAlias).
+	alias func(ctx context.Context, name string) (string, bool)
 }
+
+// SetAlias sets how repository names that a mirror serves under another
+// name resolve (package mirror's Alias): a token asked for such a name
+// carries the pull access the principal has on the name it resolves to,
+// under that name, which is the one the registry API checks. Call it
+// before serving.
+func (s *Service) SetAlias(fn func(ctx context.Context, name string) (string, bool)) { s.alias = fn }
 
 // Counters are running totals of logins and tokens since the process
 // started, for metrics.
@@ -307,6 +317,15 @@ func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Acc
 		var allowed []string
 		switch req.Type {
 		case "repository":
+			if local, ok := s.aliasOf(ctx, req.Name); ok {
+				// Granted on the mirror's name for it, the one the
+				// registry checks: what p may pull there, and no more (a
+				// mirror takes no pushes). Under the asked name it would
+				// open a repository of that name pushed later.
+				req.Name = local
+				allowed = Intersect([]string{Pull}, Allowed(p, local, s.facts(ctx, p, local, roles), s.now()))
+				break
+			}
 			allowed = Allowed(p, req.Name, s.facts(ctx, p, req.Name, roles), s.now())
 		case "registry":
 			if p.Kind != Anonymous && p.Via != ViaPullCredential {
@@ -330,6 +349,14 @@ func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Acc
 		s.audit.info(client, "access denied", args...)
 	}
 	return out, nil
+}
+
+// aliasOf resolves a name a mirror serves under another name.
+func (s *Service) aliasOf(ctx context.Context, name string) (string, bool) {
+	if s.alias == nil {
+		return "", false
+	}
+	return s.alias(ctx, name)
 }
 
 // Actions returns what p may do on repo (pull, push, delete), as the token

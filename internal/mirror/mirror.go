@@ -18,6 +18,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metadata"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/upstream"
@@ -69,6 +70,7 @@ type Service struct {
 	spoolDir string
 
 	audit     func(actor, action, ns, name string)
+	ensureNS  func(ctx context.Context, actor *auth.Principal, ns string) error
 	mu        sync.Mutex
 	fills     map[fillKey]*fill
 	manifests map[string]*call
@@ -161,6 +163,18 @@ func hostsOf(m *metadata.Mirror) []string {
 		hosts = append(hosts, dockerHubHosts...)
 	}
 	return hosts
+}
+
+// Alias returns the repository a name without a mirror's namespace
+// resolves to (no ns parameter: Docker Hub's names), for the token
+// service, whose grant on name stands for what it resolves to; ok is false
+// for names that are no alias (a mirror's own names included).
+func (s *Service) Alias(ctx context.Context, name string) (string, bool) {
+	t, ok, err := s.Resolve(ctx, name, "")
+	if err != nil || !ok || t.Local == name {
+		return "", false
+	}
+	return t.Local, true
 }
 
 // Target is a repository name resolved to a mirror.

@@ -109,6 +109,11 @@ func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*met
 	if err := s.conflicts(&m); err != nil {
 		return nil, err
 	}
+	if s.ensureNS != nil {
+		if err := s.ensureNS(ctx, actor, m.Namespace); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.store.AddMirror(ctx, m); err != nil {
 		return nil, storeErr(err, sp.Name)
 	}
@@ -205,6 +210,13 @@ func (s *Service) Remove(ctx context.Context, actor *auth.Principal, name string
 	}
 	s.changed(actor, "mirror removed", "", name)
 	return s.Refresh(ctx)
+}
+
+// UseNamespaces sets how a mirror's namespace is made to exist (with auth
+// on, an account namespace, private until made public, whose members and
+// robots may pull from it); without it, namespaces need no record.
+func (s *Service) UseNamespaces(ensure func(ctx context.Context, actor *auth.Principal, ns string) error) {
+	s.ensureNS = ensure
 }
 
 // OnChange sets a function told of every change (the audit log).

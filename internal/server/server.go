@@ -21,6 +21,7 @@ import (
 	"github.com/berth-registry/berth/internal/adminapi"
 	"github.com/berth-registry/berth/internal/api"
 	"github.com/berth-registry/berth/internal/audit"
+	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -137,6 +138,13 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		})
 		webhookapi.Register(admin, hookRules)
 		mirrorapi.Register(admin, s.mirrors)
+		ag.auth.SetAlias(s.mirrors.Alias)
+		s.mirrors.UseNamespaces(func(ctx context.Context, actor *auth.Principal, ns string) error {
+			if _, err := ag.auth.CreateNamespace(ctx, actor, ns, false); err != nil && !errors.Is(err, auth.ErrExists) {
+				return err
+			}
+			return nil
+		})
 		s.mirrors.OnChange(func(actor, action, ns, name string) {
 			ag.audit.Record(audit.Entry{Actor: actor, Action: action, Namespace: ns, Target: name})
 		})

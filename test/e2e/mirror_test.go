@@ -250,3 +250,41 @@ func TestMirrorDockerEngine(t *testing.T) {
 		t.Errorf("after the TTL with the upstream back, pull got %s, want the moved tag's %s", d, v2.ManifestDigest)
 	}
 }
+
+// TestMirrorDockerEngineWithAuth: berth with token auth as Docker Hub's
+// mirror. Docker Engine asks for tokens for library/busybox, the name it
+// knows; berth grants them for what that name resolves to. With the
+// mirror's namespace public an anonymous pull works; private, it is
+// refused (and Docker's fallback to Docker Hub finds no network).
+func TestMirrorDockerEngineWithAuth(t *testing.T) {
+	skipIfShort(t)
+	needDocker(t)
+	hub := startBerth(t)
+	img := newOCIImage(t, testFile{Name: "etc/release", Data: []byte("auth " + randomHex(t, 8))})
+	pushOpen(t, hub.URL, "library/busybox", "latest", img)
+
+	b := startAuthBerth(t)
+	mustSucceed(t, "berth mirror add", execIn(t, "", b.adminEnv(), berthBin, "mirror", "add", "hub", "--upstream", hub.URL, "--docker-hub"))
+	// The namespace exists now, private.
+	eng := startDockerEngine(t, "--registry-mirror", b.URL)
+	eng.docker(t, "rmi", "-f", "busybox:latest")
+	if r := eng.docker(t, "pull", "busybox:latest"); r.Err == nil {
+		t.Fatalf("an anonymous pull from a private mirror namespace succeeded:\n%s", r.combined())
+	}
+	b.setPublic(t, "hub", true)
+	out := mustSucceed(t, "docker pull through a public mirror", eng.docker(t, "pull", "busybox:latest"))
+	if m := pullDigestRE.FindStringSubmatch(out); m == nil || m[1] != img.ManifestDigest {
+		t.Errorf("pull through the mirror with auth: %q, want %s", out, img.ManifestDigest)
+	}
+	// A token asked for the Docker Hub name grants pull on the mirror's
+	// name for it, never push (an admin's neither: a mirror takes no
+	// pushes), and nothing under the asked name, which a local push
+	// could later take.
+	for _, who := range [][2]string{{"", ""}, {"admin", b.AdminPassword}} {
+		tok := b.token(t, who[0], who[1], "repository:library/busybox:pull,push")
+		_, _, access := tokenClaims(t, tok.Token)
+		if len(access) != 1 || access[0].Name != "hub/library/busybox" || strings.Join(access[0].Actions, ",") != "pull" {
+			t.Errorf("token of %q for library/busybox pull,push grants %+v, want pull on hub/library/busybox", who[0], access)
+		}
+	}
+}
