@@ -288,3 +288,79 @@ func TestMirrorDockerEngineWithAuth(t *testing.T) {
 		}
 	}
 }
+
+// pullAll pulls repo:tag from base as a client would (the manifest, then
+// its config and layers, every byte) and checks each blob's digest.
+func pullAll(t *testing.T, base, token, repo, tag string) string {
+	t.Helper()
+	r := authDo(t, http.MethodGet, base+"/v2/"+repo+"/manifests/"+tag, nil, reqBearer(token), reqHeader("Accept", mediaTypeOCIManifest))
+	if r.Status != http.StatusOK {
+		t.Fatalf("GET %s:%s: %s", repo, tag, r)
+	}
+	var m manifest
+	mustUnmarshal(t, "manifest", r.Body, &m)
+	for _, d := range append([]descriptor{m.Config}, m.Layers...) {
+		b := authDo(t, http.MethodGet, base+"/v2/"+repo+"/blobs/"+d.Digest, nil, reqBearer(token))
+		if b.Status != http.StatusOK || sha256Digest(b.Body) != d.Digest {
+			t.Fatalf("GET blob %s of %s:%s: %d, %d bytes hashing to %s", d.Digest, repo, tag, b.Status, len(b.Body), sha256Digest(b.Body))
+		}
+	}
+	return sha256Digest(r.Body)
+}
+
+// TestMirrorRetentionAndQuota: what a mirror caches counts towards its
+// namespace's usage, and retention and garbage collection remove it as
+// they remove pushed content; what was removed is fetched again on the
+// next pull.
+func TestMirrorRetentionAndQuota(t *testing.T) {
+	skipIfShort(t)
+	up := startBerth(t)
+	var imgs []*ociImage
+	var total int64
+	for i, tag := range []string{"v1", "v2", "v3"} {
+		img := newOCIImage(t, testFile{Name: "f", Data: randomBytes(t, 64<<10+i)})
+		pushOpen(t, up.URL, "library/app", tag, img)
+		imgs = append(imgs, img)
+		total += int64(len(img.Config) + len(img.Layer) + len(img.Manifest))
+	}
+	b := startAuthBerth(t, "--gc-grace=1s")
+	env := b.adminEnv()
+	mustSucceed(t, "berth mirror add", execIn(t, "", env, berthBin, "mirror", "add", "hub", "--upstream", up.URL, "--docker-hub"))
+	b.setPublic(t, "hub", true)
+	tok := b.token(t, "", "", "repository:hub/library/app:pull").Token
+	for i, tag := range []string{"v1", "v2", "v3"} {
+		if d := pullAll(t, b.URL, tok, "hub/library/app", tag); d != imgs[i].ManifestDigest {
+			t.Fatalf("pull of %s through the mirror: %s, want %s", tag, d, imgs[i].ManifestDigest)
+		}
+		time.Sleep(20 * time.Millisecond) // distinct cache times
+	}
+	var usage struct {
+		Used int64 `json:"used_bytes"`
+	}
+	mustUnmarshal(t, "usage", b.admin(t, http.MethodGet, "/api/v1/namespaces/hub/usage", nil, http.StatusOK), &usage)
+	if usage.Used != total {
+		t.Errorf("namespace hub uses %d bytes, want the %d bytes of the manifests and blobs it cached", usage.Used, total)
+	}
+
+	mustSucceed(t, "berth retention add", execIn(t, "", env, berthBin, "retention", "add", "hub/library/app", "--keep-last", "1"))
+	time.Sleep(1500 * time.Millisecond) // past the grace
+	mustSucceed(t, "berth gc", execIn(t, "", env, berthBin, "gc"))
+	time.Sleep(1500 * time.Millisecond)
+	mustSucceed(t, "berth gc", execIn(t, "", env, berthBin, "gc"))
+	r := authDo(t, http.MethodGet, b.URL+"/v2/hub/library/app/tags/list", nil, reqBearer(tok))
+	if !strings.Contains(string(r.Body), `"v3"`) || strings.Contains(string(r.Body), `"v1"`) || strings.Contains(string(r.Body), `"v2"`) {
+		t.Errorf("after retention (keep the newest 1) the cached tags are %s, want only v3", r.Body)
+	}
+	for _, img := range imgs[:2] {
+		if fileExists(blobFile(b.DataDir, img.LayerDigest)) {
+			t.Errorf("the layer %s of a tag retention deleted is still stored after gc", img.LayerDigest)
+		}
+	}
+	if !fileExists(blobFile(b.DataDir, imgs[2].LayerDigest)) {
+		t.Errorf("the layer of the kept tag is gone")
+	}
+	// Fetched again on the next pull.
+	if d := pullAll(t, b.URL, tok, "hub/library/app", "v1"); d != imgs[0].ManifestDigest {
+		t.Errorf("v1 pulled again through the mirror: %s, want %s", d, imgs[0].ManifestDigest)
+	}
+}
