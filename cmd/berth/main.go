@@ -26,5 +26,6 @@ func rootCmd() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), quotaCmd(), immutableCmd(), retentionCmd(), webhookCmd(), mirrorCmd(), auditCmd())
+	root.AddCommand(replicateCmd())
 	return root
 }

@@ -106,6 +106,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	s.metrics.Register(metrics.Mirrors(s.mirrors.Totals())...)
 	mux := http.NewServeMux()
+	rep := s.setupReplication(mux)
 	var g api.Guard
 	var ag *guard
 	if cfg.Auth != "token" {
@@ -138,6 +139,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		})
 		webhookapi.Register(admin, hookRules)
 		mirrorapi.Register(admin, s.mirrors)
+		s.registerReplication(admin, rep, ag)
 		ag.auth.SetAlias(s.mirrors.Alias)
 		s.mirrors.UseNamespaces(func(ctx context.Context, actor *auth.Principal, ns string) error {
 			if _, err := ag.auth.CreateNamespace(ctx, actor, ns, false); err != nil && !errors.Is(err, auth.ErrExists) {
