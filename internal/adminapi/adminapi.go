@@ -136,6 +136,30 @@ func (h *Handler) wrap(fn endpoint) http.Handler {
 	})
 }
 
+// Routes are the endpoints of one capability (mirrors, replication) by
+// mux pattern.
+type Routes map[string]Endpoint
+
+// Register adds the routes to the admin API (authenticated; the
+// endpoints check who may do what).
+func (rs Routes) Register(admin *Handler) {
+	for pattern, fn := range rs {
+		admin.Handle(pattern, fn)
+	}
+}
+
+// ServeOpen serves the routes on mux without authentication, for an open
+// registry (auth off): each endpoint gets a nil actor.
+func (rs Routes) ServeOpen(mux *http.ServeMux, log *slog.Logger) {
+	for pattern, fn := range rs {
+		mux.Handle(pattern, Open(log, fn))
+	}
+}
+
+// Decode reads a request's JSON body into v, refusing unknown fields; an
+// empty body leaves v as it is. Its errors are answered with 400.
+func Decode(r *http.Request, v any) error { return decode(r, v) }
+
 // Open serves an endpoint without authentication, rendered as the admin
 // API renders its own, for an open registry (auth off), where anyone may
 // manage what it manages: the endpoint gets a nil actor.

@@ -2,7 +2,6 @@ package mirror
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -66,36 +65,15 @@ func (sp *Spec) check() error {
 	return nil
 }
 
-// mayManage says whether actor may manage mirrors: admins, or anyone on an
-// open registry (nil actor).
-func mayManage(actor *auth.Principal) error {
-	if actor != nil && !actor.Admin {
-		return fmt.Errorf("%w: only admins manage mirrors", auth.ErrForbidden)
-	}
-	return nil
-}
-
+// storeErr maps the store's errors on mirror name.
 func storeErr(err error, name string) error {
-	switch {
-	case errors.Is(err, metadata.ErrExists):
-		return fmt.Errorf("%w: %v", auth.ErrExists, err)
-	case errors.Is(err, metadata.ErrNotFound):
-		return fmt.Errorf("%w: no mirror named %s", auth.ErrNotFound, name)
-	}
-	return err
-}
-
-func actorName(actor *auth.Principal) string {
-	if actor == nil {
-		return ""
-	}
-	return actor.Name
+	return auth.StoreError(err, "no mirror named "+name)
 }
 
 // Add records a mirror. A second Docker Hub mirror, or a host another
 // mirror serves, is refused.
 func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*metadata.Mirror, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "mirrors"); err != nil {
 		return nil, err
 	}
 	if err := sp.check(); err != nil {
@@ -105,7 +83,7 @@ func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*met
 		return nil, err
 	}
 	m := metadata.Mirror{Name: sp.Name, Namespace: sp.Namespace, Upstream: sp.Upstream, Username: sp.Username, Password: sp.Password,
-		TagTTL: sp.TagTTL, DockerHub: sp.DockerHub, Hosts: sp.Hosts, CreatedBy: actorName(actor)}
+		TagTTL: sp.TagTTL, DockerHub: sp.DockerHub, Hosts: sp.Hosts, CreatedBy: auth.ActorName(actor)}
 	if err := s.conflicts(&m); err != nil {
 		return nil, err
 	}
@@ -147,7 +125,7 @@ func (s *Service) conflicts(m *metadata.Mirror) error {
 // Update changes a mirror; its name and namespace stay. Empty credentials
 // keep the stored ones unless clear is set.
 func (s *Service) Update(ctx context.Context, actor *auth.Principal, sp Spec, clearCredentials bool) (*metadata.Mirror, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "mirrors"); err != nil {
 		return nil, err
 	}
 	if err := s.Refresh(ctx); err != nil {
@@ -190,7 +168,7 @@ func (s *Service) find(name string) *metadata.Mirror {
 
 // List returns the mirrors.
 func (s *Service) List(ctx context.Context, actor *auth.Principal) ([]metadata.Mirror, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "mirrors"); err != nil {
 		return nil, err
 	}
 	if err := s.Refresh(ctx); err != nil {
@@ -202,7 +180,7 @@ func (s *Service) List(ctx context.Context, actor *auth.Principal) ([]metadata.M
 // Remove deletes a mirror; what it cached stays, as an ordinary (and now
 // writable) namespace, until deleted or collected.
 func (s *Service) Remove(ctx context.Context, actor *auth.Principal, name string) error {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "mirrors"); err != nil {
 		return err
 	}
 	if err := s.store.RemoveMirror(ctx, name); err != nil {
@@ -224,6 +202,6 @@ func (s *Service) OnChange(fn func(actor, action, ns, name string)) { s.audit = 
 
 func (s *Service) changed(actor *auth.Principal, action, ns, name string) {
 	if s.audit != nil {
-		s.audit(actorName(actor), action, ns, name)
+		s.audit(auth.ActorName(actor), action, ns, name)
 	}
 }

@@ -4,11 +4,7 @@
 package mirrorapi
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -20,8 +16,8 @@ import (
 
 type handler struct{ svc *mirror.Service }
 
-func (h *handler) routes() map[string]adminapi.Endpoint {
-	return map[string]adminapi.Endpoint{
+func (h *handler) routes() adminapi.Routes {
+	return adminapi.Routes{
 		"GET /api/v1/mirrors":           h.list,
 		"POST /api/v1/mirrors":          h.add,
 		"PATCH /api/v1/mirrors/{name}":  h.update,
@@ -29,20 +25,10 @@ func (h *handler) routes() map[string]adminapi.Endpoint {
 	}
 }
 
-// Register adds the mirror routes to the admin API (admins only).
-func Register(admin *adminapi.Handler, svc *mirror.Service) {
-	for pattern, fn := range (&handler{svc: svc}).routes() {
-		admin.Handle(pattern, fn)
-	}
-}
-
-// RegisterOpen serves the mirror routes without authentication, on an
-// open registry (auth off).
-func RegisterOpen(mux *http.ServeMux, svc *mirror.Service, log *slog.Logger) {
-	for pattern, fn := range (&handler{svc: svc}).routes() {
-		mux.Handle(pattern, adminapi.Open(log, fn))
-	}
-}
+// Routes returns the mirror routes, for the admin API (Register; admins
+// only) or, on an open registry, served without authentication
+// (ServeOpen).
+func Routes(svc *mirror.Service) adminapi.Routes { return (&handler{svc: svc}).routes() }
 
 // Mirror is a mirror as the API shows it: never its password.
 type Mirror struct {
@@ -99,15 +85,6 @@ func (req *Request) spec() (mirror.Spec, error) {
 	return sp, nil
 }
 
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: request body is not the expected JSON: %v", auth.ErrInvalid, err)
-	}
-	return nil
-}
-
 func (h *handler) list(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	ms, err := h.svc.List(r.Context(), actor)
 	if err != nil {
@@ -122,7 +99,7 @@ func (h *handler) list(_ http.ResponseWriter, r *http.Request, actor *auth.Princ
 
 func (h *handler) add(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	var req Request
-	if err := decode(r, &req); err != nil {
+	if err := adminapi.Decode(r, &req); err != nil {
 		return 0, nil, err
 	}
 	sp, err := req.spec()
@@ -138,7 +115,7 @@ func (h *handler) add(_ http.ResponseWriter, r *http.Request, actor *auth.Princi
 
 func (h *handler) update(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	var req Request
-	if err := decode(r, &req); err != nil {
+	if err := adminapi.Decode(r, &req); err != nil {
 		return 0, nil, err
 	}
 	req.Name = r.PathValue("name")

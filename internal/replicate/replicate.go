@@ -116,34 +116,13 @@ func (s *Service) OnChange(fn func(actor, action, ns, name string)) { s.audit = 
 
 func (s *Service) changed(actor *auth.Principal, action, name string) {
 	if s.audit != nil {
-		s.audit(actorName(actor), action, "", name)
+		s.audit(auth.ActorName(actor), action, "", name)
 	}
 }
 
-func actorName(actor *auth.Principal) string {
-	if actor == nil {
-		return ""
-	}
-	return actor.Name
-}
-
-// mayManage says whether actor may manage replication: admins, or anyone
-// on an open registry (nil actor).
-func mayManage(actor *auth.Principal) error {
-	if actor != nil && !actor.Admin {
-		return fmt.Errorf("%w: only admins manage replication", auth.ErrForbidden)
-	}
-	return nil
-}
-
+// storeErr maps the store's errors on rule name.
 func storeErr(err error, name string) error {
-	switch {
-	case errors.Is(err, metadata.ErrExists):
-		return fmt.Errorf("%w: %v", auth.ErrExists, err)
-	case errors.Is(err, metadata.ErrNotFound):
-		return fmt.Errorf("%w: no replication rule named %s", auth.ErrNotFound, name)
-	}
-	return err
+	return auth.StoreError(err, "no replication rule named "+name)
 }
 
 // Spec is a rule as an admin describes it.
@@ -227,7 +206,7 @@ type Rule struct {
 
 // Add records a rule.
 func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*Rule, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "replication"); err != nil {
 		return nil, err
 	}
 	if err := sp.check(); err != nil {
@@ -236,7 +215,7 @@ func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*Rul
 	r := metadata.ReplicationRule{Direction: sp.Direction, Repositories: sp.Repositories, Tags: sp.Tags,
 		Username: sp.Username, Password: sp.Password, Interval: sp.Interval}
 	r.Endpoint = metadata.WebhookEndpoint{Name: sp.Name, URL: sp.URL, Format: metadata.FormatReplicate,
-		Secret: events.NewID(), Timeout: 10 * time.Minute, CreatedBy: actorName(actor), Created: time.Now()}
+		Secret: events.NewID(), Timeout: 10 * time.Minute, CreatedBy: auth.ActorName(actor), Created: time.Now()}
 	if sp.Direction == metadata.ReplicatePush {
 		r.Endpoint.Namespace, r.Endpoint.Actions = namespaceOf(sp.Repositories), []string{events.ActionPush}
 	}
@@ -254,7 +233,7 @@ func (s *Service) Add(ctx context.Context, actor *auth.Principal, sp Spec) (*Rul
 
 // List returns the rules with their status.
 func (s *Service) List(ctx context.Context, actor *auth.Principal) ([]Rule, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "replication"); err != nil {
 		return nil, err
 	}
 	rs, err := s.store.ReplicationRules(ctx)
@@ -274,7 +253,7 @@ func (s *Service) List(ctx context.Context, actor *auth.Principal) ([]Rule, erro
 
 // Remove deletes a rule and its queue; what it copied stays.
 func (s *Service) Remove(ctx context.Context, actor *auth.Principal, name string) error {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "replication"); err != nil {
 		return err
 	}
 	if err := s.store.RemoveReplication(ctx, name); err != nil {
@@ -286,7 +265,7 @@ func (s *Service) Remove(ctx context.Context, actor *auth.Principal, name string
 
 // Redeliver queues a push rule's dead deliveries again.
 func (s *Service) Redeliver(ctx context.Context, actor *auth.Principal, name string) (int64, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "replication"); err != nil {
 		return 0, err
 	}
 	r, err := s.store.ReplicationRule(ctx, name)
@@ -457,7 +436,7 @@ func (s *Service) finish(ctx context.Context, r *metadata.ReplicationRule, run m
 // returns what the run did. The run goes on when ctx ends (the client
 // gave up waiting).
 func (s *Service) RunNow(ctx context.Context, actor *auth.Principal, name string) (metadata.ReplicationRun, error) {
-	if err := mayManage(actor); err != nil {
+	if err := auth.MayAdminister(actor, "replication"); err != nil {
 		return metadata.ReplicationRun{}, err
 	}
 	r, err := s.store.ReplicationRule(ctx, name)

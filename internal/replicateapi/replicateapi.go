@@ -4,11 +4,7 @@
 package replicateapi
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -20,8 +16,8 @@ import (
 
 type handler struct{ svc *replicate.Service }
 
-func (h *handler) routes() map[string]adminapi.Endpoint {
-	return map[string]adminapi.Endpoint{
+func (h *handler) routes() adminapi.Routes {
+	return adminapi.Routes{
 		"GET /api/v1/replication":                   h.list,
 		"POST /api/v1/replication":                  h.add,
 		"DELETE /api/v1/replication/{name}":         h.remove,
@@ -30,20 +26,10 @@ func (h *handler) routes() map[string]adminapi.Endpoint {
 	}
 }
 
-// Register adds the replication routes to the admin API (admins only).
-func Register(admin *adminapi.Handler, svc *replicate.Service) {
-	for pattern, fn := range (&handler{svc: svc}).routes() {
-		admin.Handle(pattern, fn)
-	}
-}
-
-// RegisterOpen serves the replication routes without authentication, on
-// an open registry (auth off).
-func RegisterOpen(mux *http.ServeMux, svc *replicate.Service, log *slog.Logger) {
-	for pattern, fn := range (&handler{svc: svc}).routes() {
-		mux.Handle(pattern, adminapi.Open(log, fn))
-	}
-}
+// Routes returns the replication routes, for the admin API (Register; admins
+// only) or, on an open registry, served without authentication
+// (ServeOpen).
+func Routes(svc *replicate.Service) adminapi.Routes { return (&handler{svc: svc}).routes() }
 
 // Run is a pull rule's run as the API shows it.
 type Run struct {
@@ -111,15 +97,6 @@ type Request struct {
 	Every     string `json:"every,omitempty"`
 }
 
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: request body is not the expected JSON: %v", auth.ErrInvalid, err)
-	}
-	return nil
-}
-
 func (h *handler) list(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	rs, err := h.svc.List(r.Context(), actor)
 	if err != nil {
@@ -134,7 +111,7 @@ func (h *handler) list(_ http.ResponseWriter, r *http.Request, actor *auth.Princ
 
 func (h *handler) add(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	var req Request
-	if err := decode(r, &req); err != nil {
+	if err := adminapi.Decode(r, &req); err != nil {
 		return 0, nil, err
 	}
 	sp := replicate.Spec{Name: req.Name, Direction: req.Direction, URL: req.URL, Repositories: req.Filter, Tags: req.Tags,

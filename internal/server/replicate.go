@@ -18,7 +18,7 @@ func (s *Server) setupReplication(mux *http.ServeMux) *replicate.Service {
 	rep := replicate.New(s.meta, s.svc, s.hooks, replicate.Options{UserAgent: "berth-replicate/" + s.cfg.Version}, s.log)
 	s.hooks.SetReplicator(rep)
 	if s.cfg.Auth != "token" {
-		replicateapi.RegisterOpen(mux, rep, s.log)
+		replicateapi.Routes(rep).ServeOpen(mux, s.log)
 	}
 	return rep
 }
@@ -26,7 +26,7 @@ func (s *Server) setupReplication(mux *http.ServeMux) *replicate.Service {
 // registerReplication adds the replication API to the admin API (admins
 // only) and records rule changes in the audit log.
 func (s *Server) registerReplication(admin *adminapi.Handler, rep *replicate.Service, ag *guard) {
-	replicateapi.Register(admin, rep)
+	replicateapi.Routes(rep).Register(admin)
 	rep.OnChange(func(actor, action, ns, name string) {
 		ag.audit.Record(audit.Entry{Actor: actor, Action: action, Namespace: ns, Target: name})
 	})

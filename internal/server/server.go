@@ -123,7 +123,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		})
 	}
 	if cfg.Auth != "token" {
-		mirrorapi.RegisterOpen(mux, s.mirrors, log)
+		mirrorapi.Routes(s.mirrors).ServeOpen(mux, log)
 	}
 	if cfg.Auth == "token" {
 		var closeAudit func() error
@@ -138,7 +138,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 			ag.audit.Record(audit.Entry{Actor: actor, Action: action, Namespace: ns, Target: name})
 		})
 		webhookapi.Register(admin, hookRules)
-		mirrorapi.Register(admin, s.mirrors)
+		mirrorapi.Routes(s.mirrors).Register(admin)
 		s.registerReplication(admin, rep, ag)
 		ag.auth.SetAlias(s.mirrors.Alias)
 		s.mirrors.UseNamespaces(func(ctx context.Context, actor *auth.Principal, ns string) error {

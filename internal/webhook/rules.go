@@ -2,13 +2,13 @@ package webhook
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"github.com/berth-registry/berth/internal/events"
 	"net/url"
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/berth-registry/berth/internal/events"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -108,13 +108,7 @@ func (sp *Spec) check() error {
 }
 
 func storeErr(err error, name string) error {
-	switch {
-	case errors.Is(err, metadata.ErrNotFound):
-		return fmt.Errorf("%w: no webhook %s", auth.ErrNotFound, name)
-	case errors.Is(err, metadata.ErrExists):
-		return fmt.Errorf("%w: %v", auth.ErrExists, err)
-	}
-	return err
+	return auth.StoreError(err, "no webhook "+name)
 }
 
 // Add records an endpoint and returns it with its secret, which is shown

@@ -4,10 +4,7 @@
 package webhookapi
 
 import (
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -72,16 +69,6 @@ func endpointJSON(e *metadata.WebhookEndpoint) Endpoint {
 		Timeout: e.Timeout.String(), CreatedBy: e.CreatedBy, Created: stamp(e.Created), Secret: e.Secret}
 }
 
-// decode reads a JSON body into v.
-func decode(r *http.Request, v any) error {
-	dec := json.NewDecoder(r.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) {
-		return fmt.Errorf("%w: request body is not the expected JSON: %v", auth.ErrInvalid, err)
-	}
-	return nil
-}
-
 func (h *handler) list(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	es, err := h.svc.List(r.Context(), actor)
 	if err != nil {
@@ -106,7 +93,7 @@ type addRequest struct {
 
 func (h *handler) add(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	var req addRequest
-	if err := decode(r, &req); err != nil {
+	if err := adminapi.Decode(r, &req); err != nil {
 		return 0, nil, err
 	}
 	sp := webhook.Spec{Name: req.Name, Namespace: req.Namespace, URL: req.URL, Actions: req.Events, Format: req.Format, Secret: req.Secret}
@@ -173,7 +160,7 @@ type redeliverRequest struct {
 
 func (h *handler) redeliver(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
 	var req redeliverRequest
-	if err := decode(r, &req); err != nil {
+	if err := adminapi.Decode(r, &req); err != nil {
 		return 0, nil, err
 	}
 	n, err := h.svc.Redeliver(r.Context(), actor, r.PathValue("name"), req.IDs)
