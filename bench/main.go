@@ -54,7 +54,7 @@
 //	go run ./bench -servers berth,distribution,berth-s3,distribution-s3
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
-// catalog, gc, console. The console workload (the web console's pages with
+// catalog, gc, console, mirror. The console workload (the web console's pages with
 // 10,000 repositories and 5,000 tags) runs against a berth of its own,
 // only when berth is among the servers. The gc workload (online garbage collection) runs against a
 // berth of its own in embedded mode, only when berth is among the servers,
@@ -63,6 +63,12 @@
 //
 //	go run ./bench -only gc -servers berth
 //	go run ./bench -only gc -servers berth -gc-manifests 2000 -gc-blobs 10000
+//
+// The mirror workload (issue 13: berth as a pull-through cache of a
+// Distribution) also runs against a berth and a Distribution of its own,
+// only when berth is among the servers; see mirror.go:
+//
+//	go run ./bench -only mirror -servers berth -pairs 20 -cold-trials 1
 //
 // The exit status is 1 if any request got a wrong answer.
 package main
@@ -100,6 +106,7 @@ type config struct {
 	pairs        int
 	pairRequests int
 	settleMax    time.Duration
+	mirror       mirrorConfig // the mirror workload's (mirror.go)
 	only         []string
 	servers      []string
 	out          string
@@ -130,6 +137,7 @@ var workloads = []workload{
 	{"catalog", (*bench).benchCatalog},
 	{"gc", (*bench).benchGC},
 	{"console", (*bench).benchConsole},
+	{"mirror", (*bench).benchMirror},
 }
 
 // bench is the shared state of one run.
@@ -175,6 +183,8 @@ type target struct {
 	consolePages []consolePage
 	// observed is the scraper and webhook receiver of a berth-observed.
 	observed *observed
+	// mirror is what the mirror workload measured.
+	mirror *mirrorResult
 }
 
 // set records a measured value.
@@ -210,7 +220,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.gcBlobs, "gc-blobs", 50000, "distinct blobs of those manifests (at least one per manifest)")
 	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
 	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
-	flag.IntVar(&cfg.pairs, "pairs", 200, "pairs of turns of the manifest and head loads on berth and berth-observed when both run (compared pair by pair)")
+	flag.IntVar(&cfg.pairs, "pairs", 200, "pairs of turns of the manifest and head loads on berth and berth-observed when both run, and of the mirror workload's cached pulls (compared pair by pair)")
 	flag.IntVar(&cfg.pairRequests, "pair-requests", 5000, "requests of one turn of a pair")
 	flag.DurationVar(&cfg.settleMax, "settle-max", 5*time.Minute, "longest wait, after the last pair, for the servers to be idle again (pull events flushed and delivered)")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
@@ -223,6 +233,7 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.timeout, "timeout", 30*time.Minute, "time limit of one workload on one server")
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (data and logs) for inspection")
 	flag.BoolVar(&sameAsBerth, "same-as-berth", false, "run berth-observed exactly as berth (metrics off, no webhook, no scrapes): an A/A check of the comparison")
+	cfg.mirror.register()
 	events := flag.String("hook-events", strings.Join(hookEvents, ","), "events berth-observed's webhook subscribes to (add pull to measure pull events: one delivery per manifest GET)")
 	flag.Parse()
 	hookEvents = splitList(*events)
@@ -243,6 +254,9 @@ func parseFlags() (*config, error) {
 			return nil, fmt.Errorf("-servers: %q given twice", name)
 		}
 		cfg.servers = append(cfg.servers, name)
+	}
+	if err := cfg.mirror.check(); err != nil {
+		return nil, err
 	}
 	if len(cfg.servers) == 0 || cfg.blobSize <= 0 || cfg.requests <= 0 || cfg.conc <= 0 || cfg.images <= 0 ||
 		cfg.imageConc <= 0 || cfg.tags <= 1 || cfg.repos <= 1 || cfg.pageSize <= 0 || cfg.listRepeats <= 0 ||
@@ -401,7 +415,7 @@ func runBench(ctx context.Context, cfg *config) error {
 			t.set("total-cpu", t.stats.cpuSec)
 		}
 	}
-	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets)
+	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets) + renderMirror(cfg, targets)
 	fmt.Print(report)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {

@@ -69,7 +69,13 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, rt Route, 
 	if r.Method == http.MethodHead {
 		return
 	}
-	if _, err := (bigCopies{w}).ReadFrom(body); err != nil {
+	var err error
+	if wt, ok := body.(io.WriterTo); ok {
+		_, err = wt.WriteTo(w) // sendfile from the download's spool
+	} else {
+		_, err = (bigCopies{w}).ReadFrom(body)
+	}
+	if err != nil {
 		h.log.WarnContext(r.Context(), "mirrored blob aborted", "repository", rt.Name, "digest", rt.Digest, "err", err)
 		panic(http.ErrAbortHandler)
 	}

@@ -74,28 +74,68 @@ type fillReader struct {
 }
 
 func (r *fillReader) Read(p []byte) (int, error) {
+	readable, _, err := r.wait()
+	if err != nil {
+		return 0, err
+	}
+	if r.off >= readable {
+		return 0, io.EOF
+	}
+	n, err := r.f.file.ReadAt(p[:min(int64(len(p)), readable-r.off)], r.off)
+	r.off += int64(n)
+	if err == io.EOF {
+		err = nil
+	}
+	return n, err
+}
+
+// WriteTo sends the fill to w as it grows. Through an http.ResponseWriter
+// whose length is known, the bytes go from the spool to the socket by
+// sendfile: no copy through this process.
+func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
+	// An open file of its own (same inode, even once renamed into the
+	// store), whose offset this reader owns.
+	own, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", r.f.file.Fd()))
+	if err != nil {
+		return io.CopyBuffer(w, struct{ io.Reader }{r}, make([]byte, 1<<20))
+	}
+	defer own.Close()
+	var total int64
+	for {
+		readable, done, err := r.wait()
+		if err != nil || (done && r.off >= readable) {
+			return total, err
+		}
+		if _, err := own.Seek(r.off, io.SeekStart); err != nil {
+			return total, err
+		}
+		n, err := io.Copy(w, io.LimitReader(own, readable-r.off))
+		r.off += n
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+}
+
+// wait returns how many bytes are readable once there are more than the
+// reader has read, or the fill is verified (done) or failed.
+func (r *fillReader) wait() (readable int64, done bool, err error) {
 	for {
 		f := r.f
 		f.mu.Lock()
-		readable, verified, err, wait := f.readable, f.verified, f.err, f.progress
+		readable, verified, ferr, ch := f.readable, f.verified, f.err, f.progress
 		f.mu.Unlock()
 		switch {
-		case err != nil:
-			return 0, err
-		case r.off < readable:
-			n, err := f.file.ReadAt(p[:min(int64(len(p)), readable-r.off)], r.off)
-			r.off += int64(n)
-			if err == io.EOF {
-				err = nil
-			}
-			return n, err
-		case verified:
-			return 0, io.EOF
+		case ferr != nil:
+			return 0, false, ferr
+		case r.off < readable || verified:
+			return readable, verified, nil
 		}
 		select {
-		case <-wait:
+		case <-ch:
 		case <-r.ctx.Done():
-			return 0, r.ctx.Err()
+			return 0, false, r.ctx.Err()
 		}
 	}
 }
