@@ -55,6 +55,18 @@ type s3Upload struct {
 	// Size bytes.
 	SHA256 []byte `json:"sha256"`
 	SHA512 []byte `json:"sha512"`
+	// NextPart is the lowest part number no request has taken yet. A
+	// request that uploads parts into a multipart upload it did not begin
+	// first reserves its numbers from here (Writer), so that a concurrent
+	// request at the same offset never uploads under a number another one
+	// took: the loser of a race changes nothing the winner wrote.
+	NextPart int32 `json:"nextPart,omitempty"`
+	// Writer is the token of the request that reserved part numbers for a
+	// chunk at Size, and WriterSince when it last renewed its claim: while
+	// that is within writerLease, other requests at this offset are
+	// refused before they upload anything.
+	Writer      string    `json:"writer,omitempty"`
+	WriterSince time.Time `json:"writerSince,omitzero"`
 	// Modified is when the state was last written.
 	Modified time.Time `json:"modified"`
 	// Rev is random and new at each write: it tells a write of ours that
@@ -141,11 +153,17 @@ var errStateChanged = errors.New("upload state changed concurrently")
 // the ETag ifMatch, or, when ifMatch is empty, only if there is none yet.
 // It sets u.Rev and u.Modified.
 func (s *S3) writeState(ctx context.Context, id string, u *s3Upload, ifMatch string) error {
+	_, err := s.writeStateTag(ctx, id, u, ifMatch)
+	return err
+}
+
+// writeStateTag is writeState returning the state object's new ETag.
+func (s *S3) writeStateTag(ctx context.Context, id string, u *s3Upload, ifMatch string) (string, error) {
 	u.Rev = randomToken()
 	u.Modified = time.Now().UTC()
 	b, err := json.Marshal(u)
 	if err != nil {
-		return fmt.Errorf("s3: encode state of upload %s: %w", id, err)
+		return "", fmt.Errorf("s3: encode state of upload %s: %w", id, err)
 	}
 	in := &s3.PutObjectInput{
 		Bucket:        &s.bucket,
@@ -159,20 +177,76 @@ func (s *S3) writeState(ctx context.Context, id string, u *s3Upload, ifMatch str
 	} else {
 		in.IfNoneMatch = aws.String("*")
 	}
-	_, err = s.client.PutObject(ctx, in)
+	out, err := s.client.PutObject(ctx, in)
 	if err == nil {
-		return nil
+		return aws.ToString(out.ETag), nil
 	}
 	// A request that failed may have been written all the same, its
 	// answer lost; its retry then fails the precondition. The state's
 	// revision tells.
-	if cur, _, rerr := s.readState(ctx, id); rerr == nil && cur.Rev == u.Rev {
-		return nil
+	if cur, etag, rerr := s.readState(ctx, id); rerr == nil && cur.Rev == u.Rev {
+		return etag, nil
 	}
 	if isPreconditionFailed(err) || (ifMatch != "" && isNotFound(err)) {
-		return fmt.Errorf("s3: write state of upload %s: %w (%v)", id, errStateChanged, err)
+		return "", fmt.Errorf("s3: write state of upload %s: %w (%v)", id, errStateChanged, err)
 	}
-	return fmt.Errorf("s3: write state of upload %s: %w", id, err)
+	return "", fmt.Errorf("s3: write state of upload %s: %w", id, err)
+}
+
+// writerLease is how long a request's reservation of part numbers keeps
+// other requests at its offset away without being renewed; a request
+// renews it every quarter of that while it uploads.
+const writerLease = time.Minute
+
+// reserveBlock is how many part numbers a chunk of unknown length reserves
+// at a time (512 MiB of parts).
+const reserveBlock = 64
+
+// lastPart is the highest part number of parts, 0 for none.
+func lastPart(parts []s3Part) int32 {
+	if len(parts) == 0 {
+		return 0
+	}
+	return parts[len(parts)-1].Number
+}
+
+// nextFree is the lowest part number no request holds in u.
+func (u *s3Upload) nextFree() int32 { return max(u.NextPart, lastPart(u.Parts)+1) }
+
+// claim is a request's reservation of part numbers in a multipart upload
+// it shares with other requests (one it did not begin).
+type claim struct {
+	token     string
+	stored    s3Upload // the state as last written or read
+	etag      string   // its ETag
+	next, end int32    // the numbers left: [next, end)
+	renewed   time.Time
+	active    bool
+}
+
+// reserve claims count more part numbers (0: only renews the claim) with a
+// conditional write of the stored state: if another request changed the
+// state since, the chunk is refused (ErrOffset) before it uploads
+// anything under those numbers.
+func (s *S3) reserve(ctx context.Context, id string, c *claim, count int32) error {
+	res := c.stored
+	base := max(res.nextFree(), c.end)
+	if base+count-1 > s3MaxParts {
+		return fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize)
+	}
+	res.Writer, res.WriterSince, res.NextPart = c.token, time.Now().UTC(), base+count
+	etag, err := s.writeStateTag(ctx, id, &res, c.etag)
+	if errors.Is(err, errStateChanged) {
+		return fmt.Errorf("%w: upload %s was changed by another request", ErrOffset, id)
+	}
+	if err != nil {
+		return err
+	}
+	c.stored, c.etag, c.renewed, c.active = res, etag, time.Now(), true
+	if count > 0 {
+		c.next, c.end = base, base+count
+	}
+	return nil
 }
 
 // CreateUpload implements Store.
@@ -214,6 +288,10 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	if offset != u.Size {
 		return u.Size, ErrOffset
 	}
+	if u.Writer != "" && time.Since(u.WriterSince) < writerLease {
+		return u.Size, fmt.Errorf("%w: another request is writing at offset %d of upload %s", ErrOffset, u.Size, id)
+	}
+	c := &claim{token: randomToken(), stored: *u, etag: etag}
 	h256, h512, err := u.hashes()
 	if err != nil {
 		return u.Size, fmt.Errorf("s3: upload %s: %w", id, err)
@@ -258,6 +336,16 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 		if createdMultipart != "" {
 			cleanup(ctx, func(ctx context.Context) error { return s.abortMultipart(ctx, s.dataKey(id), createdMultipart) })
 		}
+		if c.active && !errors.Is(err, ErrOffset) {
+			// Let the client's retry in at once: the claim goes, the
+			// numbers it took stay taken (parts under them are left out
+			// of the commit, and go with the multipart upload).
+			cleanup(ctx, func(ctx context.Context) error {
+				res := c.stored
+				res.Writer, res.WriterSince = "", time.Time{}
+				return s.writeState(ctx, id, &res, c.etag)
+			})
+		}
 		var re *ReadError
 		if errors.As(err, &re) || errors.Is(err, ErrChunkLength) || errors.Is(err, ErrOffset) {
 			return u.Size, err
@@ -269,7 +357,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 		if errors.Is(rerr, ErrUploadNotFound) {
 			return 0, fmt.Errorf("%w (removed during the chunk: %v)", ErrUploadNotFound, err)
 		}
-		if rerr == nil && cur.Rev != u.Rev {
+		if rerr == nil && cur.Rev != c.stored.Rev {
 			return cur.Size, fmt.Errorf("%w: upload %s was changed by another request", ErrOffset, id)
 		}
 		return u.Size, err
@@ -305,7 +393,26 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 		if err := collect(&inflight, &next); err != nil { // the other buffer is free again
 			return fail(err)
 		}
-		number := int32(len(next.Parts) + 1)
+		number := lastPart(next.Parts) + 1 // in a multipart upload of its own
+		if createdMultipart == "" {
+			// Shared with other requests: numbers reserved first.
+			switch {
+			case c.next == c.end:
+				count := int32(reserveBlock)
+				if length >= 0 {
+					count = int32(max(1, (pendingSize+length)/int64(len(buf))-int64(len(next.Parts)-len(u.Parts))))
+				}
+				if err := s.reserve(ctx, id, c, count); err != nil {
+					return fail(err)
+				}
+			case time.Since(c.renewed) > writerLease/4:
+				if err := s.reserve(ctx, id, c, 0); err != nil {
+					return fail(err)
+				}
+			}
+			number = c.next
+			c.next++
+		}
 		if number > s3MaxParts {
 			return fail(fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize))
 		}
@@ -344,7 +451,9 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	if err := next.setHashes(h256, h512); err != nil {
 		return fail(err)
 	}
-	if err := s.writeState(ctx, id, &next, etag); err != nil {
+	next.Writer, next.WriterSince = "", time.Time{}
+	next.NextPart = max(c.stored.NextPart, lastPart(next.Parts)+1)
+	if err := s.writeState(ctx, id, &next, c.etag); err != nil {
 		// Aborted, committed, or appended to by another request
 		// (errStateChanged), which fail reports, or a storage error.
 		if next.Pending != "" {
@@ -629,7 +738,13 @@ func (s *S3) completeMultipart(ctx context.Context, id string, u *s3Upload) erro
 		if err := s.readPending(ctx, id, u.Pending, b); err != nil {
 			return err
 		}
-		part, err := s.uploadPart(ctx, id, u.MultipartID, int32(len(parts)+1), b)
+		// After every number a request ever reserved: a part under one
+		// of those may be on its way still.
+		number := max(lastPart(parts)+1, u.NextPart)
+		if number > s3MaxParts {
+			return fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize)
+		}
+		part, err := s.uploadPart(ctx, id, u.MultipartID, number, b)
 		if err != nil {
 			return err
 		}
