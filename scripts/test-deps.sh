@@ -25,6 +25,8 @@
 #       versitygw    github.com/versity/versitygw/cmd/versitygw (an S3
 #                    server over a POSIX directory, for the S3 blob store
 #                    tests; needs a file system with extended attributes)
+#       minio        github.com/minio/minio (a second S3 server for the
+#                    S3 tests; about 7 CPU-minutes to build the first time)
 #
 # Idempotent and fast on a rerun (seconds): apt-get runs only when a package
 # is missing, and a Go tool is built only when its version is not cached.
@@ -36,6 +38,10 @@ CONFORMANCE_MODULE="github.com/opencontainers/distribution-spec/conformance"
 CONFORMANCE_VERSION="v0.0.0-20260831232431-97274622c111"
 CRICTL_VERSION="v1.37.0"
 VERSITYGW_VERSION="v1.8.0"
+# MinIO, a second S3 implementation for the S3 tests (an unmodified binary
+# run as a separate server; it is AGPL, its packages are never imported).
+# Its module has no release tags: a pseudo-version pins a commit.
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 
 APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus chromium fonts-dejavu-core)
 
@@ -144,6 +150,7 @@ build_crane() { build_go_install "$1" "$2" github.com/google/go-containerregistr
 build_oras() { build_go_install "$1" "$2" oras.land/oras/cmd/oras; }
 build_crictl() { build_go_install "$1" "$2" sigs.k8s.io/cri-tools/cmd/crictl; }
 build_versitygw() { build_go_install "$1" "$2" github.com/versity/versitygw/cmd/versitygw; }
+build_minio() { build_go_install "$1" "$2" github.com/minio/minio; }
 
 # build_conformance builds the conformance suite, a main package at the root
 # of its module, inside a throwaway module that requires it. The version is
@@ -193,6 +200,7 @@ main() {
 	go_tool conformance "$CONFORMANCE_VERSION" build_conformance
 	go_tool crictl "$CRICTL_VERSION" build_crictl
 	go_tool versitygw "$VERSITYGW_VERSION" build_versitygw
+	go_tool minio "$MINIO_VERSION" build_minio
 	bash "$(dirname "${BASH_SOURCE[0]}")/helm.sh" >/dev/null # helm v3.22.0 for the Helm chart test (prints its path; progress on stderr)
 	bash "$(dirname "${BASH_SOURCE[0]}")/k8s/build.sh" # etcd, kube-apiserver, kubelet, kubectl, pause image
 	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"

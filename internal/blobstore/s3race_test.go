@@ -18,7 +18,7 @@ import (
 	"github.com/berth-registry/berth/internal/testserver"
 )
 
-// TestS3ConcurrentChunksKeepTheWinner: two replicas append different
+// TestS3ConcurrentChunksKeepTheWinner, on versitygw and MinIO: two replicas append different
 // bodies at the same offset of one upload, round after round, also once
 // the upload has a multipart upload in S3. Exactly one of each pair is
 // taken; the loser leaves no part in the multipart upload and no
@@ -26,7 +26,10 @@ import (
 // winners' bytes. (Before the fix, a loser uploaded its part under the
 // number the winner took, and the commit failed: InvalidPart.)
 func TestS3ConcurrentChunksKeepTheWinner(t *testing.T) {
-	srv := testserver.S3(t)
+	testserver.EachS3(t, testConcurrentChunks)
+}
+
+func testConcurrentChunks(t *testing.T, srv *testserver.S3Server) {
 	prefix := freshPrefix(t)
 	a, b := newTestS3(t, srv, prefix), newTestS3(t, srv, prefix)
 	ctx := context.Background()
@@ -105,12 +108,15 @@ func checkOnlyRecordedParts(t *testing.T, s *S3, id string) {
 	}
 }
 
-// TestS3ChunkClaims: a request that reserved part numbers keeps others at
+// TestS3ChunkClaims, on versitygw and MinIO: a request that reserved part numbers keeps others at
 // its offset out while its claim is fresh, and a stale claim (a replica
 // that died mid-chunk) is taken over without reusing its numbers; a chunk
 // that fails (the client's body breaks off) gives its claim up at once.
 func TestS3ChunkClaims(t *testing.T) {
-	srv := testserver.S3(t)
+	testserver.EachS3(t, testChunkClaims)
+}
+
+func testChunkClaims(t *testing.T, srv *testserver.S3Server) {
 	prefix := freshPrefix(t)
 	a, b := newTestS3(t, srv, prefix), newTestS3(t, srv, prefix)
 	ctx := context.Background()

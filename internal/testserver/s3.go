@@ -31,6 +31,8 @@ const versitygwBinary = "versitygw"
 // S3Server is a running S3 server with one empty bucket, reachable with
 // signature V4 and path-style addressing.
 type S3Server struct {
+	// Implementation is "versitygw" or "minio".
+	Implementation string
 	// Endpoint is the server's base URL, http://127.0.0.1:PORT.
 	Endpoint string
 	// Region is the region to sign requests for.
@@ -40,7 +42,7 @@ type S3Server struct {
 	AccessKey, SecretKey string
 	// Bucket is the name of the bucket created at start.
 	Bucket string
-	// Version is versitygw's module version from its build information
+	// Version is the server's module version from its build information
 	// (such as v1.8.0), or "unknown".
 	Version string
 	// Pid is the process id of the server.
@@ -89,11 +91,12 @@ func StartS3(dir string) (srv *S3Server, stop func() error, err error) {
 		return nil, nil, err
 	}
 	srv = &S3Server{
-		Region:    "us-east-1",
-		AccessKey: "AK" + strings.ToUpper(randomHex(9)),
-		SecretKey: randomHex(20),
-		Bucket:    "berth-test",
-		Version:   "unknown",
+		Implementation: "versitygw",
+		Region:         "us-east-1",
+		AccessKey:      "AK" + strings.ToUpper(randomHex(9)),
+		SecretKey:      randomHex(20),
+		Bucket:         "berth-test",
+		Version:        "unknown",
 	}
 	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Version != "" {
 		srv.Version = bi.Main.Version
