@@ -104,6 +104,7 @@ type config struct {
 	gcRepos      int
 	gcReaders    int
 	pairs        int
+	pullPairs    int // pairs of alternating large blob pulls (pullpairs.go)
 	pairRequests int
 	settleMax    time.Duration
 	mirror       mirrorConfig // the mirror workload's (mirror.go)
@@ -149,6 +150,10 @@ type bench struct {
 	images   []*image
 	digest   string
 	hashing  sync.Once
+	// targets are the run's servers; pulls what the alternating pulls of
+	// berth and Distribution measured (pullpairs.go).
+	targets []*target
+	pulls   *pullPairs
 }
 
 // bigDigest returns the digest of the generated large blob, computing it
@@ -220,6 +225,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.gcBlobs, "gc-blobs", 50000, "distinct blobs of those manifests (at least one per manifest)")
 	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
 	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
+	flag.IntVar(&cfg.pullPairs, "pull-pairs", 7, "pairs of large blob pulls from berth and distribution, alternating, after the pull workload")
 	flag.IntVar(&cfg.pairs, "pairs", 200, "pairs of turns of the manifest and head loads on berth and berth-observed when both run, and of the mirror workload's cached pulls (compared pair by pair)")
 	flag.IntVar(&cfg.pairRequests, "pair-requests", 5000, "requests of one turn of a pair")
 	flag.DurationVar(&cfg.settleMax, "settle-max", 5*time.Minute, "longest wait, after the last pair, for the servers to be idle again (pull events flushed and delivered)")
@@ -328,7 +334,7 @@ func runBench(ctx context.Context, cfg *config) error {
 		return err
 	}
 
-	b := &bench{cfg: cfg, berthBin: berthBin, tmp: tmp, hot: newImage("bench/hot", "latest", 1, 1), images: newImages(cfg.images)}
+	b := &bench{cfg: cfg, berthBin: berthBin, tmp: tmp, hot: newImage("bench/hot", "latest", 1, 1), images: newImages(cfg.images), targets: targets}
 	if cfg.selected("push") || cfg.selected("pull") {
 		b.bigDigest()
 	}
@@ -415,7 +421,7 @@ func runBench(ctx context.Context, cfg *config) error {
 			t.set("total-cpu", t.stats.cpuSec)
 		}
 	}
-	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets) + renderMirror(cfg, targets)
+	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets) + renderMirror(cfg, targets) + renderPullPairs(cfg, b.pulls)
 	fmt.Print(report)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {

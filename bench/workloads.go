@@ -199,6 +199,9 @@ func (b *bench) benchPull(ctx context.Context, t *target) error {
 		rates = append(rates, float64(b.cfg.blobSize)/mib/time.Since(start).Seconds())
 	}
 	t.set("pull", median(rates))
+	if t == b.targets[len(b.targets)-1] {
+		return b.runPullPairs(ctx)
+	}
 	return nil
 }
 

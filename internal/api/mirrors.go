@@ -56,7 +56,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, rt Route, 
 		hd := w.Header()
 		hd.Set("Content-Type", "application/octet-stream")
 		setDigest(hd, rt.Digest)
-		http.ServeContent(w, r, "", zeroTime, c)
+		serveContent(w, r, c)
 		return
 	}
 	hd := w.Header()
@@ -71,7 +71,7 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, rt Route, 
 	}
 	var err error
 	if wt, ok := body.(io.WriterTo); ok {
-		_, err = wt.WriteTo(w) // sendfile from the download's spool
+		_, err = wt.WriteTo(w) // from the download's spool as it grows
 	} else {
 		_, err = (bigCopies{w}).ReadFrom(body)
 	}

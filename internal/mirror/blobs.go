@@ -89,27 +89,18 @@ func (r *fillReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// WriteTo sends the fill to w as it grows. Through an http.ResponseWriter
-// whose length is known, the bytes go from the spool to the socket by
-// sendfile: no copy through this process.
+// WriteTo sends the fill to w as it grows, through a 1 MiB buffer (as
+// berth sends stored blobs: on this machine kind that is as fast as
+// sendfile or faster).
 func (r *fillReader) WriteTo(w io.Writer) (int64, error) {
-	// An open file of its own (same inode, even once renamed into the
-	// store), whose offset this reader owns.
-	own, err := os.Open(fmt.Sprintf("/proc/self/fd/%d", r.f.file.Fd()))
-	if err != nil {
-		return io.CopyBuffer(w, struct{ io.Reader }{r}, make([]byte, 1<<20))
-	}
-	defer own.Close()
+	buf := make([]byte, 1<<20)
 	var total int64
 	for {
 		readable, done, err := r.wait()
 		if err != nil || (done && r.off >= readable) {
 			return total, err
 		}
-		if _, err := own.Seek(r.off, io.SeekStart); err != nil {
-			return total, err
-		}
-		n, err := io.Copy(w, io.LimitReader(own, readable-r.off))
+		n, err := io.CopyBuffer(struct{ io.Writer }{w}, io.NewSectionReader(r.f.file, r.off, readable-r.off), buf)
 		r.off += n
 		total += n
 		if err != nil {
