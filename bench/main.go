@@ -104,7 +104,8 @@ type config struct {
 	gcRepos      int
 	gcReaders    int
 	pairs        int
-	pullPairs    int // pairs of alternating large blob pulls (pullpairs.go)
+	pullPairs    int  // pairs of alternating large blob pulls (pullpairs.go)
+	tls          bool // the compared servers serve HTTPS (tls.go)
 	pairRequests int
 	settleMax    time.Duration
 	mirror       mirrorConfig // the mirror workload's (mirror.go)
@@ -225,6 +226,7 @@ func parseFlags() (*config, error) {
 	flag.IntVar(&cfg.gcBlobs, "gc-blobs", 50000, "distinct blobs of those manifests (at least one per manifest)")
 	flag.IntVar(&cfg.gcRepos, "gc-repos", 10, "repositories of the gc workload")
 	flag.IntVar(&cfg.gcReaders, "gc-readers", 1, "clients reading manifests during the collection")
+	flag.BoolVar(&cfg.tls, "tls", false, "serve berth, berth-observed and distribution over TLS (one self-signed certificate, HTTP/1.1), for the push and pull workloads over TLS")
 	flag.IntVar(&cfg.pullPairs, "pull-pairs", 7, "pairs of large blob pulls from berth and distribution, alternating, after the pull workload")
 	flag.IntVar(&cfg.pairs, "pairs", 200, "pairs of turns of the manifest and head loads on berth and berth-observed when both run, and of the mirror workload's cached pulls (compared pair by pair)")
 	flag.IntVar(&cfg.pairRequests, "pair-requests", 5000, "requests of one turn of a pair")
@@ -328,6 +330,12 @@ func runBench(ctx context.Context, cfg *config) error {
 		atExit(func() { os.RemoveAll(tmp) })
 	}
 	warnForeignRegistries()
+	if cfg.tls {
+		if benchTLS, err = newTLSFiles(filepath.Join(tmp, "tls")); err != nil {
+			return err
+		}
+		logf("tls: berth, berth-observed and distribution serve HTTPS with a certificate for 127.0.0.1 (%s)", benchTLS.cert)
+	}
 
 	targets, berthBin, err := startServers(cfg, info, tmp)
 	if err != nil {
@@ -514,7 +522,7 @@ func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, er
 				return nil, "", err
 			}
 			var err error
-			if s, err = startDistribution(cfg.distBin, tmp, root, filepath.Join(tmp, "distribution.log"), cfg.conc); err != nil {
+			if s, err = startDistribution(cfg.distBin, tmp, root, filepath.Join(tmp, "distribution.log"), cfg.conc, benchTLS); err != nil {
 				return nil, "", err
 			}
 		case "berth-s3":

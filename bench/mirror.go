@@ -108,7 +108,7 @@ func (b *bench) benchMirror(ctx context.Context, t *target) error {
 		return err
 	}
 	mc := &b.cfg.mirror
-	dist, err := startDistribution(b.cfg.distBin, dir, distRoot, filepath.Join(dir, "distribution.log"), mc.clients)
+	dist, err := startDistribution(b.cfg.distBin, dir, distRoot, filepath.Join(dir, "distribution.log"), mc.clients, nil)
 	if err != nil {
 		return err
 	}

@@ -173,7 +173,8 @@ func startBerthObserved(bin, dataDir, logPath string, conns int) (*server, *obse
 		args = args[:len(args)-3]
 		args = append(args, "--metrics=false")
 	}
-	s, err := start("berth-observed", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns)
+	args = append(args, benchTLS.berthArgs()...)
+	s, err := start("berth-observed", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns, benchTLS)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -158,7 +158,8 @@ func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
 	}
 	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
 		"--data-dir", dataDir, "--auth=none", "--log-level=warn", "--tracing=off", "--metrics=false"}
-	return start("berth", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns)
+	args = append(args, benchTLS.berthArgs()...)
+	return start("berth", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns, benchTLS)
 }
 
 // startBerthS3 runs "berth serve" in S3+PostgreSQL mode on a free port:
@@ -187,17 +188,18 @@ func startBerthS3(bin, dir string, s3 *testserver.S3Server, bucket, dsn, logPath
 }
 
 // startDistribution writes a config into dir and runs docker-registry on a
-// free port with rootDir as its storage.
-func startDistribution(bin, dir, rootDir, logPath string, conns int) (*server, error) {
+// free port with rootDir as its storage, with TLS when tlsf is not nil.
+func startDistribution(bin, dir, rootDir, logPath string, conns int, tlsf *tlsFiles) (*server, error) {
 	port, err := testserver.FreePort()
 	if err != nil {
 		return nil, err
 	}
 	cfg := filepath.Join(dir, "distribution.yml")
-	if err := os.WriteFile(cfg, fmt.Appendf(nil, distributionConfig, rootDir, port), 0o644); err != nil {
+	conf := append(fmt.Appendf(nil, distributionConfig, rootDir, port), tlsf.distributionConfig()...)
+	if err := os.WriteFile(cfg, conf, 0o644); err != nil {
 		return nil, err
 	}
-	return start("distribution", bin, []string{"serve", cfg}, nil, port, "/v2/", logPath, conns)
+	return start("distribution", bin, []string{"serve", cfg}, nil, port, "/v2/", logPath, conns, tlsf)
 }
 
 // startDistributionS3 writes a config into dir and runs docker-registry on
@@ -230,7 +232,7 @@ func environWithout(prefixes ...string) []string {
 // start launches a server process with env (nil: the benchmark's
 // environment), registers its shutdown at exit and waits until it answers
 // its health path.
-func start(name, bin string, args, env []string, port int, health, logPath string, conns int) (*server, error) {
+func start(name, bin string, args, env []string, port int, health, logPath string, conns int, tlsf ...*tlsFiles) (*server, error) {
 	logf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -247,6 +249,10 @@ func start(name, bin string, args, env []string, port int, health, logPath strin
 	}
 	s := &server{name: name, base: fmt.Sprintf("http://127.0.0.1:%d", port), health: health,
 		logPath: logPath, cmd: cmd, client: newClient(conns), exited: make(chan struct{})}
+	if len(tlsf) > 0 && tlsf[0] != nil {
+		s.base = fmt.Sprintf("https://127.0.0.1:%d", port)
+		tlsf[0].client(s.client)
+	}
 	go func() {
 		s.waitErr = cmd.Wait()
 		logf.Close()
