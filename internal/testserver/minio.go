@@ -1,15 +1,11 @@
 package testserver
 
 import (
-	"context"
-	"debug/buildinfo"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -49,64 +45,18 @@ func EachS3(t *testing.T, fn func(t *testing.T, srv *S3Server)) {
 // dir/data and its log in dir/minio.log, and creates the bucket
 // S3Server.Bucket. stop is as for StartS3.
 func StartMinIO(dir string) (srv *S3Server, stop func() error, err error) {
-	bin, err := lookTool(minioBinary)
+	srv, bin, data, err := newS3Server(minioBinary, dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o750); err != nil {
+	logPath := filepath.Join(dir, "minio.log")
+	stop, err = srv.start(logPath, 30*time.Second,
+		func(port int) (*proc, error) { return startMinIO(bin, srv, port, data, logPath) },
+		func(string) error { return nil })
+	if err != nil {
 		return nil, nil, err
 	}
-	srv = &S3Server{
-		Implementation: "minio",
-		Region:         "us-east-1",
-		AccessKey:      "AK" + strings.ToUpper(randomHex(9)),
-		SecretKey:      randomHex(20),
-		Bucket:         "berth-test",
-		Version:        "unknown",
-	}
-	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Version != "" {
-		srv.Version = bi.Main.Version
-	}
-	logPath := filepath.Join(dir, "minio.log")
-	var p *proc
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port, err := FreePort()
-		if err != nil {
-			return nil, nil, err
-		}
-		srv.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
-		if p, err = startMinIO(bin, srv, port, data, logPath); err != nil {
-			return nil, nil, fmt.Errorf("start minio: %w", err)
-		}
-		if lastErr = waitHTTP(srv.Endpoint, p, 30*time.Second); lastErr == nil {
-			break
-		}
-		p.stop()
-		if !errors.Is(lastErr, errExited) {
-			break
-		}
-	}
-	if lastErr != nil {
-		return nil, nil, fmt.Errorf("minio did not start: %v\n--- tail of %s ---\n%s", lastErr, logPath, logTail(logPath))
-	}
-	srv.Pid = p.cmd.Process.Pid
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	// MinIO answers before it takes requests: retry the bucket briefly.
-	for {
-		if err = srv.CreateBucket(ctx, srv.Bucket); err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			p.stop()
-			return nil, nil, fmt.Errorf("%v\n--- tail of %s ---\n%s", err, logPath, logTail(logPath))
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
-	return srv, p.stop, nil
+	return srv, stop, nil
 }
 
 func startMinIO(bin string, srv *S3Server, port int, data, logPath string) (*proc, error) {

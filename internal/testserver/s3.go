@@ -82,16 +82,39 @@ func S3(t testing.TB) *S3Server {
 // absence, or a file system without extended attributes under dir, gives
 // an error that matches ErrMissing.
 func StartS3(dir string) (srv *S3Server, stop func() error, err error) {
-	bin, err := lookTool(versitygwBinary)
+	srv, bin, data, err := newS3Server(versitygwBinary, dir)
 	if err != nil {
 		return nil, nil, err
 	}
-	data := filepath.Join(dir, "data")
-	if err := os.MkdirAll(data, 0o750); err != nil {
+	logPath := filepath.Join(dir, "versitygw.log")
+	stop, err = srv.start(logPath, 15*time.Second,
+		func(port int) (*proc, error) { return startVersitygw(bin, srv, port, data, logPath) },
+		func(tail string) error {
+			if strings.Contains(tail, "xattrs are not supported") {
+				return missingError(fmt.Sprintf("versitygw needs extended attributes, which the file system of %s does not support; "+
+					"set TMPDIR to a directory on ext4, xfs or tmpfs", dir))
+			}
+			return nil
+		})
+	if err != nil {
 		return nil, nil, err
 	}
+	return srv, stop, nil
+}
+
+// newS3Server finds the binary of an S3 implementation, makes its data
+// directory dir/data and returns the server's description with random
+// credentials (Endpoint and Pid are set once it runs).
+func newS3Server(binary, dir string) (srv *S3Server, bin, data string, err error) {
+	if bin, err = lookTool(binary); err != nil {
+		return nil, "", "", err
+	}
+	data = filepath.Join(dir, "data")
+	if err := os.MkdirAll(data, 0o750); err != nil {
+		return nil, "", "", err
+	}
 	srv = &S3Server{
-		Implementation: "versitygw",
+		Implementation: binary,
 		Region:         "us-east-1",
 		AccessKey:      "AK" + strings.ToUpper(randomHex(9)),
 		SecretKey:      randomHex(20),
@@ -101,44 +124,55 @@ func StartS3(dir string) (srv *S3Server, stop func() error, err error) {
 	if bi, err := buildinfo.ReadFile(bin); err == nil && bi.Main.Version != "" {
 		srv.Version = bi.Main.Version
 	}
-	logPath := filepath.Join(dir, "versitygw.log")
+	return srv, bin, data, nil
+}
 
-	// The port is found free and then handed to the server, so another
-	// process may take it in between: try a few ports.
+// start runs an S3 server with launch on a free port, trying another
+// when the server exits at start (it may have lost the port to another
+// process; exited may turn its log's tail into a final error), waits up to
+// wait for it to answer and creates the bucket (retried while the server
+// warms up). It returns the server's stop.
+func (srv *S3Server) start(logPath string, wait time.Duration, launch func(port int) (*proc, error), exited func(tail string) error) (func() error, error) {
 	var p *proc
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		port, err := FreePort()
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		srv.Endpoint = "http://127.0.0.1:" + strconv.Itoa(port)
-		if p, err = startVersitygw(bin, srv, port, data, logPath); err != nil {
-			return nil, nil, fmt.Errorf("start versitygw: %w", err)
+		if p, err = launch(port); err != nil {
+			return nil, fmt.Errorf("start %s: %w", srv.Implementation, err)
 		}
-		if lastErr = waitHTTP(srv.Endpoint, p, 15*time.Second); lastErr == nil {
+		if lastErr = waitHTTP(srv.Endpoint, p, wait); lastErr == nil {
 			break
 		}
 		p.stop()
 		if !errors.Is(lastErr, errExited) {
 			break
 		}
-		if tail := logTail(logPath); strings.Contains(tail, "xattrs are not supported") {
-			return nil, nil, missingError(fmt.Sprintf("versitygw needs extended attributes, which the file system of %s does not support; "+
-				"set TMPDIR to a directory on ext4, xfs or tmpfs", dir))
+		if err := exited(logTail(logPath)); err != nil {
+			return nil, err
 		}
 	}
 	if lastErr != nil {
-		return nil, nil, fmt.Errorf("versitygw did not start: %v\n--- tail of %s ---\n%s", lastErr, logPath, logTail(logPath))
+		return nil, fmt.Errorf("%s did not start: %v\n--- tail of %s ---\n%s", srv.Implementation, lastErr, logPath, logTail(logPath))
 	}
 	srv.Pid = p.cmd.Process.Pid
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	if err := srv.CreateBucket(ctx, srv.Bucket); err != nil {
-		p.stop()
-		return nil, nil, fmt.Errorf("%v\n--- tail of %s ---\n%s", err, logPath, logTail(logPath))
+	for {
+		err := srv.CreateBucket(ctx, srv.Bucket)
+		if err == nil {
+			return p.stop, nil
+		}
+		select {
+		case <-ctx.Done():
+			p.stop()
+			return nil, fmt.Errorf("%v\n--- tail of %s ---\n%s", err, logPath, logTail(logPath))
+		case <-time.After(200 * time.Millisecond):
+		}
 	}
-	return srv, p.stop, nil
 }
 
 // CreateBucket creates another bucket on the server.
