@@ -97,3 +97,11 @@ type Spooler interface {
 	// verified to hash to d, durably under d.
 	CommitVerified(ctx context.Context, id string, d reference.Digest) error
 }
+
+// Walker is implemented by stores that can list their committed blobs, for
+// the consistency check (package fsck).
+type Walker interface {
+	// Walk calls fn for each committed blob, in no particular order; it
+	// skips what is not a blob of the store's layout.
+	Walk(ctx context.Context, fn func(d reference.Digest, size int64, modified time.Time) error) error
+}

@@ -165,3 +165,15 @@ var (
 	_ Store      = (*traced)(nil)
 	_ Redirector = (*tracedRedirector)(nil)
 )
+
+// Base returns the store under a Traced one (s itself otherwise), for the
+// optional interfaces (Walker, Spooler) tracing does not wrap.
+func Base(s Store) Store {
+	switch t := s.(type) {
+	case *traced:
+		return t.s
+	case *tracedRedirector:
+		return t.s
+	}
+	return s
+}

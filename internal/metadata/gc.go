@@ -300,3 +300,24 @@ func (s *SQL) fillScope(ctx context.Context, tx *sql.Tx, pattern string) error {
 	}
 	return nil
 }
+
+// BlobRecords calls fn for every blob record (digest and size), for the
+// consistency check.
+func (s *SQL) BlobRecords(ctx context.Context, fn func(d reference.Digest, size int64) error) error {
+	rows, err := s.query(ctx, `SELECT digest, size FROM blobs`)
+	if err != nil {
+		return fmt.Errorf("list blob records: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var d string
+		var size int64
+		if err := rows.Scan(&d, &size); err != nil {
+			return fmt.Errorf("read blob record: %w", err)
+		}
+		if err := fn(reference.Digest(d), size); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}

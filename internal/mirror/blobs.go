@@ -308,7 +308,7 @@ func (s *Service) copySpool(ctx context.Context, f *fill, body io.Reader, size i
 // spool creates the file a download goes to: an upload of the blob store
 // when it is a Spooler (committed by renaming), else a temporary file.
 func (s *Service) spool(ctx context.Context) (string, *os.File, error) {
-	if sp, ok := s.reg.Blobs().(blobstore.Spooler); ok {
+	if sp, ok := blobstore.Base(s.reg.Blobs()).(blobstore.Spooler); ok {
 		id := newID()
 		f, err := sp.OpenSpool(ctx, id)
 		return id, f, err
@@ -342,7 +342,7 @@ func (s *Service) keep(ctx context.Context, t Target, d reference.Digest, id str
 	}
 	defer unlock()
 	store := s.reg.Blobs()
-	if sp, ok := store.(blobstore.Spooler); ok && id != "" {
+	if sp, ok := blobstore.Base(store).(blobstore.Spooler); ok && id != "" {
 		if err := sp.CommitVerified(ctx, id, d); err != nil {
 			return err
 		}

@@ -124,6 +124,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	}
 	if cfg.Auth != "token" {
 		mirrorapi.Routes(s.mirrors).ServeOpen(mux, log)
+		s.fsckRoutes().ServeOpen(mux, log)
 	}
 	if cfg.Auth == "token" {
 		var closeAudit func() error
@@ -139,6 +140,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		})
 		webhookapi.Register(admin, hookRules)
 		mirrorapi.Routes(s.mirrors).Register(admin)
+		s.fsckRoutes().Register(admin)
 		s.registerReplication(admin, rep, ag)
 		ag.auth.SetAlias(s.mirrors.Alias)
 		s.mirrors.UseNamespaces(func(ctx context.Context, actor *auth.Principal, ns string) error {
