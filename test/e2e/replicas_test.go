@@ -35,7 +35,12 @@ type replicaSet struct {
 func startReplicas(t *testing.T, extra ...string) *replicaSet {
 	t.Helper()
 	skipIfShort(t)
-	s3 := testserver.S3(t)
+	return startReplicasOn(t, testserver.S3(t), extra...)
+}
+
+// startReplicasOn is startReplicas on a given S3 server.
+func startReplicasOn(t *testing.T, s3 *testserver.S3Server, extra ...string) *replicaSet {
+	t.Helper()
 	dsn := testserver.PostgresDSN(t)
 	keys := t.TempDir()
 	pass := "admin-" + randomHex(t, 12)
@@ -184,13 +189,20 @@ func seededBytes(seed uint64, n int) []byte {
 	return b
 }
 
-// TestReplicas runs two replicas on one S3 bucket and one PostgreSQL
-// database: the conformance suite on A, content pushed through one replica
+// TestReplicas runs two replicas on one S3 bucket (versitygw, then MinIO)
+// and one PostgreSQL database: the conformance suite on A, content pushed through one replica
 // pulled through the other, an upload moving between them, concurrent
 // pushers spread over both, and garbage collection on A while B takes
 // pushes.
 func TestReplicas(t *testing.T) {
-	rs := startReplicas(t, "--gc-grace", "3s", "--gc-interval", "1h")
+	skipIfShort(t)
+	testserver.EachS3(t, func(t *testing.T, srv *testserver.S3Server) {
+		replicasScenario(t, startReplicasOn(t, srv, "--gc-grace", "3s", "--gc-interval", "1h"))
+	})
+}
+
+// replicasScenario is TestReplicas on one S3 implementation.
+func replicasScenario(t *testing.T, rs *replicaSet) {
 	scopes := []string{"repository:team/app0:pull,push,delete", "repository:team/app1:pull,push,delete", "repository:team/app2:pull,push,delete",
 		"repository:team/move:pull,push", "repository:team/gc:pull,push"}
 	tok := rs.a.token(t, "admin", rs.pass, scopes...).Token
