@@ -10,8 +10,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-
-	"github.com/berth-registry/berth/internal/testserver"
 )
 
 // The console workload (issue 12): the web console's repository list and
@@ -47,17 +45,7 @@ func (b *bench) benchConsole(ctx context.Context, t *target) error {
 		logf("console: skipped for %s: the console workload runs once, against a berth of its own", t.name)
 		return nil
 	}
-	dataDir := filepath.Join(b.tmp, "berth-console-data")
-	if err := prepareDataDir(dataDir, ""); err != nil {
-		return err
-	}
-	port, err := testserver.FreePort()
-	if err != nil {
-		return err
-	}
-	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir, "--auth=none",
-		"--log-level=warn", "--tracing=off"}
-	s, err := start("berth", b.berthBin, args, environWithout("OTEL_"), port, "/healthz", filepath.Join(b.tmp, "berth-console.log"), setupConc)
+	s, err := startOwnBerth(b.berthBin, filepath.Join(b.tmp, "berth-console-data"), filepath.Join(b.tmp, "berth-console.log"), setupConc, nil)
 	if err != nil {
 		return err
 	}

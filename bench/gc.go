@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/gc"
-	"github.com/berth-registry/berth/internal/testserver"
 )
 
 // gcGrace is the --gc-grace of the berth the gc workload starts.
@@ -234,13 +233,8 @@ func (b *bench) benchGC(ctx context.Context, t *target) error {
 	}
 	cfg := b.cfg
 	dataDir := filepath.Join(b.tmp, "berth-gc-data")
-	port, err := testserver.FreePort()
-	if err != nil {
-		return err
-	}
-	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir, "--auth=none",
-		"--log-level=warn", "--gc-grace", gcGrace.String(), "--gc-interval", "24h"}
-	s, err := start("berth", b.berthBin, args, environWithout("OTEL_"), port, "/healthz", filepath.Join(b.tmp, "berth-gc.log"), setupConc+cfg.gcReaders+1)
+	s, err := startOwnBerth(b.berthBin, dataDir, filepath.Join(b.tmp, "berth-gc.log"), setupConc+cfg.gcReaders+1, nil,
+		"--gc-grace", gcGrace.String(), "--gc-interval", "24h")
 	if err != nil {
 		return err
 	}

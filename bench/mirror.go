@@ -113,17 +113,8 @@ func (b *bench) benchMirror(ctx context.Context, t *target) error {
 		return err
 	}
 	defer dist.stop()
-	dataDir := filepath.Join(dir, "berth-data")
-	if err := prepareDataDir(dataDir, ""); err != nil {
-		return err
-	}
-	port, err := testserver.FreePort()
-	if err != nil {
-		return err
-	}
 	// --gc-grace 1s: a collection after each cold trial frees the blob.
-	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--data-dir", dataDir, "--auth=none",
-		"--log-level=warn", "--tracing=off", "--metrics=false", "--gc-grace", "1s"}
+	args := []string{"--metrics=false", "--gc-grace", "1s"}
 	debugURL := ""
 	if mc.coldProfile != "" {
 		dport, err := testserver.FreePort()
@@ -133,7 +124,7 @@ func (b *bench) benchMirror(ctx context.Context, t *target) error {
 		args = append(args, "--debug-addr", fmt.Sprintf("127.0.0.1:%d", dport))
 		debugURL = fmt.Sprintf("http://127.0.0.1:%d", dport)
 	}
-	s, err := start("berth", b.berthBin, args, environWithout("OTEL_"), port, "/healthz", filepath.Join(dir, "berth.log"), mc.clients)
+	s, err := startOwnBerth(b.berthBin, filepath.Join(dir, "berth-data"), filepath.Join(dir, "berth.log"), mc.clients, nil, args...)
 	if err != nil {
 		return err
 	}

@@ -147,8 +147,16 @@ http:
 
 // startBerth runs "berth serve" on a free port with dataDir (its database
 // made as berth-observed's is: prepareDataDir), without metrics
-// (berth-observed has them) and without tracing.
+// (berth-observed has them) and without tracing; with TLS under -tls.
 func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
+	return startOwnBerth(bin, dataDir, logPath, conns, benchTLS, append([]string{"--metrics=false"}, benchTLS.berthArgs()...)...)
+}
+
+// startOwnBerth runs an open, quiet berth without tracing on a free
+// loopback port with a fresh data directory and extra serve flags: the
+// compared berth, and the berths of the workloads that run their own
+// (console, gc, mirror).
+func startOwnBerth(bin, dataDir, logPath string, conns int, tlsf *tlsFiles, extra ...string) (*server, error) {
 	if err := prepareDataDir(dataDir, ""); err != nil {
 		return nil, err
 	}
@@ -156,10 +164,9 @@ func startBerth(bin, dataDir, logPath string, conns int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	args := []string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
-		"--data-dir", dataDir, "--auth=none", "--log-level=warn", "--tracing=off", "--metrics=false"}
-	args = append(args, benchTLS.berthArgs()...)
-	return start("berth", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns, benchTLS)
+	args := append([]string{"serve", "--addr", fmt.Sprintf("127.0.0.1:%d", port),
+		"--data-dir", dataDir, "--auth=none", "--log-level=warn", "--tracing=off"}, extra...)
+	return start("berth", bin, args, environWithout("OTEL_"), port, "/healthz", logPath, conns, tlsf)
 }
 
 // startBerthS3 runs "berth serve" in S3+PostgreSQL mode on a free port:

@@ -162,11 +162,7 @@ one already).`,
 			if err != nil {
 				return err
 			}
-			if *output == "json" {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			describeMirror(cmd.OutOrStdout(), m)
-			return nil
+			return printMirror(cmd, *output, m, raw)
 		})(cmd, args)
 	}
 	f := cmd.Flags()
@@ -177,6 +173,16 @@ one already).`,
 	f.BoolVar(&dockerHub, "docker-hub", false, "this is the mirror of Docker Hub (names without a namespace, ?ns=docker.io)")
 	f.StringSliceVar(&req.Hosts, "host", nil, "a registry host this mirror serves to containerd (?ns=HOST); repeatable")
 	return cmd
+}
+
+// printMirror prints a mirror as add and update answer it: the server's
+// JSON with -o json, else describeMirror's lines.
+func printMirror(cmd *cobra.Command, output string, m adminclient.Mirror, raw json.RawMessage) error {
+	if output == "json" {
+		return printJSON(cmd.OutOrStdout(), raw)
+	}
+	describeMirror(cmd.OutOrStdout(), m)
+	return nil
 }
 
 func mirrorListCmd(o *adminOpts) *cobra.Command {
@@ -255,11 +261,7 @@ anonymous. --host replaces the mirror's hosts (--host '' clears them);
 			if err != nil {
 				return err
 			}
-			if *output == "json" {
-				return printJSON(cmd.OutOrStdout(), raw)
-			}
-			describeMirror(cmd.OutOrStdout(), m)
-			return nil
+			return printMirror(cmd, *output, m, raw)
 		})(cmd, args)
 	}
 	f := cmd.Flags()

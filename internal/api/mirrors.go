@@ -42,22 +42,14 @@ func (h *Handler) resolveMirror(r *http.Request, rt *Route) error {
 	return nil
 }
 
-// serveStream sends a blob that is still downloading from a mirror's
-// upstream. When the download turns out wrong mid-way, the response is
-// aborted, so that the client sees a failed transfer, never a short or
-// wrong blob.
-func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, rt Route, body io.ReadCloser, size int64) {
+// serveStream sends a mirrored blob: from the cache (sendStored), or as
+// it downloads from the upstream. When the download turns out wrong
+// mid-way, the response is aborted, so that the client sees a failed
+// transfer, never a short or wrong blob.
+func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, rt Route, body io.ReadCloser, size int64) error {
 	defer body.Close()
 	if c, ok := body.(blobstore.Content); ok {
-		if err := checkRanges(w, r, rt.Digest, size); err != nil {
-			errcode.Write(w, r, err)
-			return
-		}
-		hd := w.Header()
-		hd.Set("Content-Type", "application/octet-stream")
-		setDigest(hd, rt.Digest)
-		serveContent(w, r, c)
-		return
+		return sendStored(w, r, rt.Digest, c, size)
 	}
 	hd := w.Header()
 	hd.Set("Content-Type", "application/octet-stream")
@@ -67,16 +59,12 @@ func (h *Handler) serveStream(w http.ResponseWriter, r *http.Request, rt Route, 
 	}
 	w.WriteHeader(http.StatusOK)
 	if r.Method == http.MethodHead {
-		return
+		return nil
 	}
-	var err error
-	if wt, ok := body.(io.WriterTo); ok {
-		_, err = wt.WriteTo(w) // from the download's spool as it grows
-	} else {
-		_, err = (bigCopies{w}).ReadFrom(body)
-	}
-	if err != nil {
+	// The download's reader writes to w as the spool grows (WriterTo).
+	if _, err := io.Copy(w, body); err != nil {
 		h.log.WarnContext(r.Context(), "mirrored blob aborted", "repository", rt.Name, "digest", rt.Digest, "err", err)
 		panic(http.ErrAbortHandler)
 	}
+	return nil
 }

@@ -2,8 +2,6 @@ package mirror
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -13,6 +11,7 @@ import (
 	"github.com/berth-registry/berth/internal/blobstore"
 	"github.com/berth-registry/berth/internal/errcode"
 	"github.com/berth-registry/berth/internal/reference"
+	"github.com/berth-registry/berth/internal/registry"
 )
 
 // fillKey names a download: one per repository and digest at a time.
@@ -309,7 +308,7 @@ func (s *Service) copySpool(ctx context.Context, f *fill, body io.Reader, size i
 // when it is a Spooler (committed by renaming), else a temporary file.
 func (s *Service) spool(ctx context.Context) (string, *os.File, error) {
 	if sp, ok := blobstore.Base(s.reg.Blobs()).(blobstore.Spooler); ok {
-		id := newID()
+		id := registry.NewUploadID()
 		f, err := sp.OpenSpool(ctx, id)
 		return id, f, err
 	}
@@ -333,21 +332,11 @@ func (s *Service) dropSpool(ctx context.Context, id string, f *os.File) {
 // repository, within the namespace's quota (over it, the blob was served
 // but is not kept).
 func (s *Service) keep(ctx context.Context, t Target, d reference.Digest, id string, f *os.File, size int64) error {
-	if err := s.reg.CheckQuota(ctx, t.Local, d, size); err != nil {
-		return err
-	}
-	unlock, err := s.reg.Lock(ctx, d)
-	if err != nil {
-		return err
-	}
-	defer unlock()
-	store := s.reg.Blobs()
-	if sp, ok := blobstore.Base(store).(blobstore.Spooler); ok && id != "" {
-		if err := sp.CommitVerified(ctx, id, d); err != nil {
-			return err
+	return s.reg.KeepBlob(ctx, t.Local, d, size, func(ctx context.Context, store blobstore.Store) error {
+		if sp, ok := blobstore.Base(store).(blobstore.Spooler); ok && id != "" {
+			return sp.CommitVerified(ctx, id, d)
 		}
-	} else {
-		up := newID()
+		up := registry.NewUploadID()
 		if err := store.CreateUpload(ctx, up); err != nil {
 			return err
 		}
@@ -358,13 +347,7 @@ func (s *Service) keep(ctx context.Context, t Target, d reference.Digest, id str
 		if _, err := store.CommitUpload(ctx, up, d); err != nil {
 			return err
 		}
-		_ = os.Remove(f.Name())
-	}
-	return s.reg.LinkStored(ctx, t.Local, d, size)
-}
-
-func newID() string {
-	var b [16]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+		_ = os.Remove(f.Name()) // the spool, copied into the store
+		return nil
+	})
 }

@@ -64,7 +64,7 @@ type Service struct {
 	log    *slog.Logger
 	totals Totals
 	// table is the mirrors as last read (refreshed on every change made
-	// here, and every refreshInterval for changes made by other replicas).
+	// here, and every RefreshInterval for changes made by other replicas).
 	table atomic.Pointer[table]
 	// spoolDir holds downloads when the blob store is not a Spooler.
 	spoolDir string
@@ -100,24 +100,9 @@ func New(store Store, reg *registry.Service, spoolDir string, log *slog.Logger) 
 // Totals returns the running counts.
 func (s *Service) Totals() *Totals { return &s.totals }
 
-// refreshInterval is how often the mirrors are read again.
-const refreshInterval = 10 * time.Second
-
-// Run refreshes the mirrors every few seconds until ctx ends.
-func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(refreshInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := s.Refresh(ctx); err != nil && ctx.Err() == nil {
-				s.log.Error("reading mirrors failed", "err", err)
-			}
-		}
-	}
-}
+// RefreshInterval is how often the mirrors should be read again (Refresh),
+// for the changes other replicas make.
+const RefreshInterval = 10 * time.Second
 
 // Refresh reads the mirrors from the store. Clients of unchanged mirrors
 // are kept, with their tokens and connections.

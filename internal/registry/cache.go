@@ -42,53 +42,54 @@ func (s *Service) CacheManifest(ctx context.Context, repo, tag string, d referen
 	return &rec.Manifest, nil
 }
 
-// CachedBlob links into repo a blob the store holds already (stored by a
-// mirror's download, or by another repository), after the caller checked
-// that the upstream has it. It returns false when the store does not have
-// it (collected meanwhile, or never stored).
-func (s *Service) CachedBlob(ctx context.Context, repo string, d reference.Digest, size int64) (bool, error) {
+// errNotStored says that the store does not hold a blob (CachedBlob).
+var errNotStored = errors.New("blob not stored")
+
+// KeepBlob links blob d of size bytes into repo, within the namespace's
+// quota, once put has stored it (or checked that the store holds it):
+// put runs under the digest lock, so that garbage collection cannot delete
+// the blob between its storing and its link.
+func (s *Service) KeepBlob(ctx context.Context, repo string, d reference.Digest, size int64, put func(ctx context.Context, store blobstore.Store) error) error {
 	if err := s.checkQuota(ctx, repo, d, size); err != nil {
-		return false, err
+		return err
 	}
 	unlock, err := s.locks.Lock(ctx, string(d))
 	if err != nil {
-		return false, internal(err, "blob link")
+		return internal(err, "blob link")
 	}
 	defer unlock()
-	switch stored, err := s.blobs.Stat(ctx, d); {
-	case errors.Is(err, blobstore.ErrNotFound):
-		return false, nil
-	case err != nil:
-		return false, internal(err, "blob stat")
-	case stored != size:
-		return false, nil
+	if err := put(ctx, s.blobs); err != nil {
+		return err
 	}
-	if err := s.meta.LinkBlob(ctx, repo, d, size, ""); err != nil {
-		return false, internal(err, "blob link")
-	}
-	return true, nil
-}
-
-// CheckQuota refuses a blob of size bytes that would take repo's namespace
-// over its quota (nothing when the namespace holds d already).
-func (s *Service) CheckQuota(ctx context.Context, repo string, d reference.Digest, size int64) error {
-	return s.checkQuota(ctx, repo, d, size)
-}
-
-// Blobs returns the blob store, for a mirror's downloads.
-func (s *Service) Blobs() blobstore.Store { return s.blobs }
-
-// Lock takes the digest lock of d, which keeps the garbage collector from
-// deleting it until unlock.
-func (s *Service) Lock(ctx context.Context, d reference.Digest) (unlock func(), err error) {
-	return s.locks.Lock(ctx, string(d))
-}
-
-// LinkStored links a blob just stored under d into repo; call it holding
-// the digest lock.
-func (s *Service) LinkStored(ctx context.Context, repo string, d reference.Digest, size int64) error {
 	if err := s.meta.LinkBlob(ctx, repo, d, size, ""); err != nil {
 		return internal(err, "blob link")
 	}
 	return nil
 }
+
+// CachedBlob links into repo a blob the store holds already (stored by a
+// mirror's download, or by another repository), after the caller checked
+// that the upstream has it. It returns false when the store does not have
+// it at that size (collected meanwhile, or never stored).
+func (s *Service) CachedBlob(ctx context.Context, repo string, d reference.Digest, size int64) (bool, error) {
+	err := s.KeepBlob(ctx, repo, d, size, func(ctx context.Context, store blobstore.Store) error {
+		switch stored, err := store.Stat(ctx, d); {
+		case errors.Is(err, blobstore.ErrNotFound), err == nil && stored != size:
+			return errNotStored
+		case err != nil:
+			return internal(err, "blob stat")
+		}
+		return nil
+	})
+	if errors.Is(err, errNotStored) {
+		return false, nil
+	}
+	return err == nil, err
+}
+
+// Blobs returns the blob store, for a mirror's downloads.
+func (s *Service) Blobs() blobstore.Store { return s.blobs }
+
+// NewUploadID returns a fresh upload id (for uploads the registry does not
+// track, such as a mirror's downloads).
+func NewUploadID() string { return newID() }

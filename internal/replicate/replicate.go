@@ -63,8 +63,6 @@ type Options struct {
 	// Transport makes the requests to remote registries (default: the
 	// upstream client's).
 	Transport http.RoundTripper
-	// Tick is how often pull rules' schedules are looked at (default 1s).
-	Tick time.Duration
 }
 
 // Limits of the rules.
@@ -101,9 +99,6 @@ type remote struct {
 
 // New returns the service; queue may be nil (tests).
 func New(store Store, local Local, queue Queue, opts Options, log *slog.Logger) *Service {
-	if opts.Tick <= 0 {
-		opts.Tick = time.Second
-	}
 	if opts.UserAgent == "" {
 		opts.UserAgent = "berth-replicate"
 	}
@@ -379,43 +374,37 @@ func (s *Service) mountFrom(r *metadata.ReplicationRule) func(ctx context.Contex
 
 // ---- pull rules ----
 
-// Run runs the pull rules on their schedules until ctx ends: every tick
-// it looks for rules whose interval has passed, and runs those this
-// replica claims.
-func (s *Service) Run(ctx context.Context) {
-	t := time.NewTicker(s.opts.Tick)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
+// ScheduleTick is how often RunDue should be called.
+const ScheduleTick = time.Second
+
+// RunDue starts the pull rules whose interval has passed and that this
+// replica claims (each in a goroutine of its own; a rule running here
+// already is left alone). Call it every ScheduleTick.
+func (s *Service) RunDue(ctx context.Context) {
+	rules, err := s.store.ReplicationRules(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Error("reading replication rules failed", "err", err)
 		}
-		rules, err := s.store.ReplicationRules(ctx)
-		if err != nil {
-			if ctx.Err() == nil {
-				s.log.Error("reading replication rules failed", "err", err)
-			}
+		return
+	}
+	for i := range rules {
+		r := &rules[i]
+		if r.Direction != metadata.ReplicatePull || time.Since(r.LastRun.Started) < r.Interval {
 			continue
 		}
-		for i := range rules {
-			r := &rules[i]
-			if r.Direction != metadata.ReplicatePull || time.Since(r.LastRun.Started) < r.Interval {
-				continue
-			}
-			mu := s.runLock(r.Endpoint.ID)
-			if !mu.TryLock() {
-				continue // running here already
-			}
-			go func() {
-				defer mu.Unlock()
-				ok, err := s.store.ClaimReplicationRun(ctx, r.Endpoint.ID, false)
-				if err != nil || !ok {
-					return // another replica runs it
-				}
-				s.finish(ctx, r, s.pull(ctx, r))
-			}()
+		mu := s.runLock(r.Endpoint.ID)
+		if !mu.TryLock() {
+			continue // running here already
 		}
+		go func() {
+			defer mu.Unlock()
+			ok, err := s.store.ClaimReplicationRun(ctx, r.Endpoint.ID, false)
+			if err != nil || !ok {
+				return // another replica runs it
+			}
+			s.finish(ctx, r, s.pull(ctx, r))
+		}()
 	}
 }
 

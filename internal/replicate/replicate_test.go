@@ -9,11 +9,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -29,6 +26,7 @@ import (
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/replicate"
 	"github.com/berth-registry/berth/internal/server"
+	"github.com/berth-registry/berth/internal/testserver"
 	"github.com/berth-registry/berth/internal/upstream"
 )
 
@@ -93,47 +91,11 @@ func startBerth(t *testing.T) *remote {
 	return &remote{name: "berth", url: ts.URL, user: "admin", pass: adminPass, referrersAPI: true}
 }
 
-const distributionBinary = "/usr/bin/docker-registry"
-
 // startDistribution runs CNCF Distribution 2.8 (Debian's docker-registry);
 // without it the test is skipped, or fails when CI=true.
 func startDistribution(t *testing.T) *remote {
 	t.Helper()
-	if _, err := os.Stat(distributionBinary); err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal(distributionBinary + " is missing (apt-get install docker-registry)")
-		}
-		t.Skip(distributionBinary + " is missing (apt-get install docker-registry)")
-	}
-	dir := t.TempDir()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	if err := os.WriteFile(filepath.Join(dir, "config.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(distributionBinary, "serve", filepath.Join(dir, "config.yml"))
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(done) }()
-	t.Cleanup(func() { _ = cmd.Process.Kill(); <-done })
-	u := "http://" + addr
-	for deadline := time.Now().Add(15 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(u + "/v2/"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("docker-registry did not start")
-		}
-	}
-	return &remote{name: "distribution", url: u}
+	return &remote{name: "distribution", url: testserver.Distribution(t).URL}
 }
 
 func (r *remote) client(t *testing.T) *upstream.Client {

@@ -30,3 +30,11 @@ func openMirrors(ctx context.Context, cfg *config.Config, meta *metadata.SQL, sv
 	}
 	return ms, nil
 }
+
+// refreshMirrors reads the mirrors again, for the changes other replicas
+// made.
+func (s *Server) refreshMirrors(ctx context.Context) {
+	if err := s.mirrors.Refresh(ctx); err != nil && ctx.Err() == nil {
+		s.log.Error("reading mirrors failed", "err", err)
+	}
+}

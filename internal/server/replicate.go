@@ -10,8 +10,8 @@ import (
 )
 
 // setupReplication builds replication: the webhook dispatcher hands the
-// deliveries of replication rules (endpoints of format "replicate") to it
-// and runs its pull schedules alongside; on an open registry its API is
+// deliveries of replication rules (endpoints of format "replicate") to it,
+// and Serve runs its pull schedules; on an open registry its API is
 // served here, without authentication (with auth, registerReplication
 // adds it to the admin API).
 func (s *Server) setupReplication(mux *http.ServeMux) *replicate.Service {

@@ -29,6 +29,7 @@ import (
 	"github.com/berth-registry/berth/internal/mirror"
 	"github.com/berth-registry/berth/internal/mirrorapi"
 	"github.com/berth-registry/berth/internal/registry"
+	"github.com/berth-registry/berth/internal/replicate"
 	"github.com/berth-registry/berth/internal/retention"
 	"github.com/berth-registry/berth/internal/webhook"
 	"github.com/berth-registry/berth/internal/webhookapi"
@@ -46,9 +47,11 @@ type Server struct {
 	// closeAudit closes the audit log (nil without auth).
 	closeAudit func() error
 	gc         *gc.Collector
-	// mirrors serves the pull-through caches of upstream registries.
-	mirrors *mirror.Service
-	metrics *metrics.Metrics
+	// mirrors serves the pull-through caches of upstream registries;
+	// replication runs the replication rules.
+	mirrors     *mirror.Service
+	replication *replicate.Service
+	metrics     *metrics.Metrics
 	// hooks delivers the webhook outbox; notifier hears of committed
 	// events.
 	hooks    *webhook.Dispatcher
@@ -107,6 +110,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 	s.metrics.Register(metrics.Mirrors(s.mirrors.Totals())...)
 	mux := http.NewServeMux()
 	rep := s.setupReplication(mux)
+	s.replication = rep
 	var g api.Guard
 	var ag *guard
 	if cfg.Auth != "token" {
@@ -217,7 +221,8 @@ func (s *Server) Serve(ctx context.Context) error {
 	go every(ctx, time.Minute, s.expireUploads)
 	go every(ctx, time.Hour, s.pruneConsoleSessions)
 	go s.hooks.Run(ctx)
-	go s.mirrors.Run(ctx)
+	go every(ctx, mirror.RefreshInterval, s.refreshMirrors)
+	go every(ctx, replicate.ScheduleTick, s.replication.RunDue) // pull rules' schedules
 	go func() {
 		s.refreshStats(ctx)
 		every(ctx, statsInterval, s.refreshStats)

@@ -1,12 +1,8 @@
 package testserver
 
 import (
-	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -60,22 +56,7 @@ func StartMinIO(dir string) (srv *S3Server, stop func() error, err error) {
 }
 
 func startMinIO(bin string, srv *S3Server, port int, data, logPath string) (*proc, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close()
-	fmt.Fprintf(logFile, "=== minio on port %d\n", port)
-	cmd := exec.Command(bin, "server", data, "--address", "127.0.0.1:"+strconv.Itoa(port), "--quiet")
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.Env = append(environWithout("MINIO_"),
-		"MINIO_ROOT_USER="+srv.AccessKey, "MINIO_ROOT_PASSWORD="+srv.SecretKey,
+	env := append(environWithout("MINIO_"), "MINIO_ROOT_USER="+srv.AccessKey, "MINIO_ROOT_PASSWORD="+srv.SecretKey,
 		"MINIO_BROWSER=off", "MINIO_UPDATE=off", "MINIO_REGION="+srv.Region)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	return p, nil
+	return startProc(bin, logPath, env, "server", data, "--address", "127.0.0.1:"+strconv.Itoa(port), "--quiet")
 }

@@ -201,31 +201,10 @@ type proc struct {
 }
 
 func startVersitygw(bin string, srv *S3Server, port int, data, logPath string) (*proc, error) {
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
-	if err != nil {
-		return nil, err
-	}
-	defer logFile.Close() // the child has its own descriptor
-	fmt.Fprintf(logFile, "=== versitygw on port %d\n", port)
-	cmd := exec.Command(bin,
-		"--access", srv.AccessKey,
-		"--secret", srv.SecretKey,
-		"--region", srv.Region,
-		"--port", "127.0.0.1:"+strconv.Itoa(port),
-		"--quiet",
-		"posix", data)
-	cmd.Stdout = logFile
-	cmd.Stderr = logFile
 	// A developer's VGW_* or ROOT_* settings must not change the server.
-	cmd.Env = environWithout("VGW_", "ROOT_ACCESS_KEY", "ROOT_SECRET")
-	// Killed if the process that started it dies without stopping it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, err
-	}
-	p := &proc{cmd: cmd, done: make(chan struct{})}
-	go func() { cmd.Wait(); close(p.done) }()
-	return p, nil
+	return startProc(bin, logPath, environWithout("VGW_", "ROOT_ACCESS_KEY", "ROOT_SECRET"),
+		"--access", srv.AccessKey, "--secret", srv.SecretKey, "--region", srv.Region,
+		"--port", "127.0.0.1:"+strconv.Itoa(port), "--quiet", "posix", data)
 }
 
 var errExited = errors.New("server exited")

@@ -1,18 +1,12 @@
 package upstream_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,6 +14,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/server"
+	"github.com/berth-registry/berth/internal/testserver"
 	"github.com/berth-registry/berth/internal/upstream"
 )
 
@@ -80,98 +75,11 @@ func startBerth(t *testing.T, auth bool, opts ...func(*config.Config)) *registry
 	return r
 }
 
-// distributionBinary is Debian's CNCF Distribution 2.8.
-const distributionBinary = "/usr/bin/docker-registry"
-
-// distributionConfig is bench's: filesystem storage on a private
-// directory, deletes enabled, quiet logs, a loopback port.
-const distributionConfig = `version: 0.1
-log:
-  level: warn
-  accesslog:
-    disabled: true
-storage:
-  cache:
-    blobdescriptor: inmemory
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: 127.0.0.1:%d
-`
-
-// startDistribution runs docker-registry on a free port until the test
-// ends. Without the binary the test is skipped, or fails when CI=true.
+// startDistribution runs Debian's Distribution 2.8 until the test ends;
+// without it the test is skipped, or fails when CI=true.
 func startDistribution(t *testing.T) *registry {
 	t.Helper()
-	if _, err := os.Stat(distributionBinary); err != nil {
-		msg := distributionBinary + " is missing; install it with: apt-get install docker-registry"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	dir := t.TempDir()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		port := freePort(t)
-		cfg := filepath.Join(dir, "config.yml")
-		if err := os.WriteFile(cfg, fmt.Appendf(nil, distributionConfig, filepath.Join(dir, "data"), port), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		var logs bytes.Buffer
-		cmd := exec.Command(distributionBinary, "serve", cfg)
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()
-		stop := func() {
-			cmd.Process.Kill()
-			<-exited
-		}
-		url := fmt.Sprintf("http://127.0.0.1:%d", port)
-		if lastErr = waitReady(url+"/v2/", exited); lastErr == nil {
-			t.Cleanup(stop)
-			return &registry{name: "distribution", url: url}
-		}
-		stop()
-		lastErr = fmt.Errorf("%v\n%s", lastErr, logs.String())
-	}
-	t.Fatalf("docker-registry did not start: %v", lastErr)
-	return nil
-}
-
-// waitReady polls url until it answers 200, the process exits or 15 s pass.
-func waitReady(url string, exited <-chan struct{}) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return fmt.Errorf("exited")
-		default:
-		}
-		if resp, err := http.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("no answer from %s", url)
-}
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return &registry{name: "distribution", url: testserver.Distribution(t).URL}
 }
 
 // counter is a Transport that counts requests by path (token requests

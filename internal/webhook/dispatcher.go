@@ -124,12 +124,6 @@ type Replicator interface {
 	Replicate(ctx context.Context, e *metadata.WebhookEndpoint, ev *metadata.Event) error
 }
 
-// Runner is what a Replicator may also be: something that runs alongside
-// the dispatcher (pull replication's schedule), from Run until ctx ends.
-type Runner interface {
-	Run(ctx context.Context)
-}
-
 // Dispatcher delivers the outbox's events.
 type Dispatcher struct {
 	store  Store
@@ -153,8 +147,7 @@ type Dispatcher struct {
 }
 
 // SetReplicator sets what delivers to replication endpoints; until it is
-// set, their deliveries fail and are retried. Set it before Run: when r is
-// also a Runner, Run starts it.
+// set, their deliveries fail and are retried.
 func (d *Dispatcher) SetReplicator(r Replicator) { d.replicator.Store(&r) }
 
 // Refresh re-reads the endpoints now (after one was added: the lease of
@@ -200,11 +193,6 @@ func (d *Dispatcher) Run(ctx context.Context) {
 	}
 	d.refresh(ctx)
 	go d.housekeeping(ctx)
-	if r := d.replicator.Load(); r != nil {
-		if run, ok := (*r).(Runner); ok {
-			go run.Run(ctx)
-		}
-	}
 	t := time.NewTimer(d.opts.Poll)
 	defer t.Stop()
 	for ctx.Err() == nil {

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"hash"
 	"io"
 	"math/rand/v2"
@@ -21,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/berth-registry/berth/internal/testserver"
 )
 
 // This file is the harness of the mirror tests: upstream registries (a
@@ -28,96 +29,26 @@ import (
 // upstream that can be slowed down or made to misbehave, and a second
 // Docker Engine configured with registry-mirrors.
 
-// distribution is a running Distribution 2.8 (docker-registry).
-type distribution struct {
-	Addr, URL string
-	// Log receives its access log (one line per request).
-	Log  string
-	root string
-	cmd  *exec.Cmd
-	done chan struct{}
-}
+// distribution is a running Distribution 2.8 (docker-registry), with its
+// access log on.
+type distribution struct{ *testserver.Registry }
 
 // startDistribution runs Debian's docker-registry on a free loopback port
-// with its access log on, and stops it at cleanup. root is its storage
-// ("" for a fresh one), so that a restart finds what it held.
-func startDistribution(t *testing.T, root string) *distribution {
+// and stops it at cleanup.
+func startDistribution(t *testing.T) *distribution {
 	t.Helper()
 	skipIfShort(t)
-	bin := needTool(t, "docker-registry")
-	dir := t.TempDir()
-	if root == "" {
-		root = filepath.Join(dir, "storage")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	cfg := fmt.Sprintf(`version: 0.1
-log:
-  level: warn
-storage:
-  filesystem:
-    rootdirectory: %s
-  delete:
-    enabled: true
-http:
-  addr: %s
-`, root, addr)
-	writeFile(t, filepath.Join(dir, "config.yml"), []byte(cfg))
-	d := &distribution{Addr: addr, URL: "http://" + addr, Log: filepath.Join(dir, "registry.log"), root: root, done: make(chan struct{})}
-	logFile, err := os.Create(d.Log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	d.cmd = exec.Command(bin, "serve", filepath.Join(dir, "config.yml"))
-	d.cmd.Stdout, d.cmd.Stderr = logFile, logFile
-	if err := d.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { _ = d.cmd.Wait(); logFile.Close(); close(d.done) }()
-	t.Cleanup(d.stop)
-	for deadline := time.Now().Add(startTimeout); ; time.Sleep(50 * time.Millisecond) {
-		if resp, err := http.Get(d.URL + "/v2/"); err == nil {
-			resp.Body.Close()
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("docker-registry did not answer on %s:\n%s", addr, tailFile(d.Log, 20))
-		}
-	}
-	return d
+	return &distribution{testserver.Distribution(t)}
 }
 
-func (d *distribution) stop() {
-	select {
-	case <-d.done:
-		return
-	default:
-	}
-	_ = d.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-d.done:
-	case <-time.After(stopTimeout):
-		_ = d.cmd.Process.Kill()
-		<-d.done
-	}
-}
+func (d *distribution) stop() { _ = d.Stop() }
 
 // blobGETs counts the GETs of blob digest in the registry's access log.
 func (d *distribution) blobGETs(t *testing.T, digest string) int {
 	t.Helper()
-	data, err := os.ReadFile(d.Log)
+	n, err := d.BlobGETs(digest)
 	if err != nil {
 		t.Fatal(err)
-	}
-	n := 0
-	for _, line := range strings.Split(string(data), "\n") {
-		if strings.Contains(line, `"GET /v2/`) && strings.Contains(line, "/blobs/"+digest+" ") {
-			n++
-		}
 	}
 	return n
 }
@@ -138,22 +69,29 @@ func pushWith(t *testing.T, base, token, repo, tag string, man []byte, blobs map
 		if r.Status != http.StatusAccepted {
 			t.Fatalf("start upload to %s: %s", repo, r)
 		}
-		loc, err := url.Parse(r.Header.Get("Location"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse(base)
-		loc = u.ResolveReference(loc)
-		q := loc.Query()
-		q.Set("digest", digest)
-		loc.RawQuery = q.Encode()
-		if r := authDo(t, http.MethodPut, loc.String(), data, reqBearer(token), reqHeader("Content-Type", "application/octet-stream")); r.Status != http.StatusCreated {
+		if r := authDo(t, http.MethodPut, finishURL(t, base, r.Header.Get("Location"), digest), data, reqBearer(token), reqHeader("Content-Type", "application/octet-stream")); r.Status != http.StatusCreated {
 			t.Fatalf("upload %s to %s: %s", digest, repo, r)
 		}
 	}
 	if r := authDo(t, http.MethodPut, base+"/v2/"+repo+"/manifests/"+tag, man, reqBearer(token), reqHeader("Content-Type", mediaTypeOCIManifest)); r.Status != http.StatusCreated {
 		t.Fatalf("PUT manifest %s:%s: %s", repo, tag, r)
 	}
+}
+
+// finishURL is the URL of the PUT that finishes an upload: its Location
+// (relative or absolute, with a query or not) with the digest added.
+func finishURL(t *testing.T, base, location, digest string) string {
+	t.Helper()
+	loc, err := url.Parse(location)
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse(base)
+	loc = u.ResolveReference(loc)
+	q := loc.Query()
+	q.Set("digest", digest)
+	loc.RawQuery = q.Encode()
+	return loc.String()
 }
 
 // bigBlob is a large random blob generated from a seed, never held whole
@@ -197,16 +135,7 @@ func pushBigImage(t *testing.T, base, repo, tag string, b *bigBlob) string {
 		if resp.StatusCode != http.StatusAccepted {
 			t.Fatalf("start upload to %s: %s", repo, resp.Status)
 		}
-		loc, err := url.Parse(resp.Header.Get("Location"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		u, _ := url.Parse(base)
-		loc = u.ResolveReference(loc)
-		q := loc.Query()
-		q.Set("digest", digest)
-		loc.RawQuery = q.Encode()
-		req, _ := http.NewRequest(http.MethodPut, loc.String(), body)
+		req, _ := http.NewRequest(http.MethodPut, finishURL(t, base, resp.Header.Get("Location"), digest), body)
 		req.ContentLength = size
 		req.Header.Set("Content-Type", "application/octet-stream")
 		resp, err = http.DefaultClient.Do(req)

@@ -20,7 +20,7 @@ func mirrorsForNodes(t *testing.T) (b *proc, dist *distribution, busybox, app *o
 	hub := startBerth(t)
 	busybox = newBusyboxImage(t)
 	pushOpen(t, hub.URL, "library/busybox", "latest", busybox)
-	dist = startDistribution(t, "")
+	dist = startDistribution(t)
 	app = newOCIImage(t, testFile{Name: "app.txt", Data: []byte("app " + randomHex(t, 8))})
 	pushOpen(t, dist.URL, "team/app", "v1", app)
 

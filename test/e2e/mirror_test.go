@@ -16,7 +16,7 @@ import (
 // is served from the cache.
 func TestMirrorSharedDownload(t *testing.T) {
 	skipIfShort(t)
-	up := startDistribution(t, "")
+	up := startDistribution(t)
 	big := newBigBlob(13, 256<<20)
 	pushBigImage(t, up.URL, "team/big", "v1", big)
 	lk := startLink(t, up.URL)
@@ -100,7 +100,7 @@ func TestMirrorSharedDownload(t *testing.T) {
 // the upstream again and succeeds.
 func TestMirrorUpstreamFaults(t *testing.T) {
 	skipIfShort(t)
-	up := startDistribution(t, "")
+	up := startDistribution(t)
 	big := newBigBlob(7, 8<<20)
 	pushBigImage(t, up.URL, "team/app", "v1", big)
 	lk := startLink(t, up.URL)
@@ -149,7 +149,7 @@ func TestMirrorUpstreamFaults(t *testing.T) {
 // TestMirrorReadOnly: a mirror's namespace refuses pushes with DENIED.
 func TestMirrorReadOnly(t *testing.T) {
 	skipIfShort(t)
-	up := startDistribution(t, "")
+	up := startDistribution(t)
 	b := start(t, launch{Args: []string{"--auth=none"}})
 	addMirror(t, b.server, map[string]any{"name": "dist", "upstream": up.URL})
 	r := authDo(t, http.MethodPost, b.URL+"/v2/dist/team/app/blobs/uploads/", nil)

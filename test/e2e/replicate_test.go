@@ -448,7 +448,7 @@ func TestReplicatePush(t *testing.T) {
 // registry into berth with a pull rule, and checks berth holds exactly
 // that subset, digest for digest.
 func TestReplicatePull(t *testing.T) {
-	dist := startDistribution(t, "")
+	dist := startDistribution(t)
 	type want struct {
 		img  *replImage
 		pull bool
