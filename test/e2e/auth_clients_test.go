@@ -190,6 +190,55 @@ func startContainerd(t *testing.T, registries ...string) *ctrdInstance {
 	})
 }
 
+// daemon is a root daemon (containerd, dockerd) a test runs in a
+// directory of its own.
+type daemon struct {
+	// exited is closed when the process has exited, with its status in err.
+	exited chan struct{}
+	err    error
+}
+
+// startDaemon starts bin with args, its output in logPath, and registers
+// its cleanup: SIGTERM (SIGKILL after stopTimeout), the end of its log when
+// the test failed, an unmount of the directories under dir it may leave
+// mounted (nothing is mounted once it is gone unless something leaked, and
+// the removal would fail), and the removal of dir.
+func startDaemon(t *testing.T, name, dir, logPath string, mounted []string, bin string, args ...string) *daemon {
+	t.Helper()
+	logFile, err := os.Create(logPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	d := &daemon{exited: make(chan struct{})}
+	go func() { d.err = cmd.Wait(); logFile.Close(); close(d.exited) }()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("last lines of the %s log (%s):\n%s", name, logPath, tailFile(logPath, 40))
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-d.exited:
+		case <-time.After(stopTimeout):
+			_ = cmd.Process.Kill()
+			<-d.exited
+		}
+		if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil && bytes.Contains(mounts, []byte(dir)) {
+			for _, m := range mounted {
+				execIn(t, "", nil, "umount", "-R", "-l", filepath.Join(dir, m))
+			}
+		}
+		if err := os.RemoveAll(dir); err != nil {
+			t.Logf("removing %s: %v", dir, err)
+		}
+	})
+	return d
+}
+
 // startContainerdWith starts containerd as startContainerd does, with the
 // hosts.toml files certs writes into its config_path directory.
 func startContainerdWith(t *testing.T, certs func(certsDir string)) *ctrdInstance {
@@ -231,44 +280,14 @@ disabled_plugins = ["io.containerd.snapshotter.v1.aufs", "io.containerd.snapshot
 	configPath := filepath.Join(dir, "config.toml")
 	writeFile(t, configPath, []byte(config))
 
-	logFile, err := os.Create(c.log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "--config", configPath)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait(); logFile.Close() }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of the containerd log (%s):\n%s", c.log, tailFile(c.log, 40))
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		// Nothing is mounted once containerd is gone unless something
-		// leaked; unmount it then, or the removal would fail.
-		if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil && bytes.Contains(mounts, []byte(dir)) {
-			execIn(t, "", nil, "umount", "-R", "-l", filepath.Join(dir, "root"))
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("removing %s: %v", dir, err)
-		}
-	})
+	d := startDaemon(t, "containerd", dir, c.log, []string{"root"}, bin, "--config", configPath)
 
 	// Ready when the CRI image service answers.
 	deadline := time.Now().Add(startTimeout)
 	for {
 		select {
-		case err := <-exited:
-			t.Fatalf("containerd exited at start: %v\n%s", err, tailFile(c.log, 40))
+		case <-d.exited:
+			t.Fatalf("containerd exited at start: %v\n%s", d.err, tailFile(c.log, 40))
 		default:
 		}
 		if _, err := os.Stat(c.Socket); err == nil {

@@ -12,12 +12,10 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -358,45 +356,16 @@ func startDockerEngine(t *testing.T, opts ...string) *dockerEngine {
 		t.Fatal(err)
 	}
 	e := &dockerEngine{Host: "unix://" + filepath.Join(dir, "docker.sock"), dir: dir, log: filepath.Join(dir, "dockerd.log")}
-	logFile, err := os.Create(e.log)
-	if err != nil {
-		t.Fatal(err)
-	}
 	args := append([]string{"--iptables=false", "--bridge=none", "--data-root", filepath.Join(dir, "root"), "--exec-root", filepath.Join(dir, "exec"),
 		"--pidfile", filepath.Join(dir, "docker.pid"), "-H", e.Host}, opts...)
-	cmd := exec.Command(bin, args...)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); logFile.Close(); close(exited) }()
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("last lines of the dockerd log (%s):\n%s", e.log, tailFile(e.log, 40))
-		}
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(stopTimeout):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if mounts, err := os.ReadFile("/proc/self/mounts"); err == nil && bytes.Contains(mounts, []byte(dir)) {
-			execIn(t, "", nil, "umount", "-R", "-l", filepath.Join(dir, "root"))
-			execIn(t, "", nil, "umount", "-R", "-l", filepath.Join(dir, "exec"))
-		}
-		if err := os.RemoveAll(dir); err != nil {
-			t.Logf("removing %s: %v", dir, err)
-		}
-	})
+	d := startDaemon(t, "dockerd", dir, e.log, []string{"root", "exec"}, bin, args...)
 	for deadline := time.Now().Add(time.Minute); ; time.Sleep(200 * time.Millisecond) {
 		if e.docker(t, "info").Err == nil {
 			break
 		}
 		select {
-		case <-exited:
-			t.Fatalf("dockerd exited at start:\n%s", tailFile(e.log, 40))
+		case <-d.exited:
+			t.Fatalf("dockerd exited at start: %v\n%s", d.err, tailFile(e.log, 40))
 		default:
 		}
 		if time.Now().After(deadline) {
