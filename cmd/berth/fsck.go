@@ -50,12 +50,12 @@ reported. The command exits 1 when anything wrong remains.` + adminHelp,
 		} else {
 			printFsck(cmd.OutOrStdout(), &r)
 		}
-		if len(r.Orphans) > len(r.Removed) || len(r.Missing) > 0 || len(r.SizeMismatch) > 0 {
+		if len(r.Orphans) > len(r.Removed) || len(r.Strays) > len(r.RemovedStrays) || len(r.Missing) > 0 || len(r.SizeMismatch) > 0 {
 			return errFsckFound
 		}
 		return nil
 	}
-	cmd.Flags().BoolVar(&repair, "repair", false, "remove the orphaned blobs")
+	cmd.Flags().BoolVar(&repair, "repair", false, "remove the orphaned blobs and stray objects")
 	o.register(cmd.Flags())
 	return cmd
 }
@@ -68,6 +68,9 @@ func printFsck(w io.Writer, r *adminclient.FsckReport) {
 	for _, b := range r.Orphans {
 		fmt.Fprintf(w, "orphan   %s  %d bytes\n", b.Digest, b.Size)
 	}
+	for _, st := range r.Strays {
+		fmt.Fprintf(w, "stray    %s  %d bytes, no blob's object\n", st.Key, st.Size)
+	}
 	for _, b := range r.Missing {
 		fmt.Fprintf(w, "missing  %s  %d bytes recorded\n", b.Digest, b.Size)
 	}
@@ -77,7 +80,7 @@ func printFsck(w io.Writer, r *adminclient.FsckReport) {
 	if r.Young > 0 {
 		fmt.Fprintf(w, "%d unrecorded blobs younger than gc_grace left alone (uploads may be committing)\n", r.Young)
 	}
-	if len(r.Removed) > 0 {
-		fmt.Fprintf(w, "removed %d orphans, %d bytes\n", len(r.Removed), r.RemovedBytes)
+	if len(r.Removed)+len(r.RemovedStrays) > 0 {
+		fmt.Fprintf(w, "removed %d orphans and %d stray objects, %d bytes\n", len(r.Removed), len(r.RemovedStrays), r.RemovedBytes)
 	}
 }

@@ -22,6 +22,16 @@ type FsckReport struct {
 	SizeMismatch []FsckBlob `json:"size_mismatch"`
 	Removed      []FsckBlob `json:"removed"`
 	RemovedBytes int64      `json:"removed_bytes"`
+	// Strays are objects that hold no blob (S3), RemovedStrays those
+	// repair deleted.
+	Strays        []FsckStray `json:"strays"`
+	RemovedStrays []FsckStray `json:"removed_strays"`
+}
+
+// FsckStray is an object of the blob store that holds no blob.
+type FsckStray struct {
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
 }
 
 // Fsck runs the consistency check of the blob store against the metadata

@@ -105,3 +105,14 @@ type Walker interface {
 	// skips what is not a blob of the store's layout.
 	Walk(ctx context.Context, fn func(d reference.Digest, size int64, modified time.Time) error) error
 }
+
+// StrayWalker is implemented by stores that can hold objects that are no
+// blob yet or any more (S3: a completed upload whose location was never
+// recorded), for the consistency check to report and remove.
+type StrayWalker interface {
+	// WalkStrays calls fn for each stray object, by key.
+	WalkStrays(ctx context.Context, fn func(key string, size int64, modified time.Time) error) error
+	// DeleteStray deletes the stray object at key, after checking again
+	// that it is one.
+	DeleteStray(ctx context.Context, key string) error
+}

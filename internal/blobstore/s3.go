@@ -50,6 +50,9 @@ type S3Options struct {
 	// TracerProvider, when set, makes a client span of every request
 	// sent to S3 ("S3.PutObject").
 	TracerProvider trace.TracerProvider
+	// Index keeps the upload sessions' state and the blobs' locations
+	// (the metadata database); required.
+	Index S3Index
 }
 
 // DefaultPresignTTL is how long presigned blob URLs stay valid unless
@@ -63,54 +66,53 @@ const (
 	// 78 GiB.
 	s3PartSize = 8 << 20
 	s3MaxParts = 10000
-	// s3MaxCopySize is the largest object CopyObject can copy; larger
-	// uploads are copied to their address part by part (UploadPartCopy).
-	s3MaxCopySize  = 5 << 30
-	s3CopyPartSize = 1 << 30
 	// s3MaxPresignTTL is the longest validity of a SigV4 presigned URL.
 	s3MaxPresignTTL = 7 * 24 * time.Hour
 )
 
 // S3 stores blobs in an S3 bucket (AWS or a compatible server):
 //
-//	<prefix>blobs/<algorithm>/<first two hex>/<hex>   committed blobs
-//	<prefix>uploads/<id>/state                        upload state (JSON)
-//	<prefix>uploads/<id>/pending-<random>             bytes not yet in a part
-//	<prefix>uploads/<id>/data                         multipart upload target
+//	<prefix>blobs/<algorithm>/<first two hex>/<hex>   blobs smaller than a part
+//	<prefix>objects/<upload id>                       larger blobs, where their multipart upload completed
 //
-// No object is ever stored at a key that is a directory of another
-// (uploads/<id> itself, say): servers that keep objects as files, such as
-// versitygw, cannot hold both.
+// What is not content lives in an index (S3Options.Index, the metadata
+// database), never in process memory, so that several registry replicas
+// sharing the bucket and the database can continue and commit each
+// other's uploads: the state of each upload session, with the bytes it
+// holds that do not fill a part yet, and the location (key and size) of
+// each blob. Reading or writing the index costs no S3 request, so a blob
+// HEAD, a Stat and the opening of a blob for a GET cost none either.
 //
-// All upload state lives in the bucket, never in process memory, so that
-// several registry replicas can share the bucket and an upload begun on
-// one replica can be continued and committed on another.
+// An upload is an S3 multipart upload of s3PartSize parts at
+// objects/<upload id>, begun at the first full part. Client chunks of any
+// size are cut into parts; the tail that does not fill a part stays in the
+// index (at most one part's bytes) and is merged into the next part. The
+// state records the size, the parts (number, ETag, CRC32, size), the
+// multipart upload id and the marshalled sha256 and sha512 hash states.
+// It is written last, conditionally on the revision it was read at, so it
+// is the commit point of a chunk: a chunk that fails leaves the upload as
+// it was, and of two chunks racing at the same offset one gets ErrOffset.
+// Parts a failed chunk uploaded are overwritten by the retry (part numbers
+// follow from the state) or left out at completion.
 //
-// An upload is an S3 multipart upload of s3PartSize parts, begun at the
-// first full part. Client chunks of any size are cut into parts; the tail
-// that does not fill a part is kept in a pending object and merged into
-// the next part. The state object records the size, the parts (number,
-// ETag, CRC32, size), the pending object, the multipart upload id and the
-// marshalled sha256 and sha512 hash states. It is written last, with a
-// conditional PUT (If-Match the ETag it was read with), so it is the
-// commit point of a chunk: a chunk that fails leaves the state, and so the
-// upload, as it was, and of two chunks racing at the same offset one gets
-// ErrOffset. Parts a failed chunk uploaded are overwritten by the retry
-// (part numbers follow from the state) or left out at completion; pending
-// objects have unique names, and stray ones are deleted with the session.
+// Committing checks the digest from the hash states, which cover exactly
+// the recorded bytes, and copies nothing: an upload smaller than a part is
+// written to the blob's address with one PUT; a larger one uploads its
+// tail as the last part and completes the multipart upload, and the
+// object stays at objects/<upload id>, its location recorded in the index.
+// An object appears whole or not at all, so a blob is never visible with
+// partial content. When the blob is stored already (another upload of the
+// same digest), the upload's object is deleted and the first kept. A
+// monolithic push of a small blob is so one S3 request, and a blob of N
+// parts N+2 (begin, parts, complete), however it was chunked.
 //
-// Committing completes the multipart upload at the data key, listing the
-// parts of the state with their ETags, which S3 checks, and copies the
-// result to the blob's address (CopyObject, or UploadPartCopy above 5 GiB);
-// an upload smaller than one part is copied from its pending object. A
-// copy appears at its key whole or not at all, so a blob is never visible
-// with partial content, and its digest was checked before from the hash
-// states, which cover exactly the bytes of the recorded parts.
-//
-// Multipart uploads begun by a chunk whose process died before writing the
-// state are found again (ListMultipartUploads) when the session is removed;
-// a bucket lifecycle rule aborting incomplete multipart uploads after a few
-// days is still advisable.
+// Blobs stored before the index kept locations are found at their address
+// (one HEAD). Multipart uploads begun by a chunk whose process died before
+// it recorded them are aborted when the session is cancelled or expires
+// (ListMultipartUploads); a bucket lifecycle rule aborting incomplete
+// multipart uploads after a few days is still advisable. Objects under
+// objects/ that no location names (a crash between completion and the
+// index write) are strays, which berth fsck reports and --repair removes.
 //
 // Requests are retried by the SDK's standard retryer: up to 5 attempts with
 // exponential backoff and jitter on throttling, 5xx answers and connection
@@ -121,10 +123,7 @@ type S3 struct {
 	bucket     string
 	prefix     string
 	presignTTL time.Duration
-
-	// Sizes, variables so that tests can exercise multipart copies.
-	maxCopySize  int64
-	copyPartSize int64
+	index      S3Index
 
 	bufs sync.Pool // *[]byte of s3PartSize
 }
@@ -134,6 +133,9 @@ type S3 struct {
 func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 	if o.Bucket == "" {
 		return nil, errors.New("s3: no bucket configured")
+	}
+	if o.Index == nil {
+		return nil, errors.New("s3: no index for upload state and blob locations")
 	}
 	if (o.AccessKey == "") != (o.SecretKey == "") {
 		return nil, errors.New("s3: access key and secret key must be set together")
@@ -184,13 +186,12 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		prefix += "/"
 	}
 	s := &S3{
-		client:       client,
-		presign:      s3.NewPresignClient(client),
-		bucket:       o.Bucket,
-		prefix:       prefix,
-		presignTTL:   ttl,
-		maxCopySize:  s3MaxCopySize,
-		copyPartSize: s3CopyPartSize,
+		client:     client,
+		presign:    s3.NewPresignClient(client),
+		bucket:     o.Bucket,
+		prefix:     prefix,
+		presignTTL: ttl,
+		index:      o.Index,
 	}
 	s.bufs.New = func() any { b := make([]byte, s3PartSize); return &b }
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {
@@ -211,52 +212,82 @@ func (s *S3) blobKey(d reference.Digest) string {
 	return s.prefix + "blobs/" + string(d.Algorithm()) + "/" + enc[:2] + "/" + enc
 }
 
-// uploadsPrefix is the common prefix of all upload sessions' keys.
-func (s *S3) uploadsPrefix() string { return s.prefix + "uploads/" }
+// dataKey is the key of the object upload id's multipart upload
+// completes into, which stays the blob's object: its location is in the
+// index.
+func (s *S3) dataKey(id string) string { return s.prefix + "objects/" + id }
 
-// uploadDir is the prefix of one session's keys. No object is ever stored
-// at the directory itself: some servers (versitygw) keep objects as files
-// and cannot hold both an object "p" and an object "p/a".
-func (s *S3) uploadDir(id string) string { return s.uploadsPrefix() + id + "/" }
-func (s *S3) stateKey(id string) string  { return s.uploadDir(id) + "state" }
-func (s *S3) dataKey(id string) string   { return s.uploadDir(id) + "data" }
-
-// Stat implements Store.
-func (s *S3) Stat(ctx context.Context, d reference.Digest) (int64, error) {
+// location returns the key and size of blob d's object: the one the
+// index records, or, for a blob stored before the index kept locations,
+// its address (one HEAD).
+func (s *S3) location(ctx context.Context, d reference.Digest) (string, int64, error) {
+	key, size, err := s.index.BlobLocation(ctx, d)
+	if err == nil {
+		return s.prefix + key, size, nil
+	}
+	if !errors.Is(err, ErrNotFound) {
+		return "", 0, fmt.Errorf("s3: look up blob %s: %w", d, err)
+	}
 	out, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: aws.String(s.blobKey(d))})
 	if isNotFound(err) {
-		return 0, ErrNotFound
+		return "", 0, ErrNotFound
 	}
 	if err != nil {
-		return 0, fmt.Errorf("s3: stat blob %s: %w", d, err)
+		return "", 0, fmt.Errorf("s3: stat blob %s: %w", d, err)
 	}
-	return aws.ToInt64(out.ContentLength), nil
+	return s.blobKey(d), aws.ToInt64(out.ContentLength), nil
+}
+
+// Stat implements Store: from the index, without an S3 request.
+func (s *S3) Stat(ctx context.Context, d reference.Digest) (int64, error) {
+	_, size, err := s.location(ctx, d)
+	return size, err
 }
 
 // Open implements Store. The Content fetches nothing until it is read, and
 // then reads from its offset with ranged GETs, so seeking is free.
 func (s *S3) Open(ctx context.Context, d reference.Digest) (Content, int64, error) {
-	size, err := s.Stat(ctx, d)
+	key, size, err := s.location(ctx, d)
 	if err != nil {
 		return nil, 0, err
 	}
-	return &s3Content{ctx: ctx, s: s, d: d, key: s.blobKey(d), size: size}, size, nil
+	return &s3Content{ctx: ctx, s: s, d: d, key: key, size: size}, size, nil
 }
 
-// Delete implements Store.
+// Delete implements Store. The location goes first: a failure between
+// leaves an object no record points to (which fsck finds), never a record
+// of a missing object.
 func (s *S3) Delete(ctx context.Context, d reference.Digest) error {
-	_, err := s.client.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &s.bucket, Key: aws.String(s.blobKey(d))})
-	if err != nil && !isNotFound(err) {
-		return fmt.Errorf("s3: delete blob %s: %w", d, err)
+	key, _, err := s.index.BlobLocation(ctx, d)
+	switch {
+	case err == nil:
+		if err := s.index.DeleteBlobLocation(ctx, d); err != nil {
+			return fmt.Errorf("s3: delete location of blob %s: %w", d, err)
+		}
+	case !errors.Is(err, ErrNotFound):
+		return fmt.Errorf("s3: look up blob %s: %w", d, err)
+	}
+	keys := []string{s.blobKey(d)}
+	if key != "" && s.prefix+key != s.blobKey(d) {
+		keys = append(keys, s.prefix+key)
+	}
+	for _, k := range keys {
+		if err := s.deleteObject(ctx, k); err != nil {
+			return fmt.Errorf("s3: delete blob %s: %w", d, err)
+		}
 	}
 	return nil
 }
 
-// RedirectURL implements Redirector: a presigned GET of the blob, valid for
-// the configured presign TTL. It does not check that the blob exists.
+// RedirectURL implements Redirector: a presigned GET of the blob's
+// object, valid for the configured presign TTL.
 func (s *S3) RedirectURL(ctx context.Context, d reference.Digest) (string, error) {
+	key, _, err := s.location(ctx, d)
+	if err != nil {
+		return "", err
+	}
 	req, err := s.presign.PresignGetObject(ctx,
-		&s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.blobKey(d))},
+		&s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(key)},
 		s3.WithPresignExpires(s.presignTTL))
 	if err != nil {
 		return "", fmt.Errorf("s3: presign blob %s: %w", d, err)

@@ -33,11 +33,22 @@ func newTestS3(t testing.TB, srv *testserver.S3Server, prefix string) *S3 {
 		PathStyle: true,
 		AccessKey: srv.AccessKey,
 		SecretKey: srv.SecretKey,
+		Index:     indexFor(srv.Bucket, prefix),
 	})
 	if err != nil {
 		t.Fatalf("NewS3: %v", err)
 	}
 	return s
+}
+
+// located returns the key of blob d's object, as the index records it.
+func located(t testing.TB, s *S3, d reference.Digest) string {
+	t.Helper()
+	key, _, err := s.location(context.Background(), d)
+	if err != nil {
+		t.Fatalf("location of %s: %v", d, err)
+	}
+	return key
 }
 
 // freshPrefix returns a key prefix no other test uses.
@@ -56,27 +67,26 @@ func TestS3Store(t *testing.T) {
 	})
 }
 
-// checkNoUploadObjects fails unless all that is left under the uploads
-// prefix are the state objects of the sessions still open and the pending
-// objects their states refer to: no stray pending or data objects, and no
-// multipart uploads but those of open sessions.
+// checkNoUploadObjects fails unless the objects under objects/ are blobs'
+// locations and the multipart uploads are those the open sessions record:
+// nothing left by failed chunks, aborts or commits.
 func checkNoUploadObjects(t testing.TB, srv *testserver.S3Server, s *S3) {
 	t.Helper()
 	ctx := context.Background()
-	keys, mpus := listAll(t, srv, s.uploadsPrefix())
+	keys, mpus := listAll(t, srv, s.prefix+"objects/")
 	allowed := map[string]bool{}
-	for _, k := range keys {
-		id, ok := strings.CutSuffix(strings.TrimPrefix(k, s.uploadsPrefix()), "/state")
-		if !ok {
-			continue
-		}
-		allowed[k] = true
+	s.index.BlobLocations(ctx, func(_ reference.Digest, key string, _ int64, _ time.Time) error {
+		allowed[s.prefix+key] = true
+		return nil
+	})
+	ids, err := s.index.StaleUploadStates(ctx, time.Now().Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, id := range ids {
 		u, _, err := s.readState(ctx, id)
 		if err != nil {
 			t.Fatalf("read state of %s: %v", id, err)
-		}
-		if u.Pending != "" {
-			allowed[s.uploadDir(id)+u.Pending] = true
 		}
 		if u.MultipartID != "" {
 			allowed["multipart upload of "+s.dataKey(id)] = true
@@ -94,7 +104,7 @@ func checkNoUploadObjects(t testing.TB, srv *testserver.S3Server, s *S3) {
 		}
 	}
 	if len(leftovers) > 0 {
-		t.Errorf("left under %s: %q", s.uploadsPrefix(), leftovers)
+		t.Errorf("left under %sobjects/: %q", s.prefix, leftovers)
 	}
 }
 
@@ -147,8 +157,8 @@ func TestS3SharedUpload(t *testing.T) {
 		t.Fatalf("upload still there after commit: %v", err)
 	}
 	keys, mpus := listAll(t, srv, prefix)
-	if len(keys) != 1 || keys[0] != a.blobKey(d) || len(mpus) != 0 {
-		t.Fatalf("after commit the bucket holds %q and multipart uploads %q; want only %s", keys, mpus, a.blobKey(d))
+	if len(keys) != 1 || keys[0] != a.dataKey(id) || located(t, b, d) != a.dataKey(id) || len(mpus) != 0 {
+		t.Fatalf("after commit the bucket holds %q and multipart uploads %q; want only %s, where the multipart upload completed, not copied", keys, mpus, a.dataKey(id))
 	}
 }
 
@@ -176,7 +186,7 @@ func TestS3NoLeftovers(t *testing.T) {
 	appendChunks(t, s, id, data, []int{3 * mib, 15 * mib}, true)
 	d := reference.SHA256.FromBytes(data)
 	commit(t, s, id, d, int64(len(data)))
-	blobs = append(blobs, s.blobKey(d))
+	blobs = append(blobs, located(t, s, d))
 
 	// A failed chunk that uploaded parts 2 to 4 to a multipart upload
 	// begun before, then a shorter retry: the commit must leave out the
@@ -194,11 +204,21 @@ func TestS3NoLeftovers(t *testing.T) {
 	d = reference.SHA256.FromBytes(big[:9*mib])
 	commit(t, s, id, d, 9*mib)
 	checkBlob(t, s, d, big[:9*mib])
+	blobs = append(blobs, located(t, s, d))
+
+	// A small commit, straight to the blob's address.
+	d = storeBlob(t, s, data[:100])
+	if located(t, s, d) != s.blobKey(d) {
+		t.Fatalf("a blob smaller than a part is at %s, not at its address", located(t, s, d))
+	}
 	blobs = append(blobs, s.blobKey(d))
 
-	// A small commit, from a pending object only.
-	d = storeBlob(t, s, data[:100])
-	blobs = append(blobs, s.blobKey(d))
+	// The same content again, through a multipart upload: one object is
+	// kept, the other goes.
+	id = newUploadID(t)
+	mustCreate(t, s, id)
+	appendChunks(t, s, id, data, []int{len(data)}, false)
+	commit(t, s, id, reference.SHA256.FromBytes(data), int64(len(data)))
 
 	// Abort of a multipart upload.
 	id = newUploadID(t)
@@ -243,8 +263,8 @@ func TestS3RedirectURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(u, srv.Endpoint+"/"+srv.Bucket+"/berth/blobs/sha256/") || !strings.Contains(u, "X-Amz-Expires=1200") {
-		t.Errorf("presigned URL %s: not the blob's path with a 20-minute expiry", u)
+	if !strings.HasPrefix(u, srv.Endpoint+"/"+srv.Bucket+"/"+located(t, s, d)+"?") || !strings.Contains(u, "X-Amz-Expires=1200") {
+		t.Errorf("presigned URL %s: not the blob's object with a 20-minute expiry", u)
 	}
 	if strings.Contains(u, srv.SecretKey) {
 		t.Fatal("presigned URL contains the secret key")
@@ -259,7 +279,11 @@ func TestS3RedirectURL(t *testing.T) {
 		t.Fatalf("GET presigned URL: %s, %d bytes (want %d), %v", resp.Status, len(got), len(data), err)
 	}
 	// The signature covers the key: another blob's URL cannot be forged.
-	other := strings.Replace(u, d.Encoded()[:2]+"/"+d.Encoded(), "00/"+strings.Repeat("0", 64), 1)
+	key := located(t, s, d)
+	other := strings.Replace(u, key+"?", key[:len(key)-1]+"0?", 1)
+	if other == u {
+		t.Fatal("no key to tamper with in the URL")
+	}
 	resp2, err := http.Get(other)
 	if err != nil {
 		t.Fatal(err)
@@ -267,22 +291,6 @@ func TestS3RedirectURL(t *testing.T) {
 	resp2.Body.Close()
 	if resp2.StatusCode != http.StatusForbidden {
 		t.Errorf("GET of a tampered presigned URL: %s, want 403", resp2.Status)
-	}
-}
-
-// TestS3MultipartCopy commits through UploadPartCopy, as uploads above
-// 5 GiB are, with the threshold lowered.
-func TestS3MultipartCopy(t *testing.T) {
-	srv := testserver.S3(t)
-	prefix := freshPrefix(t)
-	s := newTestS3(t, srv, prefix)
-	s.maxCopySize, s.copyPartSize = 10*mib, 5*mib
-	data := testData(13*mib+3, 14)
-	d := storeBlob(t, s, data)
-	checkBlob(t, s, d, data)
-	keys, mpus := listAll(t, srv, prefix)
-	if len(keys) != 1 || len(mpus) != 0 {
-		t.Fatalf("bucket holds %q and multipart uploads %q; want only the blob", keys, mpus)
 	}
 }
 
@@ -308,7 +316,7 @@ func TestS3ContentFetchesLazily(t *testing.T) {
 	defer front.Close()
 	s, err := NewS3(context.Background(), S3Options{
 		Bucket: srv.Bucket, Region: srv.Region, Endpoint: front.URL, PathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Index: indexFor(srv.Bucket, ""),
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -353,12 +361,13 @@ func TestNewS3Errors(t *testing.T) {
 	ctx := context.Background()
 	good := S3Options{
 		Bucket: srv.Bucket, Region: srv.Region, Endpoint: srv.Endpoint, PathStyle: true,
-		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey,
+		AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Index: indexFor(srv.Bucket, ""),
 	}
 	for name, mod := range map[string]func(o *S3Options){
 		"missing bucket": func(o *S3Options) { o.Bucket = "no-such-bucket" },
 		"wrong secret":   func(o *S3Options) { o.SecretKey = "wrong" },
 		"no bucket":      func(o *S3Options) { o.Bucket = "" },
+		"no index":       func(o *S3Options) { o.Index = nil },
 		"half keys":      func(o *S3Options) { o.SecretKey = "" },
 		"long TTL":       func(o *S3Options) { o.PresignTTL = 8 * 24 * time.Hour },
 		"unreachable":    func(o *S3Options) { o.Endpoint = "http://127.0.0.1:1" },
@@ -405,15 +414,15 @@ func TestS3StateIsConditional(t *testing.T) {
 	if err := b.CreateUpload(ctx, id); err == nil {
 		t.Fatal("creating an upload twice succeeded")
 	}
-	old, etag, err := a.readState(ctx, id)
+	old, rev, err := a.readState(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendChunks(t, b, id, []byte("abc"), []int{3}, false)
 	stale := *old
 	stale.Size = 42
-	if err := a.writeState(ctx, id, &stale, etag); !errors.Is(err, errStateChanged) {
-		t.Fatalf("write over a changed state: %v, want errStateChanged", err)
+	if err := a.writeState(ctx, id, &stale, nil, rev); !errors.Is(err, ErrStateChanged) {
+		t.Fatalf("write over a changed state: %v, want ErrStateChanged", err)
 	}
 	checkUploadSize(t, a, id, 3)
 

@@ -143,7 +143,7 @@ func testChunkClaims(t *testing.T, srv *testserver.S3Server) {
 			t.Fatal(err)
 		}
 		u.Writer, u.WriterSince, u.NextPart = "a-replica-that-died", since, next
-		if err := a.writeState(ctx, id, u, etag); err != nil {
+		if err := a.writeState(ctx, id, u, nil, etag); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -2,6 +2,7 @@ package blobstore
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -13,7 +14,6 @@ import (
 	"fmt"
 	"hash"
 	"io"
-	"net/url"
 	"strings"
 	"time"
 
@@ -47,10 +47,6 @@ type s3Upload struct {
 	MultipartID string `json:"multipartUploadId,omitempty"`
 	// Parts are the uploaded parts, numbered from 1.
 	Parts []s3Part `json:"parts,omitempty"`
-	// Pending names the object within the session's directory that holds
-	// the bytes after the parts (fewer than a part); empty when there are
-	// none.
-	Pending string `json:"pending,omitempty"`
 	// SHA256 and SHA512 are the marshalled states of both hashes of all
 	// Size bytes.
 	SHA256 []byte `json:"sha256"`
@@ -69,10 +65,15 @@ type s3Upload struct {
 	WriterSince time.Time `json:"writerSince,omitzero"`
 	// Modified is when the state was last written.
 	Modified time.Time `json:"modified"`
-	// Rev is random and new at each write: it tells a write of ours that
-	// succeeded although its answer was lost from a concurrent one.
+	// Rev is random and new at each write, the revision conditional
+	// writes go by: it also tells a write of ours that succeeded although
+	// its answer was lost from a concurrent one.
 	Rev string `json:"rev"`
 }
+
+// pendingSize is the number of bytes received after the parts, kept with
+// the state in the index until they fill a part or the upload commits.
+func (u *s3Upload) pendingSize() int64 { return u.Size - u.partsSize() }
 
 // s3Part is an uploaded part of the multipart upload.
 type s3Part struct {
@@ -120,21 +121,16 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-// readState returns an upload's state and the state object's ETag, or
+// readState returns an upload's state and its revision, or
 // ErrUploadNotFound.
 func (s *S3) readState(ctx context.Context, id string) (*s3Upload, string, error) {
 	if !validUploadID(id) {
 		return nil, "", ErrUploadNotFound
 	}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.stateKey(id))})
-	if isNotFound(err) {
+	b, rev, err := s.index.UploadState(ctx, id)
+	if errors.Is(err, ErrUploadNotFound) {
 		return nil, "", ErrUploadNotFound
 	}
-	if err != nil {
-		return nil, "", fmt.Errorf("s3: read state of upload %s: %w", id, err)
-	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(out.Body, 16<<20))
 	if err != nil {
 		return nil, "", fmt.Errorf("s3: read state of upload %s: %w", id, err)
 	}
@@ -142,55 +138,33 @@ func (s *S3) readState(ctx context.Context, id string) (*s3Upload, string, error
 	if err := json.Unmarshal(b, &u); err != nil {
 		return nil, "", fmt.Errorf("s3: decode state of upload %s: %w", id, err)
 	}
-	return &u, aws.ToString(out.ETag), nil
+	return &u, rev, nil
 }
 
-// errStateChanged means the state object was changed or removed by
-// someone else since it was read.
-var errStateChanged = errors.New("upload state changed concurrently")
-
-// writeState writes an upload's state: only if the state object still has
-// the ETag ifMatch, or, when ifMatch is empty, only if there is none yet.
-// It sets u.Rev and u.Modified.
-func (s *S3) writeState(ctx context.Context, id string, u *s3Upload, ifMatch string) error {
-	_, err := s.writeStateTag(ctx, id, u, ifMatch)
-	return err
-}
-
-// writeStateTag is writeState returning the state object's new ETag.
-func (s *S3) writeStateTag(ctx context.Context, id string, u *s3Upload, ifMatch string) (string, error) {
+// writeState writes an upload's state, with its pending bytes when
+// pending is not nil: only if the upload is still at revision ifRev, or,
+// when ifRev is empty, only if there is none yet (ErrStateChanged
+// otherwise). It sets u.Rev, the new revision, and u.Modified.
+func (s *S3) writeState(ctx context.Context, id string, u *s3Upload, pending *[]byte, ifRev string) error {
 	u.Rev = randomToken()
 	u.Modified = time.Now().UTC()
 	b, err := json.Marshal(u)
 	if err != nil {
-		return "", fmt.Errorf("s3: encode state of upload %s: %w", id, err)
+		return fmt.Errorf("s3: encode state of upload %s: %w", id, err)
 	}
-	in := &s3.PutObjectInput{
-		Bucket:        &s.bucket,
-		Key:           aws.String(s.stateKey(id)),
-		Body:          bytes.NewReader(b),
-		ContentLength: aws.Int64(int64(len(b))),
-		ContentType:   aws.String("application/json"),
-	}
-	if ifMatch != "" {
-		in.IfMatch = aws.String(ifMatch)
-	} else {
-		in.IfNoneMatch = aws.String("*")
-	}
-	out, err := s.client.PutObject(ctx, in)
+	err = s.index.PutUploadState(ctx, id, b, pending, u.Rev, ifRev)
 	if err == nil {
-		return aws.ToString(out.ETag), nil
+		return nil
 	}
-	// A request that failed may have been written all the same, its
-	// answer lost; its retry then fails the precondition. The state's
-	// revision tells.
-	if cur, etag, rerr := s.readState(ctx, id); rerr == nil && cur.Rev == u.Rev {
-		return etag, nil
+	// A write that failed may have been made all the same, its answer
+	// lost: the revision tells.
+	if _, rev, rerr := s.index.UploadState(ctx, id); rerr == nil && rev == u.Rev {
+		return nil
 	}
-	if isPreconditionFailed(err) || (ifMatch != "" && isNotFound(err)) {
-		return "", fmt.Errorf("s3: write state of upload %s: %w (%v)", id, errStateChanged, err)
+	if errors.Is(err, ErrStateChanged) {
+		return fmt.Errorf("s3: write state of upload %s: %w", id, ErrStateChanged)
 	}
-	return "", fmt.Errorf("s3: write state of upload %s: %w", id, err)
+	return fmt.Errorf("s3: write state of upload %s: %w", id, err)
 }
 
 // writerLease is how long a request's reservation of part numbers keeps
@@ -218,7 +192,7 @@ func (u *s3Upload) nextFree() int32 { return max(u.NextPart, lastPart(u.Parts)+1
 type claim struct {
 	token     string
 	stored    s3Upload // the state as last written or read
-	etag      string   // its ETag
+	rev       string   // its revision
 	next, end int32    // the numbers left: [next, end)
 	renewed   time.Time
 	active    bool
@@ -235,14 +209,14 @@ func (s *S3) reserve(ctx context.Context, id string, c *claim, count int32) erro
 		return fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize)
 	}
 	res.Writer, res.WriterSince, res.NextPart = c.token, time.Now().UTC(), base+count
-	etag, err := s.writeStateTag(ctx, id, &res, c.etag)
-	if errors.Is(err, errStateChanged) {
+	err := s.writeState(ctx, id, &res, nil, c.rev)
+	if errors.Is(err, ErrStateChanged) {
 		return fmt.Errorf("%w: upload %s was changed by another request", ErrOffset, id)
 	}
 	if err != nil {
 		return err
 	}
-	c.stored, c.etag, c.renewed, c.active = res, etag, time.Now(), true
+	c.stored, c.rev, c.renewed, c.active = res, res.Rev, time.Now(), true
 	if count > 0 {
 		c.next, c.end = base, base+count
 	}
@@ -258,8 +232,8 @@ func (s *S3) CreateUpload(ctx context.Context, id string) error {
 	if err := u.setHashes(sha256.New(), sha512.New()); err != nil {
 		return err
 	}
-	err := s.writeState(ctx, id, u, "")
-	if errors.Is(err, errStateChanged) {
+	err := s.writeState(ctx, id, u, nil, "")
+	if errors.Is(err, ErrStateChanged) {
 		return fmt.Errorf("s3: create upload %s: it already exists: %w", id, err)
 	}
 	return err
@@ -281,7 +255,7 @@ func (s *S3) UploadStatus(ctx context.Context, id string) (int64, time.Time, err
 // write nothing the upload's state refers to has changed, so a failure
 // anywhere before it leaves the upload as it was.
 func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, length int64) (int64, error) {
-	u, etag, err := s.readState(ctx, id)
+	u, rev, err := s.readState(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -291,7 +265,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	if u.Writer != "" && time.Since(u.WriterSince) < writerLease {
 		return u.Size, fmt.Errorf("%w: another request is writing at offset %d of upload %s", ErrOffset, u.Size, id)
 	}
-	c := &claim{token: randomToken(), stored: *u, etag: etag}
+	c := &claim{token: randomToken(), stored: *u, rev: rev}
 	h256, h512, err := u.hashes()
 	if err != nil {
 		return u.Size, fmt.Errorf("s3: upload %s: %w", id, err)
@@ -321,12 +295,12 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 
 	next := *u // the state after this chunk
 	next.Parts = append([]s3Part(nil), u.Parts...)
-	pendingSize := u.Size - u.partsSize()
+	pendingSize := u.pendingSize()
 	if pendingSize < 0 || pendingSize >= int64(len(buf)) {
 		return u.Size, fmt.Errorf("s3: upload %s: corrupt state: %d pending bytes", id, pendingSize)
 	}
 	fill := int(pendingSize) // bytes in buf; the first pendingSize are fetched lazily
-	pendingFetched := u.Pending == ""
+	pendingFetched := pendingSize == 0
 	createdMultipart := "" // a multipart upload begun by this chunk
 	fail := func(err error) (int64, error) {
 		if inflight != nil { // let the part in flight end before aborting what it writes to
@@ -343,7 +317,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 			cleanup(ctx, func(ctx context.Context) error {
 				res := c.stored
 				res.Writer, res.WriterSince = "", time.Time{}
-				return s.writeState(ctx, id, &res, c.etag)
+				return s.writeState(ctx, id, &res, nil, c.rev)
 			})
 		}
 		var re *ReadError
@@ -373,7 +347,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 			return fail(rerr) // a *ReadError
 		}
 		if k > 0 && !pendingFetched {
-			if err := s.readPending(ctx, id, u.Pending, buf[:pendingSize]); err != nil {
+			if err := s.readPending(ctx, id, rev, buf[:pendingSize]); err != nil {
 				return fail(err)
 			}
 			pendingFetched = true
@@ -441,30 +415,16 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	}
 
 	next.Size = u.Size + n
-	next.Pending = ""
-	if fill > 0 {
-		next.Pending = "pending-" + randomToken()
-		if err := s.putObject(ctx, s.uploadDir(id)+next.Pending, buf[:fill]); err != nil {
-			return fail(fmt.Errorf("s3: put pending data of upload %s: %w", id, err))
-		}
-	}
+	pending := buf[:fill]
 	if err := next.setHashes(h256, h512); err != nil {
 		return fail(err)
 	}
 	next.Writer, next.WriterSince = "", time.Time{}
 	next.NextPart = max(c.stored.NextPart, lastPart(next.Parts)+1)
-	if err := s.writeState(ctx, id, &next, c.etag); err != nil {
+	if err := s.writeState(ctx, id, &next, &pending, c.rev); err != nil {
 		// Aborted, committed, or appended to by another request
-		// (errStateChanged), which fail reports, or a storage error.
-		if next.Pending != "" {
-			cleanup(ctx, func(ctx context.Context) error { return s.deleteObject(ctx, s.uploadDir(id)+next.Pending) })
-		}
+		// (ErrStateChanged), which fail reports, or a storage error.
 		return fail(err)
-	}
-	if u.Pending != "" {
-		// Merged into a part or into the new pending object. Left over
-		// if this fails, it goes with the session.
-		s.deleteObject(ctx, s.uploadDir(id)+u.Pending)
 	}
 	return next.Size, nil
 }
@@ -507,17 +467,17 @@ func extraByte(r io.Reader) bool {
 	return false
 }
 
-// readPending reads an upload's pending object into buf, which must be its
-// exact size.
-func (s *S3) readPending(ctx context.Context, id, name string, buf []byte) error {
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(s.uploadDir(id) + name)})
+// readPending reads the pending bytes of an upload at revision rev into
+// buf, which must be their exact size.
+func (s *S3) readPending(ctx context.Context, id, rev string, buf []byte) error {
+	b, err := s.index.UploadPending(ctx, id, rev)
 	if err != nil {
 		return fmt.Errorf("s3: read pending data of upload %s: %w", id, err)
 	}
-	defer out.Body.Close()
-	if _, err := io.ReadFull(out.Body, buf); err != nil {
-		return fmt.Errorf("s3: read pending data of upload %s: %w", id, err)
+	if len(b) != len(buf) {
+		return fmt.Errorf("s3: upload %s: corrupt state: %d pending bytes recorded, %d kept", id, len(buf), len(b))
 	}
+	copy(buf, b)
 	return nil
 }
 
@@ -581,6 +541,189 @@ func (s *S3) uploadPart(ctx context.Context, id, multipartID string, number int3
 	return s3Part{Number: number, ETag: aws.ToString(out.ETag), CRC32: aws.ToString(out.ChecksumCRC32), Size: int64(len(b))}, nil
 }
 
+// CommitUpload implements Store. Nothing is copied: an upload smaller
+// than a part is written to the blob's address in one PUT; a larger one
+// completes its multipart upload, and its object stays where it is, its
+// key recorded in the index as the blob's location. A blob stored
+// already (by another upload) keeps its object; this upload's goes.
+func (s *S3) CommitUpload(ctx context.Context, id string, d reference.Digest) (int64, error) {
+	u, rev, err := s.readState(ctx, id)
+	if err != nil {
+		return 0, err
+	}
+	h256, h512, err := u.hashes()
+	if err != nil {
+		return 0, fmt.Errorf("s3: upload %s: %w", id, err)
+	}
+	var got reference.Digest
+	switch d.Algorithm() {
+	case reference.SHA256:
+		got = reference.SHA256.FromHash(h256)
+	case reference.SHA512:
+		got = reference.SHA512.FromHash(h512)
+	default:
+		if err := s.removeSession(ctx, id, u); err != nil {
+			return u.Size, err
+		}
+		return u.Size, fmt.Errorf("%w: unsupported digest algorithm %q", ErrDigestMismatch, d.Algorithm())
+	}
+	if got != d {
+		if err := s.removeSession(ctx, id, u); err != nil {
+			return u.Size, err
+		}
+		return u.Size, fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
+	}
+
+	switch _, size, err := s.index.BlobLocation(ctx, d); {
+	case err == nil && size == u.Size:
+		// Stored already, by another upload or an earlier attempt of
+		// this commit: the content is the same.
+	case err != nil && !errors.Is(err, ErrNotFound):
+		return 0, fmt.Errorf("s3: look up blob %s: %w", d, err)
+	default:
+		if err := s.store(ctx, id, u, rev, d); err != nil {
+			if !isConcurrencyError(err) && !errors.Is(err, ErrUploadNotFound) && !errors.Is(err, ErrStateChanged) {
+				return 0, err
+			}
+			// A concurrent commit of the same upload (a client retrying
+			// through another replica) completed the multipart upload or
+			// changed its parts: wait for its outcome.
+			if stored, werr := s.awaitCommit(ctx, id, d, u.Size); werr != nil || !stored {
+				return 0, cmp.Or(werr, err)
+			}
+			// The multipart upload is left to abort: a part this commit
+			// sent after the other completed it may have begun it
+			// again (versitygw), where S3 answers NoSuchUpload.
+		} else {
+			u.MultipartID = "" // completed: nothing to abort
+		}
+	}
+	if err := s.removeSession(ctx, id, u); err != nil {
+		return 0, fmt.Errorf("s3: blob %s stored, but: %w", d, err)
+	}
+	return u.Size, nil
+}
+
+// awaitCommit waits a few seconds for a concurrent commit of upload id to
+// store d, and reports whether it did. It returns ErrUploadNotFound when
+// the session was removed without storing d.
+func (s *S3) awaitCommit(ctx context.Context, id string, d reference.Digest, size int64) (bool, error) {
+	deadline := time.Now().Add(5 * time.Second)
+	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
+		if _, n, err := s.index.BlobLocation(ctx, d); err == nil && n == size {
+			return true, nil
+		}
+		if _, _, err := s.readState(ctx, id); errors.Is(err, ErrUploadNotFound) {
+			if _, n, err := s.index.BlobLocation(ctx, d); err == nil && n == size {
+				return true, nil
+			}
+			return false, ErrUploadNotFound
+		}
+		if time.Now().Add(delay).After(deadline) {
+			return false, nil
+		}
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(delay):
+		}
+	}
+}
+
+// store writes the verified content of an upload as blob d and records
+// its location.
+func (s *S3) store(ctx context.Context, id string, u *s3Upload, rev string, d reference.Digest) error {
+	key := s.blobKey(d)
+	if len(u.Parts) == 0 {
+		b := []byte(nil)
+		if u.Size > 0 {
+			var err error
+			if b, err = s.index.UploadPending(ctx, id, rev); err != nil {
+				return fmt.Errorf("s3: read pending data of upload %s: %w", id, err)
+			}
+			if int64(len(b)) != u.Size {
+				return fmt.Errorf("s3: upload %s: corrupt state: %d bytes recorded, %d kept", id, u.Size, len(b))
+			}
+		}
+		if err := s.putObject(ctx, key, b); err != nil {
+			return fmt.Errorf("s3: store blob %s: %w", d, err)
+		}
+	} else {
+		key = s.dataKey(id)
+		if err := s.completeMultipart(ctx, id, u, rev); err != nil {
+			return err
+		}
+	}
+	rel := strings.TrimPrefix(key, s.prefix)
+	recorded, err := s.index.AddBlobLocation(ctx, d, rel, u.Size)
+	if err != nil {
+		return fmt.Errorf("s3: record location of blob %s: %w", d, err)
+	}
+	if recorded != rel && key != s.blobKey(d) {
+		// Stored meanwhile by another upload: one object is enough.
+		cleanup(ctx, func(ctx context.Context) error { return s.deleteObject(ctx, key) })
+	}
+	return nil
+}
+
+// completeMultipart uploads the pending data as the last part and
+// completes the multipart upload at the data key. When a concurrent
+// commit of the same upload (a client retrying through another replica)
+// completed it first, it succeeds too.
+func (s *S3) completeMultipart(ctx context.Context, id string, u *s3Upload, rev string) error {
+	parts := append([]s3Part(nil), u.Parts...)
+	if pendingSize := u.pendingSize(); pendingSize > 0 {
+		bp := s.bufs.Get().(*[]byte)
+		defer s.bufs.Put(bp)
+		b := (*bp)[:pendingSize]
+		if err := s.readPending(ctx, id, rev, b); err != nil {
+			return err
+		}
+		// After every number a request ever reserved: a part under one
+		// of those may be on its way still.
+		number := max(lastPart(parts)+1, u.NextPart)
+		if number > s3MaxParts {
+			return fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize)
+		}
+		part, err := s.uploadPart(ctx, id, u.MultipartID, number, b)
+		if err != nil {
+			if s.completedAlready(ctx, id, u, err) {
+				return nil
+			}
+			return err
+		}
+		parts = append(parts, part)
+	}
+	completed := make([]types.CompletedPart, len(parts))
+	for i, p := range parts {
+		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
+		if p.CRC32 != "" {
+			completed[i].ChecksumCRC32 = aws.String(p.CRC32)
+		}
+	}
+	_, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
+		Bucket:          &s.bucket,
+		Key:             aws.String(s.dataKey(id)),
+		UploadId:        aws.String(u.MultipartID),
+		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
+	})
+	if err == nil || s.completedAlready(ctx, id, u, err) {
+		return nil
+	}
+	return fmt.Errorf("s3: complete multipart upload of upload %s: %w", id, err)
+}
+
+// completedAlready reports whether err, from completing upload id, comes
+// from an earlier or concurrent commit that completed it: the multipart
+// upload is gone and the data object has the upload's size.
+func (s *S3) completedAlready(ctx context.Context, id string, u *s3Upload, err error) bool {
+	if !isNoSuchUpload(err) {
+		return false
+	}
+	out, herr := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: aws.String(s.dataKey(id))})
+	return herr == nil && aws.ToInt64(out.ContentLength) == u.Size
+}
+
 func (s *S3) putObject(ctx context.Context, key string, b []byte) error {
 	_, err := s.client.PutObject(ctx, &s3.PutObjectInput{
 		Bucket:        &s.bucket,
@@ -611,250 +754,43 @@ func (s *S3) abortMultipart(ctx context.Context, key, multipartID string) error 
 	return nil
 }
 
-// CommitUpload implements Store.
-func (s *S3) CommitUpload(ctx context.Context, id string, d reference.Digest) (int64, error) {
-	u, _, err := s.readState(ctx, id)
-	if err != nil {
-		return 0, err
-	}
-	h256, h512, err := u.hashes()
-	if err != nil {
-		return 0, fmt.Errorf("s3: upload %s: %w", id, err)
-	}
-	var got reference.Digest
-	switch d.Algorithm() {
-	case reference.SHA256:
-		got = reference.SHA256.FromHash(h256)
-	case reference.SHA512:
-		got = reference.SHA512.FromHash(h512)
-	default:
-		if err := s.removeSession(ctx, id, u); err != nil {
-			return u.Size, err
-		}
-		return u.Size, fmt.Errorf("%w: unsupported digest algorithm %q", ErrDigestMismatch, d.Algorithm())
-	}
-	if got != d {
-		if err := s.removeSession(ctx, id, u); err != nil {
-			return u.Size, err
-		}
-		return u.Size, fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
-	}
-
-	size, err := s.Stat(ctx, d)
-	switch {
-	case err == nil && size == u.Size:
-		// Already stored, by another upload or an earlier attempt of
-		// this commit: the content is the same.
-	case err != nil && !errors.Is(err, ErrNotFound):
-		return 0, err
-	default:
-		if err := s.store(ctx, id, u, d); err != nil {
-			if !isConcurrencyError(err) {
-				return 0, err
-			}
-			// A concurrent commit of the same upload (a client retrying
-			// through another replica) completed the multipart upload or
-			// removed what this one was copying: wait for its outcome.
-			stored, werr := s.awaitCommit(ctx, id, d, u.Size)
-			if werr != nil {
-				return 0, werr
-			}
-			if !stored {
-				return 0, err
-			}
-		}
-	}
-	if err := s.removeSession(ctx, id, u); err != nil {
-		return 0, fmt.Errorf("s3: blob %s stored, but: %w", d, err)
-	}
-	return u.Size, nil
-}
-
-// awaitCommit waits a few seconds for a concurrent commit of upload id to
-// store d, and reports whether it did. It returns ErrUploadNotFound when
-// the session was removed without storing d.
-func (s *S3) awaitCommit(ctx context.Context, id string, d reference.Digest, size int64) (bool, error) {
-	deadline := time.Now().Add(5 * time.Second)
-	for delay := 50 * time.Millisecond; ; delay = min(2*delay, time.Second) {
-		if n, err := s.Stat(ctx, d); err == nil && n == size {
-			return true, nil
-		}
-		if _, _, err := s.readState(ctx, id); errors.Is(err, ErrUploadNotFound) {
-			if n, err := s.Stat(ctx, d); err == nil && n == size {
-				return true, nil
-			}
-			return false, ErrUploadNotFound
-		}
-		if time.Now().Add(delay).After(deadline) {
-			return false, nil
-		}
-		select {
-		case <-ctx.Done():
-			return false, ctx.Err()
-		case <-time.After(delay):
-		}
-	}
-}
-
-// store puts the verified content of an upload at the address of d.
-func (s *S3) store(ctx context.Context, id string, u *s3Upload, d reference.Digest) error {
-	key := s.blobKey(d)
-	switch {
-	case len(u.Parts) == 0 && u.Pending == "":
-		if err := s.putObject(ctx, key, nil); err != nil {
-			return fmt.Errorf("s3: store empty blob %s: %w", d, err)
-		}
-		return nil
-	case len(u.Parts) == 0:
-		if err := s.copyObject(ctx, s.uploadDir(id)+u.Pending, key); err != nil {
-			return fmt.Errorf("s3: commit upload %s as %s: %w", id, d, err)
-		}
-		return nil
-	}
-	if err := s.completeMultipart(ctx, id, u); err != nil {
-		return err
-	}
-	var err error
-	if u.Size <= s.maxCopySize {
-		err = s.copyObject(ctx, s.dataKey(id), key)
-	} else {
-		err = s.copyMultipart(ctx, s.dataKey(id), key, u.Size)
-	}
-	if err != nil {
-		return fmt.Errorf("s3: commit upload %s as %s: %w", id, d, err)
-	}
-	return nil
-}
-
-// completeMultipart uploads the pending data as the last part and
-// completes the multipart upload at the data key.
-func (s *S3) completeMultipart(ctx context.Context, id string, u *s3Upload) error {
-	parts := append([]s3Part(nil), u.Parts...)
-	if u.Pending != "" {
-		pendingSize := u.Size - u.partsSize()
-		bp := s.bufs.Get().(*[]byte)
-		defer s.bufs.Put(bp)
-		b := (*bp)[:pendingSize]
-		if err := s.readPending(ctx, id, u.Pending, b); err != nil {
-			return err
-		}
-		// After every number a request ever reserved: a part under one
-		// of those may be on its way still.
-		number := max(lastPart(parts)+1, u.NextPart)
-		if number > s3MaxParts {
-			return fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize)
-		}
-		part, err := s.uploadPart(ctx, id, u.MultipartID, number, b)
-		if err != nil {
-			return err
-		}
-		parts = append(parts, part)
-	}
-	completed := make([]types.CompletedPart, len(parts))
-	for i, p := range parts {
-		completed[i] = types.CompletedPart{PartNumber: aws.Int32(p.Number), ETag: aws.String(p.ETag)}
-		if p.CRC32 != "" {
-			completed[i].ChecksumCRC32 = aws.String(p.CRC32)
-		}
-	}
-	_, err := s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket:          &s.bucket,
-		Key:             aws.String(s.dataKey(id)),
-		UploadId:        aws.String(u.MultipartID),
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: completed},
-	})
-	if err == nil {
-		return nil
-	}
-	if isNoSuchUpload(err) {
-		// An earlier attempt of this commit may have completed it.
-		out, herr := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.bucket, Key: aws.String(s.dataKey(id))})
-		if herr == nil && aws.ToInt64(out.ContentLength) == u.Size {
-			return nil
-		}
-	}
-	return fmt.Errorf("s3: complete multipart upload of upload %s: %w", id, err)
-}
-
-// copySource is the x-amz-copy-source of a key of the bucket.
-func (s *S3) copySource(key string) string {
-	return (&url.URL{Path: s.bucket + "/" + key}).EscapedPath()
-}
-
-func (s *S3) copyObject(ctx context.Context, from, to string) error {
-	_, err := s.client.CopyObject(ctx, &s3.CopyObjectInput{
-		Bucket:     &s.bucket,
-		Key:        aws.String(to),
-		CopySource: aws.String(s.copySource(from)),
-	})
-	return err
-}
-
-// copyMultipart copies an object too large for CopyObject with a multipart
-// upload of UploadPartCopy parts; it appears at its key on completion.
-func (s *S3) copyMultipart(ctx context.Context, from, to string, size int64) error {
-	out, err := s.client.CreateMultipartUpload(ctx, &s3.CreateMultipartUploadInput{
-		Bucket: &s.bucket, Key: aws.String(to), ContentType: aws.String("application/octet-stream"),
-	})
-	if err != nil {
-		return fmt.Errorf("begin multipart copy: %w", err)
-	}
-	mid := aws.ToString(out.UploadId)
-	var parts []types.CompletedPart
-	for off, n := int64(0), int32(1); off < size; off, n = off+s.copyPartSize, n+1 {
-		end := min(off+s.copyPartSize, size) - 1
-		pc, err := s.client.UploadPartCopy(ctx, &s3.UploadPartCopyInput{
-			Bucket:          &s.bucket,
-			Key:             aws.String(to),
-			UploadId:        aws.String(mid),
-			PartNumber:      aws.Int32(n),
-			CopySource:      aws.String(s.copySource(from)),
-			CopySourceRange: aws.String(fmt.Sprintf("bytes=%d-%d", off, end)),
-		})
-		if err != nil {
-			cleanup(ctx, func(ctx context.Context) error { return s.abortMultipart(ctx, to, mid) })
-			return fmt.Errorf("copy part %d: %w", n, err)
-		}
-		parts = append(parts, types.CompletedPart{PartNumber: aws.Int32(n), ETag: pc.CopyPartResult.ETag})
-	}
-	_, err = s.client.CompleteMultipartUpload(ctx, &s3.CompleteMultipartUploadInput{
-		Bucket:          &s.bucket,
-		Key:             aws.String(to),
-		UploadId:        aws.String(mid),
-		MultipartUpload: &types.CompletedMultipartUpload{Parts: parts},
-	})
-	if err != nil {
-		cleanup(ctx, func(ctx context.Context) error { return s.abortMultipart(ctx, to, mid) })
-		return fmt.Errorf("complete multipart copy: %w", err)
-	}
-	return nil
-}
-
-// AbortUpload implements Store. Aborting an unknown upload is no error; it
-// removes whatever objects are left under the id.
+// AbortUpload implements Store. Aborting an unknown upload is no error;
+// it aborts whatever multipart upload is left at the upload's data key
+// (begun by a chunk whose process died before recording it).
 func (s *S3) AbortUpload(ctx context.Context, id string) error {
 	u, _, err := s.readState(ctx, id)
 	if errors.Is(err, ErrUploadNotFound) {
 		if !validUploadID(id) {
 			return nil
 		}
-		u = nil
+		return s.abortStrays(ctx, id)
 	} else if err != nil {
+		return err
+	}
+	if err := s.abortStrays(ctx, id); err != nil {
 		return err
 	}
 	return s.removeSession(ctx, id, u)
 }
 
-// removeSession aborts an upload's multipart uploads and deletes its
-// objects, the state last: until everything else is gone the session
-// still shows in StaleUploads, so that a failed removal is retried.
+// removeSession aborts an upload's recorded multipart upload, if any, and
+// removes its state (with its pending bytes). It costs no S3 request for
+// an upload without a multipart upload.
 func (s *S3) removeSession(ctx context.Context, id string, u *s3Upload) error {
 	if u != nil && u.MultipartID != "" {
 		if err := s.abortMultipart(ctx, s.dataKey(id), u.MultipartID); err != nil {
 			return fmt.Errorf("s3: abort multipart upload of upload %s: %w", id, err)
 		}
 	}
-	// Multipart uploads begun by a chunk that never recorded them.
+	if err := s.index.DeleteUploadState(ctx, id); err != nil {
+		return fmt.Errorf("s3: delete state of upload %s: %w", id, err)
+	}
+	return nil
+}
+
+// abortStrays aborts the multipart uploads at upload id's data key: those
+// begun by a chunk that failed before recording them.
+func (s *S3) abortStrays(ctx context.Context, id string) error {
 	mpus, err := s.client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{
 		Bucket: &s.bucket, Prefix: aws.String(s.dataKey(id)),
 	})
@@ -869,77 +805,14 @@ func (s *S3) removeSession(ctx context.Context, id string, u *s3Upload) error {
 			return fmt.Errorf("s3: abort multipart upload of upload %s: %w", id, err)
 		}
 	}
-	keys, err := s.listKeys(ctx, s.uploadDir(id))
-	if err != nil {
-		return fmt.Errorf("s3: list objects of upload %s: %w", id, err)
-	}
-	state := s.stateKey(id)
-	for _, k := range keys {
-		if k == state {
-			continue
-		}
-		if err := s.deleteObject(ctx, k); err != nil {
-			return fmt.Errorf("s3: delete %s of upload %s: %w", strings.TrimPrefix(k, s.uploadDir(id)), id, err)
-		}
-	}
-	if err := s.deleteObject(ctx, state); err != nil {
-		return fmt.Errorf("s3: delete state of upload %s: %w", id, err)
-	}
 	return nil
 }
 
-// listKeys lists the keys under a prefix.
-func (s *S3) listKeys(ctx context.Context, prefix string) ([]string, error) {
-	var keys []string
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, err
-		}
-		for _, o := range page.Contents {
-			keys = append(keys, aws.ToString(o.Key))
-		}
-	}
-	return keys, nil
-}
-
-// StaleUploads implements Store. It goes by the state objects' modification
-// times in the listing, which S3 gives to the second; only for a state
-// written within a second of before is the state read for its exact time.
+// StaleUploads implements Store.
 func (s *S3) StaleUploads(ctx context.Context, before time.Time) ([]string, error) {
-	prefix := s.uploadsPrefix()
-	var ids []string
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return nil, fmt.Errorf("s3: list uploads: %w", err)
-		}
-		for _, o := range page.Contents {
-			id, ok := strings.CutSuffix(strings.TrimPrefix(aws.ToString(o.Key), prefix), "/state")
-			if !ok || !validUploadID(id) {
-				continue
-			}
-			lm := aws.ToTime(o.LastModified)
-			switch {
-			case !lm.Add(time.Second).After(before):
-				ids = append(ids, id)
-			case !lm.Before(before):
-				// Written at or after the cut-off.
-			default:
-				u, _, err := s.readState(ctx, id)
-				if errors.Is(err, ErrUploadNotFound) {
-					continue
-				}
-				if err != nil {
-					return nil, err
-				}
-				if u.Modified.Before(before) {
-					ids = append(ids, id)
-				}
-			}
-		}
+	ids, err := s.index.StaleUploadStates(ctx, before)
+	if err != nil {
+		return nil, fmt.Errorf("s3: list stale uploads: %w", err)
 	}
 	return ids, nil
 }

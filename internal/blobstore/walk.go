@@ -66,28 +66,120 @@ func (s *FS) Walk(ctx context.Context, fn func(d reference.Digest, size int64, m
 	return nil
 }
 
-// Walk implements Walker.
+// Walk implements Walker. It lists the objects under blobs/ and objects/
+// and matches them with the index: a recorded location whose object
+// exists is its blob; an object at a blob's address that no location
+// names is that blob (stored before the index kept locations, or its
+// record lost). Objects under objects/ that no location names are
+// strays, for WalkStrays.
 func (s *S3) Walk(ctx context.Context, fn func(d reference.Digest, size int64, modified time.Time) error) error {
-	prefix := s.prefix + "blobs/"
-	p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(prefix)})
-	for p.HasMorePages() {
-		page, err := p.NextPage(ctx)
-		if err != nil {
-			return fmt.Errorf("s3: list blobs: %w", err)
+	objects, err := s.listObjects(ctx)
+	if err != nil {
+		return err
+	}
+	named := map[string]bool{}
+	seen := map[reference.Digest]bool{}
+	err = s.index.BlobLocations(ctx, func(d reference.Digest, key string, _ int64, _ time.Time) error {
+		named[key], seen[d] = true, true
+		o, ok := objects[key]
+		if !ok {
+			return nil // missing
 		}
-		for _, o := range page.Contents {
-			parts := strings.Split(strings.TrimPrefix(aws.ToString(o.Key), prefix), "/")
-			if len(parts) != 3 {
-				continue
-			}
-			d, ok := blobDigest(parts[0], parts[1], parts[2])
-			if !ok {
-				continue
-			}
-			if err := fn(d, aws.ToInt64(o.Size), aws.ToTime(o.LastModified)); err != nil {
+		return fn(d, o.size, o.modified)
+	})
+	if err != nil {
+		return fmt.Errorf("s3: list blob locations: %w", err)
+	}
+	for key, o := range objects {
+		parts := strings.Split(key, "/")
+		if named[key] || len(parts) != 4 || parts[0] != "blobs" {
+			continue
+		}
+		if d, ok := blobDigest(parts[1], parts[2], parts[3]); ok && !seen[d] {
+			if err := fn(d, o.size, o.modified); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// s3Object is an object of a listing.
+type s3Object struct {
+	size     int64
+	modified time.Time
+}
+
+// listObjects lists the objects under blobs/ and objects/, by key relative
+// to the prefix.
+func (s *S3) listObjects(ctx context.Context) (map[string]s3Object, error) {
+	objects := map[string]s3Object{}
+	for _, dir := range []string{"blobs/", "objects/"} {
+		p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + dir)})
+		for p.HasMorePages() {
+			page, err := p.NextPage(ctx)
+			if err != nil {
+				return nil, fmt.Errorf("s3: list %s: %w", dir, err)
+			}
+			for _, o := range page.Contents {
+				objects[strings.TrimPrefix(aws.ToString(o.Key), s.prefix)] = s3Object{aws.ToInt64(o.Size), aws.ToTime(o.LastModified)}
+			}
+		}
+	}
+	return objects, nil
+}
+
+// WalkStrays implements StrayWalker: the objects under objects/ that no
+// location names and whose upload is over (no state): left by a commit
+// that failed between completing its multipart upload and recording it,
+// or by a deletion that failed after removing the location.
+func (s *S3) WalkStrays(ctx context.Context, fn func(key string, size int64, modified time.Time) error) error {
+	objects, err := s.listObjects(ctx)
+	if err != nil {
+		return err
+	}
+	err = s.index.BlobLocations(ctx, func(_ reference.Digest, key string, _ int64, _ time.Time) error {
+		delete(objects, key)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("s3: list blob locations: %w", err)
+	}
+	for key, o := range objects {
+		id, ok := strings.CutPrefix(key, "objects/")
+		if !ok {
+			continue
+		}
+		if _, _, err := s.index.UploadState(ctx, id); !errors.Is(err, ErrUploadNotFound) {
+			continue // being uploaded or committed, or unknown
+		}
+		if err := fn(key, o.size, o.modified); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// DeleteStray implements StrayWalker: it deletes the object at key unless
+// a location names it or its upload is in progress.
+func (s *S3) DeleteStray(ctx context.Context, key string) error {
+	id, ok := strings.CutPrefix(key, "objects/")
+	if !ok || !validUploadID(id) {
+		return fmt.Errorf("s3: %q is no upload's object", key)
+	}
+	if _, _, err := s.index.UploadState(ctx, id); !errors.Is(err, ErrUploadNotFound) {
+		return fmt.Errorf("s3: object %s: its upload is in progress", key)
+	}
+	named := false
+	err := s.index.BlobLocations(ctx, func(_ reference.Digest, k string, _ int64, _ time.Time) error {
+		named = named || k == key
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("s3: list blob locations: %w", err)
+	}
+	if named {
+		return fmt.Errorf("s3: object %s is a blob's location", key)
+	}
+	return s.deleteObject(ctx, s.prefix+key)
 }

@@ -55,6 +55,18 @@ type Report struct {
 	// Removed are the orphans repair deleted, with their bytes.
 	Removed      []Blob `json:"removed"`
 	RemovedBytes int64  `json:"removed_bytes"`
+	// Strays are objects that are no blob (S3: an upload completed whose
+	// location was never recorded, or a blob whose deletion stopped
+	// half-way), older than the grace period; repair deletes them
+	// (RemovedStrays, their bytes in RemovedBytes too).
+	Strays        []Stray `json:"strays,omitempty"`
+	RemovedStrays []Stray `json:"removed_strays,omitempty"`
+}
+
+// Stray is an object of the store that holds no blob.
+type Stray struct {
+	Key  string `json:"key"`
+	Size int64  `json:"size"`
 }
 
 // Options tune a check.
@@ -103,12 +115,17 @@ func Check(ctx context.Context, store Store, meta Metadata, locks digestlock.Loc
 		if seen[d] {
 			continue
 		}
-		// Deleted by garbage collection since the records were read, or
-		// really missing: the store says.
-		if _, err := store.Stat(ctx, d); errors.Is(err, blobstore.ErrNotFound) {
-			if _, err := meta.BlobSize(ctx, d); err == nil {
-				r.Missing = append(r.Missing, Blob{d, size})
-			}
+		// Deleted by garbage collection since the records were read
+		// (which removes the record before the content), or really
+		// missing. The walk, not Stat, says what is stored: an S3
+		// store's Stat answers from its index of locations.
+		if _, err := meta.BlobSize(ctx, d); err == nil {
+			r.Missing = append(r.Missing, Blob{d, size})
+		}
+	}
+	if sw, ok := store.(blobstore.StrayWalker); ok {
+		if err := strays(ctx, sw, r, cutoff, o.Repair); err != nil {
+			return r, err
 		}
 	}
 	for _, b := range orphans {
@@ -148,4 +165,28 @@ func remove(ctx context.Context, store Store, meta Metadata, locks digestlock.Lo
 		return false, fmt.Errorf("remove orphan %s: %w", b.Digest, err)
 	}
 	return true, nil
+}
+
+// strays reports the stray objects older than cutoff and, on repair,
+// deletes them (the store checks again that each is one).
+func strays(ctx context.Context, sw blobstore.StrayWalker, r *Report, cutoff time.Time, repair bool) error {
+	err := sw.WalkStrays(ctx, func(key string, size int64, modified time.Time) error {
+		if modified.After(cutoff) {
+			r.Young++
+			return nil
+		}
+		r.Strays = append(r.Strays, Stray{key, size})
+		return nil
+	})
+	if err != nil || !repair {
+		return err
+	}
+	for _, st := range r.Strays {
+		if err := sw.DeleteStray(ctx, st.Key); err != nil {
+			return fmt.Errorf("remove stray object %s: %w", st.Key, err)
+		}
+		r.RemovedStrays = append(r.RemovedStrays, st)
+		r.RemovedBytes += st.Size
+	}
+	return nil
 }

@@ -4,10 +4,16 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"log/slog"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/berth-registry/berth/internal/blobstore"
 	"github.com/berth-registry/berth/internal/digestlock"
@@ -23,16 +29,11 @@ import (
 // commit and the metadata's leaves), and a recorded blob whose content was
 // deleted (missing). The check reports exactly those; repair removes the
 // orphan and nothing else; a second check finds only the missing one.
-func check(t *testing.T, store interface {
+func check(t *testing.T, meta *metadata.SQL, store interface {
 	blobstore.Store
 	fsck.Store
 }) {
 	ctx := context.Background()
-	meta, err := metadata.OpenSQLite(ctx, filepath.Join(t.TempDir(), "berth.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { meta.Close() })
 	locks := &digestlock.Set{}
 	reg := registry.New(meta, store, registry.Options{Locks: locks}, slog.New(slog.DiscardHandler))
 	push := func(data string) reference.Digest {
@@ -101,21 +102,92 @@ func check(t *testing.T, store interface {
 
 func one(bs []fsck.Blob, d reference.Digest) bool { return len(bs) == 1 && bs[0].Digest == d }
 
+// openMeta opens a metadata store (SQLite) for a test.
+func openMeta(t *testing.T) *metadata.SQL {
+	meta, err := metadata.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "berth.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { meta.Close() })
+	return meta
+}
+
 func TestCheckFS(t *testing.T) {
 	store, err := blobstore.NewFS(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	check(t, store)
+	check(t, openMeta(t), store)
 }
 
 func TestCheckS3(t *testing.T) {
 	testserver.EachS3(t, func(t *testing.T, srv *testserver.S3Server) {
+		meta := openMeta(t)
 		store, err := blobstore.NewS3(context.Background(), blobstore.S3Options{Bucket: srv.Bucket, Region: srv.Region, Endpoint: srv.Endpoint,
-			PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey})
+			PathStyle: true, AccessKey: srv.AccessKey, SecretKey: srv.SecretKey, Index: meta})
 		if err != nil {
 			t.Fatal(err)
 		}
-		check(t, store)
+		check(t, meta, store)
+		checkS3Objects(t, srv, meta, store)
 	})
+}
+
+// checkS3Objects checks what only the S3 layout has: a blob's object (a
+// completed multipart upload, its location in the index) deleted behind
+// the registry's back is missing, and an object under objects/ that no
+// location names is a stray, which repair deletes, leaving live objects.
+func checkS3Objects(t *testing.T, srv *testserver.S3Server, meta *metadata.SQL, store *blobstore.S3) {
+	ctx := context.Background()
+	locks := &digestlock.Set{}
+	reg := registry.New(meta, store, registry.Options{Locks: locks}, slog.New(slog.DiscardHandler))
+	push := func(data []byte) (reference.Digest, string) {
+		d := reference.SHA256.FromBytes(data)
+		if err := reg.PutBlob(ctx, "team/big", d, registry.Chunk{Body: bytes.NewReader(data), Start: -1, Length: int64(len(data))}, ""); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := meta.BlobLocation(ctx, d)
+		if err != nil || !strings.HasPrefix(key, "objects/") {
+			t.Fatalf("location of a 9 MiB blob: %q, %v; want an object under objects/", key, err)
+		}
+		return d, key
+	}
+	big := bytes.Repeat([]byte("0123456789abcdef"), 9<<20/16)
+	live, liveKey := push(big)
+	lost, lostKey := push(append(big, 'x'))
+	c := srv.Client()
+	if _, err := c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: &srv.Bucket, Key: aws.String(lostKey)}); err != nil {
+		t.Fatal(err)
+	}
+	strayKey := "objects/" + strings.Repeat("5", 32)
+	if _, err := c.PutObject(ctx, &s3.PutObjectInput{Bucket: &srv.Bucket, Key: aws.String(strayKey), Body: strings.NewReader("left by a crash")}); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(1100 * time.Millisecond) // S3 keeps times to the second
+	r, err := fsck.Check(ctx, store, meta, locks, fsck.Options{Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Strays) != 1 || r.Strays[0].Key != strayKey || !slices.ContainsFunc(r.Missing, func(b fsck.Blob) bool { return b.Digest == lost }) {
+		t.Fatalf("check: %+v; want the stray %s and %s missing", r, strayKey, lost)
+	}
+	r, err = fsck.Check(ctx, store, meta, locks, fsck.Options{Repair: true, Grace: time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.RemovedStrays) != 1 || r.RemovedStrays[0].Key != strayKey {
+		t.Fatalf("repair: %+v; want the stray removed", r)
+	}
+	if _, err := c.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &srv.Bucket, Key: aws.String(strayKey)}); err == nil {
+		t.Fatal("the stray object is still there after repair")
+	}
+	content, size, err := store.Open(ctx, live)
+	if err != nil || size != int64(len(big)) {
+		t.Fatalf("repair touched live content at %s: %d, %v", liveKey, size, err)
+	}
+	defer content.Close()
+	got, err := io.ReadAll(content)
+	if err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("live content after repair: %d bytes, %v", len(got), err)
+	}
 }

@@ -421,6 +421,25 @@ var migrations = []string{
 		run_failed BIGINT NOT NULL,
 		run_error TEXT NOT NULL
 	)`,
+	// 17: the S3 blob store's index (blobstore.S3Index), shared by the
+	// replicas using one bucket: each upload session's state (JSON), the
+	// bytes not yet in a part and the revision that conditions writes,
+	// with when it was last written (unix nanoseconds, for expiry); and
+	// where each blob's object is (key relative to the store's prefix).
+	`CREATE TABLE s3_uploads (
+		id TEXT PRIMARY KEY,
+		state {{BLOB}} NOT NULL,
+		pending {{BLOB}},
+		rev TEXT NOT NULL,
+		modified BIGINT NOT NULL
+	);
+	CREATE INDEX s3_uploads_modified ON s3_uploads(modified);
+	CREATE TABLE s3_blobs (
+		digest TEXT PRIMARY KEY,
+		key TEXT NOT NULL,
+		size BIGINT NOT NULL,
+		created BIGINT NOT NULL
+	)`,
 }
 
 func (d dialect) render(m string) string {

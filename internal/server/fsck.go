@@ -27,8 +27,9 @@ func (s *Server) fsckRoutes() adminapi.Routes {
 		if err != nil {
 			return 0, nil, err
 		}
-		if o.Repair && len(report.Removed) > 0 {
-			s.log.Info("consistency check removed orphaned blobs", "blobs", len(report.Removed), "bytes", report.RemovedBytes)
+		if o.Repair && len(report.Removed)+len(report.RemovedStrays) > 0 {
+			s.log.Info("consistency check removed orphaned blobs and stray objects", "blobs", len(report.Removed),
+				"strays", len(report.RemovedStrays), "bytes", report.RemovedBytes)
 		}
 		return http.StatusOK, report, nil
 	}}

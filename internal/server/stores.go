@@ -83,7 +83,7 @@ func openStores(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 		s3m := metrics.NewS3()
 		st.collectors = append(st.collectors, s3m.Collectors()...)
 		s3, err := blobstore.NewS3(ctx, blobstore.S3Options{Bucket: cfg.S3Bucket, Prefix: cfg.S3Prefix, Region: cfg.S3Region,
-			Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle, Observe: s3m.Observe, TracerProvider: st.tracerProvider()})
+			Endpoint: cfg.S3Endpoint, PathStyle: cfg.S3PathStyle, Observe: s3m.Observe, TracerProvider: st.tracerProvider(), Index: st.meta})
 		if err != nil {
 			return nil, err
 		}

@@ -38,7 +38,7 @@ func TestFsckCLI(t *testing.T) {
 		t.Fatal("berth fsck without --repair removed the orphan")
 	}
 	r = execIn(t, "", nil, berthBin, "fsck", "--repair", "--registry", b.URL)
-	if !strings.Contains(r.combined(), "removed 1 orphans, 1234 bytes") {
+	if !strings.Contains(r.combined(), "removed 1 orphans and 0 stray objects, 1234 bytes") {
 		t.Fatalf("berth fsck --repair:\n%s", r.combined())
 	}
 	if fileExists(path) {
