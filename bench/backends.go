@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/berth-registry/berth/internal/testserver"
@@ -18,26 +20,59 @@ import (
 // bucket each, and one PostgreSQL server, with a fresh database for
 // berth-s3.
 type backends struct {
-	dir string // parent of versitygw's directory
-	s3  *testserver.S3Server
-	pg  *testserver.Postgres
+	dir   string // parent of the S3 server's directory
+	kind  string // the S3 server: "minio" or "versitygw" (default)
+	s3    *testserver.S3Server
+	pg    *testserver.Postgres
+	stops []func()
+}
+
+// name is the S3 server's name and version.
+func (be *backends) name() string {
+	if be.s3 == nil {
+		return ""
+	}
+	if be.kind == "minio" {
+		return "MinIO " + be.s3.Version
+	}
+	return "versitygw " + be.s3.Version
+}
+
+// stop stops the servers now (they are stopped at exit otherwise).
+func (be *backends) stop() {
+	for _, stop := range slices.Backward(be.stops) {
+		stop()
+	}
+	be.stops = nil
+}
+
+// onStop runs stop at be.stop or at exit, once.
+func (be *backends) onStop(stop func()) {
+	var once sync.Once
+	f := func() { once.Do(stop) }
+	be.stops = append(be.stops, f)
+	atExit(f)
 }
 
 // S3 returns the run's S3 server with a new bucket, starting the server on
 // first use.
 func (be *backends) S3(bucket string) (*testserver.S3Server, error) {
 	if be.s3 == nil {
-		srv, stop, err := testserver.StartS3(filepath.Join(be.dir, "s3"))
-		if err != nil {
-			return nil, fmt.Errorf("start versitygw: %w", err)
+		startS3 := testserver.StartS3
+		if be.kind == "minio" {
+			startS3 = testserver.StartMinIO
 		}
-		atExit(func() {
+		srv, stop, err := startS3(filepath.Join(be.dir, "s3"))
+		if err != nil {
+			return nil, fmt.Errorf("start the S3 server: %w", err)
+		}
+		be.onStop(func() {
 			if err := stop(); err != nil {
 				logf("%v", err)
 			}
 		})
 		be.s3 = srv
-		logf("versitygw %s listening on %s (pid %d)", srv.Version, srv.Endpoint, srv.Pid)
+		logf("%s listening on %s (pid %d)", be.name(), srv.Endpoint, srv.Pid)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
@@ -52,7 +87,7 @@ func (be *backends) PostgresDSN() (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("start PostgreSQL: %w", err)
 		}
-		atExit(pg.Stop)
+		be.onStop(pg.Stop)
 		be.pg = pg
 		logf("PostgreSQL %s listening on 127.0.0.1:%d (pid %d)", pg.Version, pg.Port, pg.Pid())
 	}

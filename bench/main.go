@@ -109,6 +109,7 @@ type config struct {
 	pairRequests int
 	settleMax    time.Duration
 	mirror       mirrorConfig // the mirror workload's (mirror.go)
+	s3           s3Config     // the s3 workload's (s3section.go)
 	only         []string
 	servers      []string
 	out          string
@@ -140,6 +141,7 @@ var workloads = []workload{
 	{"gc", (*bench).benchGC},
 	{"console", (*bench).benchConsole},
 	{"mirror", (*bench).benchMirror},
+	{"s3", (*bench).benchS3},
 }
 
 // bench is the shared state of one run.
@@ -155,6 +157,8 @@ type bench struct {
 	// berth and Distribution measured (pullpairs.go).
 	targets []*target
 	pulls   *pullPairs
+	// s3 is what the s3 workload measured (s3section.go).
+	s3 *s3Result
 }
 
 // bigDigest returns the digest of the generated large blob, computing it
@@ -212,7 +216,7 @@ func logf(format string, args ...any) {
 
 // parseFlags reads the command line.
 func parseFlags() (*config, error) {
-	cfg := &config{blobSize: 1 << 30}
+	cfg := &config{blobSize: 1 << 30, s3: s3Config{chunk: 16 << 20}}
 	flag.Var((*sizeFlag)(&cfg.blobSize), "blob-size", "size of the large blob pushed and pulled (e.g. 1GiB, 64MiB, 1000000)")
 	flag.IntVar(&cfg.requests, "requests", 50000, "requests per manifest GET and blob HEAD load")
 	flag.IntVar(&cfg.conc, "concurrency", 64, "concurrent clients of the manifest GET and blob HEAD loads")
@@ -242,6 +246,7 @@ func parseFlags() (*config, error) {
 	flag.BoolVar(&cfg.keep, "keep", false, "keep the temporary directory (data and logs) for inspection")
 	flag.BoolVar(&sameAsBerth, "same-as-berth", false, "run berth-observed exactly as berth (metrics off, no webhook, no scrapes): an A/A check of the comparison")
 	cfg.mirror.register()
+	cfg.s3.register()
 	events := flag.String("hook-events", strings.Join(hookEvents, ","), "events berth-observed's webhook subscribes to (add pull to measure pull events: one delivery per manifest GET)")
 	flag.Parse()
 	hookEvents = splitList(*events)
@@ -264,6 +269,9 @@ func parseFlags() (*config, error) {
 		cfg.servers = append(cfg.servers, name)
 	}
 	if err := cfg.mirror.check(); err != nil {
+		return nil, err
+	}
+	if err := cfg.s3.check(); err != nil {
 		return nil, err
 	}
 	if len(cfg.servers) == 0 || cfg.blobSize <= 0 || cfg.requests <= 0 || cfg.conc <= 0 || cfg.images <= 0 ||
@@ -429,7 +437,7 @@ func runBench(ctx context.Context, cfg *config) error {
 			t.set("total-cpu", t.stats.cpuSec)
 		}
 	}
-	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets) + renderMirror(cfg, targets) + renderPullPairs(cfg, b.pulls)
+	report := renderReport(cfg, info, targets) + renderOverhead(cfg, targets) + renderGC(cfg, targets) + renderConsole(cfg, targets) + renderMirror(cfg, targets) + renderPullPairs(cfg, b.pulls) + renderS3(cfg, targets, b.s3)
 	fmt.Print(report)
 	if cfg.out != "" {
 		if err := os.WriteFile(cfg.out, []byte(report), 0o644); err != nil {
@@ -466,7 +474,7 @@ func crossCheck(ts []*target) error {
 func startServers(cfg *config, info *sysInfo, tmp string) ([]*target, string, error) {
 	var targets []*target
 	var berthBin string
-	be := &backends{dir: tmp}
+	be := &backends{dir: tmp, kind: cfg.s3.server}
 	berth := func() (string, error) {
 		if berthBin != "" {
 			return berthBin, nil

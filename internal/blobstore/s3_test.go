@@ -220,6 +220,36 @@ func TestS3NoLeftovers(t *testing.T) {
 	appendChunks(t, s, id, data, []int{len(data)}, false)
 	commit(t, s, id, reference.SHA256.FromBytes(data), int64(len(data)))
 
+	// A sha512 digest, checked from the completed object.
+	id = newUploadID(t)
+	mustCreate(t, s, id)
+	appendChunks(t, s, id, big[:17*mib], []int{17 * mib}, false)
+	d = reference.SHA512.FromBytes(big[:17*mib])
+	commit(t, s, id, d, 17*mib)
+	checkBlob(t, s, d, big[:17*mib])
+	blobs = append(blobs, located(t, s, d))
+
+	// Other bytes of the same size under that digest: refused, although
+	// the digest is stored (its content is checked before it is found).
+	for _, size := range []int{100, 17 * mib} {
+		stored := d
+		if size == 100 {
+			stored = reference.SHA512.FromBytes(big[:size])
+			id := newUploadID(t)
+			mustCreate(t, s, id)
+			appendChunks(t, s, id, big[:size], []int{size}, false)
+			commit(t, s, id, stored, int64(size))
+			blobs = append(blobs, located(t, s, stored))
+		}
+		id = newUploadID(t)
+		mustCreate(t, s, id)
+		other := bytes.Repeat([]byte{'x'}, size)
+		appendChunks(t, s, id, other, []int{size}, false)
+		if _, err := s.CommitUpload(ctx, id, stored); !errors.Is(err, ErrDigestMismatch) {
+			t.Fatalf("%d other bytes committed as the stored %s: %v, want ErrDigestMismatch", size, stored, err)
+		}
+	}
+
 	// Abort of a multipart upload.
 	id = newUploadID(t)
 	mustCreate(t, s, id)

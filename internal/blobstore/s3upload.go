@@ -6,7 +6,6 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/sha512"
 	"encoding"
 	"encoding/hex"
 	"encoding/json"
@@ -47,10 +46,11 @@ type s3Upload struct {
 	MultipartID string `json:"multipartUploadId,omitempty"`
 	// Parts are the uploaded parts, numbered from 1.
 	Parts []s3Part `json:"parts,omitempty"`
-	// SHA256 and SHA512 are the marshalled states of both hashes of all
-	// Size bytes.
+	// SHA256 is the marshalled state of the sha256 hash of all Size
+	// bytes. A blob committed under a sha512 digest (rare) is hashed at
+	// the commit, from its content, rather than every upload paying for
+	// a second hash as it streams.
 	SHA256 []byte `json:"sha256"`
-	SHA512 []byte `json:"sha512"`
 	// NextPart is the lowest part number no request has taken yet. A
 	// request that uploads parts into a multipart upload it did not begin
 	// first reserves its numbers from here (Writer), so that a concurrent
@@ -91,26 +91,20 @@ func (u *s3Upload) partsSize() int64 {
 	return n
 }
 
-// hashes restores the upload's hash states.
-func (u *s3Upload) hashes() (h256, h512 hash.Hash, err error) {
-	h256, h512 = sha256.New(), sha512.New()
-	if err := h256.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.SHA256); err != nil {
-		return nil, nil, fmt.Errorf("restore sha256 state: %w", err)
+// hash restores the upload's sha256 state.
+func (u *s3Upload) hash() (hash.Hash, error) {
+	h := sha256.New()
+	if err := h.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.SHA256); err != nil {
+		return nil, fmt.Errorf("restore sha256 state: %w", err)
 	}
-	if err := h512.(encoding.BinaryUnmarshaler).UnmarshalBinary(u.SHA512); err != nil {
-		return nil, nil, fmt.Errorf("restore sha512 state: %w", err)
-	}
-	return h256, h512, nil
+	return h, nil
 }
 
-// setHashes records the hash states in the upload.
-func (u *s3Upload) setHashes(h256, h512 hash.Hash) error {
+// setHash records the sha256 state in the upload.
+func (u *s3Upload) setHash(h hash.Hash) error {
 	var err error
-	if u.SHA256, err = h256.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
+	if u.SHA256, err = h.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
 		return fmt.Errorf("save sha256 state: %w", err)
-	}
-	if u.SHA512, err = h512.(encoding.BinaryMarshaler).MarshalBinary(); err != nil {
-		return fmt.Errorf("save sha512 state: %w", err)
 	}
 	return nil
 }
@@ -229,7 +223,7 @@ func (s *S3) CreateUpload(ctx context.Context, id string) error {
 		return fmt.Errorf("s3: create upload: invalid id %q", id)
 	}
 	u := &s3Upload{}
-	if err := u.setHashes(sha256.New(), sha512.New()); err != nil {
+	if err := u.setHash(sha256.New()); err != nil {
 		return err
 	}
 	err := s.writeState(ctx, id, u, nil, "")
@@ -266,7 +260,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 		return u.Size, fmt.Errorf("%w: another request is writing at offset %d of upload %s", ErrOffset, u.Size, id)
 	}
 	c := &claim{token: randomToken(), stored: *u, rev: rev}
-	h256, h512, err := u.hashes()
+	h256, err := u.hash()
 	if err != nil {
 		return u.Size, fmt.Errorf("s3: upload %s: %w", id, err)
 	}
@@ -341,7 +335,6 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	for {
 		k, rerr := fillBuffer(src, buf[fill:])
 		h256.Write(buf[fill : fill+k])
-		h512.Write(buf[fill : fill+k])
 		n += int64(k)
 		if rerr != nil && rerr != io.EOF {
 			return fail(rerr) // a *ReadError
@@ -416,7 +409,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 
 	next.Size = u.Size + n
 	pending := buf[:fill]
-	if err := next.setHashes(h256, h512); err != nil {
+	if err := next.setHash(h256); err != nil {
 		return fail(err)
 	}
 	next.Writer, next.WriterSince = "", time.Time{}
@@ -551,37 +544,39 @@ func (s *S3) CommitUpload(ctx context.Context, id string, d reference.Digest) (i
 	if err != nil {
 		return 0, err
 	}
-	h256, h512, err := u.hashes()
+	h256, err := u.hash()
 	if err != nil {
 		return 0, fmt.Errorf("s3: upload %s: %w", id, err)
 	}
-	var got reference.Digest
+	mismatch := func(err error) (int64, error) {
+		if rerr := s.removeSession(ctx, id, u); rerr != nil {
+			return u.Size, rerr
+		}
+		return u.Size, err
+	}
 	switch d.Algorithm() {
 	case reference.SHA256:
-		got = reference.SHA256.FromHash(h256)
+		if got := reference.SHA256.FromHash(h256); got != d {
+			return mismatch(fmt.Errorf("%w: got %s", ErrDigestMismatch, got))
+		}
 	case reference.SHA512:
-		got = reference.SHA512.FromHash(h512)
+		// Checked by store, from the content.
 	default:
-		if err := s.removeSession(ctx, id, u); err != nil {
-			return u.Size, err
-		}
-		return u.Size, fmt.Errorf("%w: unsupported digest algorithm %q", ErrDigestMismatch, d.Algorithm())
-	}
-	if got != d {
-		if err := s.removeSession(ctx, id, u); err != nil {
-			return u.Size, err
-		}
-		return u.Size, fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
+		return mismatch(fmt.Errorf("%w: unsupported digest algorithm %q", ErrDigestMismatch, d.Algorithm()))
 	}
 
 	switch _, size, err := s.index.BlobLocation(ctx, d); {
-	case err == nil && size == u.Size:
+	case err == nil && size == u.Size && d.Algorithm() == reference.SHA256:
 		// Stored already, by another upload or an earlier attempt of
 		// this commit: the content is the same.
 	case err != nil && !errors.Is(err, ErrNotFound):
 		return 0, fmt.Errorf("s3: look up blob %s: %w", d, err)
 	default:
 		if err := s.store(ctx, id, u, rev, d); err != nil {
+			if errors.Is(err, ErrDigestMismatch) {
+				u.MultipartID = "" // completed, and its object deleted
+				return mismatch(err)
+			}
 			if !isConcurrencyError(err) && !errors.Is(err, ErrUploadNotFound) && !errors.Is(err, ErrStateChanged) {
 				return 0, err
 			}
@@ -645,6 +640,11 @@ func (s *S3) store(ctx context.Context, id string, u *s3Upload, rev string, d re
 				return fmt.Errorf("s3: upload %s: corrupt state: %d bytes recorded, %d kept", id, u.Size, len(b))
 			}
 		}
+		if d.Algorithm() != reference.SHA256 {
+			if got := d.Algorithm().FromBytes(b); got != d {
+				return fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
+			}
+		}
 		if err := s.putObject(ctx, key, b); err != nil {
 			return fmt.Errorf("s3: store blob %s: %w", d, err)
 		}
@@ -652,6 +652,14 @@ func (s *S3) store(ctx context.Context, id string, u *s3Upload, rev string, d re
 		key = s.dataKey(id)
 		if err := s.completeMultipart(ctx, id, u, rev); err != nil {
 			return err
+		}
+		if d.Algorithm() != reference.SHA256 {
+			if err := s.verifyObject(ctx, key, d, u.Size); err != nil {
+				if errors.Is(err, ErrDigestMismatch) {
+					cleanup(ctx, func(ctx context.Context) error { return s.deleteObject(ctx, key) })
+				}
+				return err
+			}
 		}
 	}
 	rel := strings.TrimPrefix(key, s.prefix)
@@ -662,6 +670,26 @@ func (s *S3) store(ctx context.Context, id string, u *s3Upload, rev string, d re
 	if recorded != rel && key != s.blobKey(d) {
 		// Stored meanwhile by another upload: one object is enough.
 		cleanup(ctx, func(ctx context.Context) error { return s.deleteObject(ctx, key) })
+	}
+	return nil
+}
+
+// verifyObject reads the object at key and checks that it hashes to d.
+func (s *S3) verifyObject(ctx context.Context, key string, d reference.Digest, size int64) error {
+	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.bucket, Key: aws.String(key)})
+	if err != nil {
+		return fmt.Errorf("s3: read %s to check its %s digest: %w", key, d.Algorithm(), err)
+	}
+	defer out.Body.Close()
+	h := d.Algorithm().New()
+	bp := s.bufs.Get().(*[]byte)
+	defer s.bufs.Put(bp)
+	n, err := io.CopyBuffer(h, out.Body, *bp)
+	if err != nil || n != size {
+		return fmt.Errorf("s3: read %s to check its %s digest: %d of %d bytes: %v", key, d.Algorithm(), n, size, err)
+	}
+	if got := d.Algorithm().FromHash(h); got != d {
+		return fmt.Errorf("%w: got %s", ErrDigestMismatch, got)
 	}
 	return nil
 }
