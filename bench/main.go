@@ -36,9 +36,10 @@
 // internal/metadata: a berth given with -berth must be built from the
 // same tree.
 //
-// The S3 kinds share one versitygw S3 server (v1.8.0, from PATH or
-// ~/.cache/berth-tools/bin: bash scripts/test-deps.sh) that the benchmark
-// starts on loopback, with a bucket each; berth-s3 gets a fresh database
+// The S3 kinds share one S3 server, MinIO by default or versitygw with
+// -s3-server versitygw (from PATH or ~/.cache/berth-tools/bin: bash
+// scripts/test-deps.sh), that the benchmark starts on loopback, with a
+// bucket each; berth-s3 gets a fresh database
 // on a PostgreSQL server the benchmark starts too (Debian's postgresql
 // package, run as the postgres user, so as root). Both are started through internal/testserver and
 // stopped at exit. For the S3 kinds the report adds the CPU time of those
@@ -54,7 +55,10 @@
 //	go run ./bench -servers berth,distribution,berth-s3,distribution-s3
 //
 // Workloads (names for -only): push, pull, images, manifest, head, tags,
-// catalog, gc, console, mirror. The console workload (the web console's pages with
+// catalog, gc, console, mirror, s3. The s3 workload (issue 14: berth on S3
+// and PostgreSQL against a raw S3 client, embedded berth and Distribution's
+// s3 driver, on a MinIO of its own by default) runs once when berth is
+// among the servers; see s3section.go. The console workload (the web console's pages with
 // 10,000 repositories and 5,000 tags) runs against a berth of its own,
 // only when berth is among the servers. The gc workload (online garbage collection) runs against a
 // berth of its own in embedded mode, only when berth is among the servers,
@@ -237,7 +241,7 @@ func parseFlags() (*config, error) {
 	flag.DurationVar(&cfg.settleMax, "settle-max", 5*time.Minute, "longest wait, after the last pair, for the servers to be idle again (pull events flushed and delivered)")
 	only := flag.String("only", "", "comma-separated workloads to run (default all): "+workloadNames())
 	servers := flag.String("servers", "berth,berth-observed,distribution", "comma-separated servers to run, in this order: "+strings.Join(serverKinds, ", ")+
-		" (berth-observed is berth with metrics, scraped every second, and a webhook for every event; the -s3 kinds use a versitygw and, for berth-s3, a PostgreSQL that the benchmark starts)")
+		" (berth-observed is berth with metrics, scraped every second, and a webhook for every event; the -s3 kinds use the -s3-server and, for berth-s3, a PostgreSQL that the benchmark starts)")
 	flag.StringVar(&cfg.out, "out", "", "also write the Markdown report to this file")
 	flag.StringVar(&cfg.tmpDir, "tmp-dir", "/var/tmp", "parent of the temporary build and data directories (one disk for all servers)")
 	flag.StringVar(&cfg.distBin, "distribution", "/usr/bin/docker-registry", "docker-registry binary (apt-get install docker-registry)")

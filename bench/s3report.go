@@ -21,6 +21,7 @@ var s3Metrics = []s3Metric{
 	{"chunked", "Blob push in %s chunks (MiB/s; base: raw S3's multipart upload)", "push", false, "raw S3", 0.8},
 	{"pull", "Blob pull (raw S3: GetObject) (MiB/s)", "", false, "raw S3", 0.9},
 	{"images", "Push %d small images, %d at a time (images/s)", "", false, "berth", 0.5},
+	{"images-p50", "Small image push p50 latency (ms)", "", true, "", 0},
 	{"manifest-rps", "Manifest GET by tag, %d clients (req/s)", "", false, "berth", 0.9},
 	{"manifest-p50", "Manifest GET p50 latency (ms)", "", true, "", 0},
 	{"head-rps", "Blob HEAD, %d clients (req/s)", "", false, "berth", 0.9},
@@ -97,6 +98,18 @@ func renderS3(cfg *config, ts []*target, res *s3Result) string {
 			}
 		}
 		w.WriteString("\n")
+	}
+	if len(res.phases) > 0 {
+		cols := append(append([]string(nil), s3Columns[1:]...), "S3 server", "PostgreSQL")
+		w.WriteString("\nCPU seconds used during each phase, by process (the raw S3 client's and the benchmark's own are not counted):\n\n")
+		w.WriteString("| Phase | " + strings.Join(cols, " | ") + " |\n|" + strings.Repeat(" ---: |", len(cols)+1) + "\n")
+		for _, ph := range res.phases {
+			w.WriteString("| " + ph)
+			for _, c := range cols {
+				fmt.Fprintf(&w, " | %.1f", res.phaseCPU[ph][c])
+			}
+			w.WriteString(" |\n")
+		}
 	}
 	fmt.Fprintf(&w, "\nServer CPU over the section (s): berth %.1f, berth-s3 %.1f, distribution-s3 %.1f; the S3 server and PostgreSQL together %.1f.\n",
 		res.cpu["berth"], res.cpu["berth-s3"], res.cpu["distribution-s3"], res.backend)

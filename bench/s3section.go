@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,6 +31,7 @@ import (
 // s3Config are the s3 workload's settings.
 type s3Config struct {
 	server   string // minio or versitygw
+	phases   string // comma-separated: push, pull, images, loads
 	rounds   int
 	requests int
 	chunk    int64
@@ -37,6 +39,7 @@ type s3Config struct {
 
 func (c *s3Config) register() {
 	flag.StringVar(&c.server, "s3-server", "minio", "S3 server of the s3 workload and the -s3 server kinds: minio or versitygw")
+	flag.StringVar(&c.phases, "s3-phases", "push,pull,images,loads", "phases of the s3 workload to run (push, pull, images, loads: manifest GETs and blob HEADs)")
 	flag.IntVar(&c.rounds, "s3-rounds", 3, "rounds of the s3 workload's pushes and pulls (medians reported)")
 	flag.IntVar(&c.requests, "s3-requests", 20000, "requests of the s3 workload's manifest GET and blob HEAD loads")
 	flag.Var((*sizeFlag)(&c.chunk), "s3-chunk", "chunk size of the s3 workload's chunked push")
@@ -58,10 +61,15 @@ var s3Columns = []string{"raw S3", "berth", "berth-s3", "distribution-s3"}
 // s3Result is what the s3 workload measured: per metric, per column, the
 // values of each round.
 type s3Result struct {
-	server  string // "MinIO <version>"
-	values  map[string]map[string][]float64
-	cpu     map[string]float64 // server CPU seconds over the workload, by column
-	backend float64            // the S3 server's and PostgreSQL's CPU seconds
+	server string // "MinIO <version>"
+	values map[string]map[string][]float64
+	// phaseCPU is the CPU seconds each process used during a phase
+	// (push, pull, images, loads), by column and for "S3 server" and
+	// "PostgreSQL".
+	phaseCPU map[string]map[string]float64
+	phases   []string
+	cpu      map[string]float64 // server CPU seconds over the workload, by column
+	backend  float64            // the S3 server's and PostgreSQL's CPU seconds
 }
 
 func (r *s3Result) add(metric, col string, v float64) {
@@ -120,7 +128,7 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 		return err
 	}
 	defer ds3.stop()
-	res := &s3Result{server: be.name(), values: map[string]map[string][]float64{}, cpu: map[string]float64{}}
+	res := &s3Result{server: be.name(), values: map[string]map[string][]float64{}, cpu: map[string]float64{}, phaseCPU: map[string]map[string]float64{}}
 	b.s3 = res
 	regs := map[string]*server{"berth": emb, "berth-s3": bs3, "distribution-s3": ds3}
 	cpu0 := map[string]float64{}
@@ -129,8 +137,74 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 	}
 	backend0 := be.s3CPU() + be.pgCPU()
 	client := raw.Client()
-	size := b.cfg.blobSize
 
+	phases := splitList(sc.phases)
+	var mark map[string]float64
+	begin := func(phase string) bool {
+		if !slices.Contains(phases, phase) {
+			return false
+		}
+		res.phases = append(res.phases, phase)
+		mark = cpuNow(regs, be)
+		return true
+	}
+	end := func(phase string) {
+		now := cpuNow(regs, be)
+		res.phaseCPU[phase] = map[string]float64{}
+		for k, v := range now {
+			res.phaseCPU[phase][k] = v - mark[k]
+		}
+	}
+	if begin("push") {
+		if err := b.s3Pushes(ctx, res, regs, raw.Bucket, client); err != nil {
+			return err
+		}
+		end("push")
+	}
+	if begin("pull") {
+		if err := b.s3Pulls(ctx, res, regs, raw.Bucket, client); err != nil {
+			return err
+		}
+		end("pull")
+	}
+	if slices.Contains(phases, "images") {
+		// Column by column, so that the backends' CPU is each one's.
+		for _, col := range s3Columns[1:] {
+			phase := "images, " + col
+			res.phases = append(res.phases, phase)
+			mark = cpuNow(regs, be)
+			if err := b.s3Images(ctx, res, regs, col); err != nil {
+				return err
+			}
+			end(phase)
+		}
+	}
+	if begin("loads") {
+		if err := b.s3Loads(ctx, res, regs); err != nil {
+			return err
+		}
+		end("loads")
+	}
+	for col, s := range regs {
+		res.cpu[col] = s.sample().cpuSec - cpu0[col]
+	}
+	res.backend = be.s3CPU() + be.pgCPU() - backend0
+	return nil
+}
+
+// cpuNow samples the CPU seconds of the registries and the backends.
+func cpuNow(regs map[string]*server, be *backends) map[string]float64 {
+	m := map[string]float64{"S3 server": be.s3CPU(), "PostgreSQL": be.pgCPU()}
+	for col, s := range regs {
+		m[col] = s.sample().cpuSec
+	}
+	return m
+}
+
+// s3Pushes times the pushes of the s3 workload.
+func (b *bench) s3Pushes(ctx context.Context, res *s3Result, regs map[string]*server, bucket string, client *s3.Client) error {
+	sc, size := b.cfg.s3, b.cfg.blobSize
+	var err error
 	// Pushes: the whole blob in one streamed PATCH (raw: a multipart
 	// upload of 8 MiB parts, berth's part size), then in chunks.
 	for round := range sc.rounds {
@@ -141,7 +215,7 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 		for _, col := range rotate(s3Columns, round) {
 			start := time.Now()
 			if col == "raw S3" {
-				err = rawMultipart(ctx, client, raw.Bucket, fmt.Sprintf("round-%d", round), size, seed, dgst)
+				err = rawMultipart(ctx, client, bucket, fmt.Sprintf("round-%d", round), size, seed, dgst)
 			} else {
 				err = regs[col].pushStreamed(ctx, "bench/s3big", size, seed, dgst)
 			}
@@ -160,22 +234,39 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 		}
 		logf("s3: round %d of pushes done", round+1)
 	}
+	return nil
+}
 
+// s3Pulls times the pulls of the s3 workload: of the first push round's
+// blob, pushed first if the push phase did not run.
+func (b *bench) s3Pulls(ctx context.Context, res *s3Result, regs map[string]*server, bucket string, client *s3.Client) error {
+	sc, size := b.cfg.s3, b.cfg.blobSize
+	var err error
 	// Pulls of round 0's blob: one checked, then timed rounds.
 	dgst := streamDigest(size, uint64(bigSeed+100))
+	if len(res.values["push"]) == 0 {
+		if err := rawMultipart(ctx, client, bucket, "round-0", size, uint64(bigSeed+100), dgst); err != nil {
+			return err
+		}
+		for col, s := range regs {
+			if err := s.pushStreamed(ctx, "bench/s3big", size, uint64(bigSeed+100), dgst); err != nil {
+				return fmt.Errorf("s3: push to %s: %w", col, err)
+			}
+		}
+	}
 	for col, s := range regs {
 		if err := s.pullBlob(ctx, "bench/s3big", dgst, size, true); err != nil {
 			return fmt.Errorf("s3: pull from %s: %w", col, err)
 		}
 	}
-	if err := rawGet(ctx, client, raw.Bucket, "round-0", size, dgst); err != nil {
+	if err := rawGet(ctx, client, bucket, "round-0", size, dgst); err != nil {
 		return err
 	}
 	for round := range sc.rounds {
 		for _, col := range rotate(s3Columns, round) {
 			start := time.Now()
 			if col == "raw S3" {
-				err = rawGet(ctx, client, raw.Bucket, "round-0", size, "")
+				err = rawGet(ctx, client, bucket, "round-0", size, "")
 			} else {
 				err = regs[col].pullBlob(ctx, "bench/s3big", dgst, size, false)
 			}
@@ -185,18 +276,31 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 			res.add("pull", col, float64(size)/mib/time.Since(start).Seconds())
 		}
 	}
+	return nil
+}
 
-	// Small images, then manifest GETs and blob HEADs.
-	for _, col := range s3Columns[1:] {
+// s3Images times the pushes of the small images.
+func (b *bench) s3Images(ctx context.Context, res *s3Result, regs map[string]*server, col string) error {
+	{
 		s := regs[col]
-		_, elapsed, err := runLoad(ctx, len(b.images), b.cfg.imageConc, func(ctx context.Context, i int) error {
+		lat, elapsed, err := runLoad(ctx, len(b.images), b.cfg.imageConc, func(ctx context.Context, i int) error {
 			return s.pushImage(ctx, b.images[i])
 		})
 		if err != nil {
 			return fmt.Errorf("s3: images to %s: %w", col, err)
 		}
 		res.add("images", col, float64(len(b.images))/elapsed.Seconds())
-		if err := s.pushImage(ctx, b.hot); err != nil {
+		slices.Sort(lat)
+		res.add("images-p50", col, quantile(lat, 0.5))
+	}
+	return nil
+}
+
+// s3Loads times manifest GETs and blob HEADs.
+func (b *bench) s3Loads(ctx context.Context, res *s3Result, regs map[string]*server) error {
+	sc := b.cfg.s3
+	for _, col := range s3Columns[1:] {
+		if err := regs[col].pushImage(ctx, b.hot); err != nil {
 			return err
 		}
 	}
@@ -218,10 +322,6 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 			}
 		}
 	}
-	for col, s := range regs {
-		res.cpu[col] = s.sample().cpuSec - cpu0[col]
-	}
-	res.backend = be.s3CPU() + be.pgCPU() - backend0
 	return nil
 }
 
