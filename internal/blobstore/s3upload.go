@@ -242,10 +242,10 @@ func (s *S3) UploadStatus(ctx context.Context, id string) (int64, time.Time, err
 	return u.Size, u.Modified, nil
 }
 
-// AppendUpload implements Store. It buffers at most one part in memory:
-// the pending bytes of earlier chunks followed by the chunk's bytes are
-// uploaded part by part as they fill s3PartSize, and what remains becomes
-// the new pending object. Only then is the state written; until that
+// AppendUpload implements Store. It holds at most partsInFlight+1 parts
+// in memory: the pending bytes of earlier chunks followed by the chunk's
+// bytes are uploaded part by part as they fill s3PartSize, and what
+// remains becomes the new pending bytes. Only then is the state written; until that
 // write nothing the upload's state refers to has changed, so a failure
 // anywhere before it leaves the upload as it was.
 func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, length int64) (int64, error) {
@@ -269,23 +269,27 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	if length >= 0 {
 		src = io.LimitReader(src, length)
 	}
-	bp := s.bufs.Get().(*[]byte)
-	defer s.bufs.Put(bp)
-	buf := *bp
-	// A full part is uploaded while the next one fills a second buffer;
-	// inflight is its result. Buffers go back to the pool only once no
-	// upload reads them (this defer runs before the Puts).
-	var spare *[]byte
-	var inflight chan partResult
-	defer func() {
-		if inflight != nil {
-			<-inflight
+	// Full parts are uploaded while the next one fills another buffer, up
+	// to partsInFlight at a time, oldest first in queue. Buffers go back
+	// to the pool only once no upload reads them.
+	cur := s.bufs.Get().(*[]byte)
+	buf := *cur
+	var queue []inflightPart
+	var free []*[]byte
+	drain := func() {
+		for _, q := range queue {
+			<-q.ch
+			free = append(free, q.buf)
 		}
-		if spare != nil {
-			s.bufs.Put(spare)
+		queue = nil
+	}
+	defer func() {
+		drain()
+		s.bufs.Put(cur)
+		for _, b := range free {
+			s.bufs.Put(b)
 		}
 	}()
-	other := []byte(nil) // the second buffer, once taken
 
 	next := *u // the state after this chunk
 	next.Parts = append([]s3Part(nil), u.Parts...)
@@ -297,10 +301,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	pendingFetched := pendingSize == 0
 	createdMultipart := "" // a multipart upload begun by this chunk
 	fail := func(err error) (int64, error) {
-		if inflight != nil { // let the part in flight end before aborting what it writes to
-			<-inflight
-			inflight = nil
-		}
+		drain() // let the parts in flight end before aborting what they write to
 		if createdMultipart != "" {
 			cleanup(ctx, func(ctx context.Context) error { return s.abortMultipart(ctx, s.dataKey(id), createdMultipart) })
 		}
@@ -357,17 +358,19 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 			}
 			next.MultipartID, createdMultipart = mid, mid
 		}
-		if err := collect(&inflight, &next); err != nil { // the other buffer is free again
-			return fail(err)
+		if len(queue) == partsInFlight { // a buffer is free again
+			if err := collect(&queue, &free, &next); err != nil {
+				return fail(err)
+			}
 		}
-		number := lastPart(next.Parts) + 1 // in a multipart upload of its own
+		number := lastPart(next.Parts) + 1 + int32(len(queue)) // in a multipart upload of its own
 		if createdMultipart == "" {
 			// Shared with other requests: numbers reserved first.
 			switch {
 			case c.next == c.end:
 				count := int32(reserveBlock)
 				if length >= 0 {
-					count = int32(max(1, (pendingSize+length)/int64(len(buf))-int64(len(next.Parts)-len(u.Parts))))
+					count = int32(max(1, (pendingSize+length)/int64(len(buf))-int64(len(next.Parts)-len(u.Parts)+len(queue))))
 				}
 				if err := s.reserve(ctx, id, c, count); err != nil {
 					return fail(err)
@@ -383,16 +386,19 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 		if number > s3MaxParts {
 			return fail(fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize))
 		}
-		inflight = s.uploadPartAsync(ctx, id, next.MultipartID, number, buf[:fill])
-		if spare == nil {
-			spare = s.bufs.Get().(*[]byte)
-			other = *spare
+		queue = append(queue, inflightPart{s.uploadPartAsync(ctx, id, next.MultipartID, number, buf[:fill]), cur})
+		if len(free) > 0 {
+			cur, free = free[len(free)-1], free[:len(free)-1]
+		} else {
+			cur = s.bufs.Get().(*[]byte)
 		}
-		buf, other = other, buf
+		buf = *cur
 		fill = 0
 	}
-	if err := collect(&inflight, &next); err != nil {
-		return fail(err)
+	for len(queue) > 0 {
+		if err := collect(&queue, &free, &next); err != nil {
+			return fail(err)
+		}
 	}
 
 	if length >= 0 {
@@ -504,13 +510,23 @@ func (s *S3) uploadPartAsync(ctx context.Context, id, multipartID string, number
 	return ch
 }
 
-// collect waits for the part in flight, if any, and adds it to the state.
-func collect(inflight *chan partResult, next *s3Upload) error {
-	if *inflight == nil {
-		return nil
-	}
-	r := <-*inflight
-	*inflight = nil
+// partsInFlight is how many parts one chunk uploads at a time: a client
+// faster than S3 keeps S3 busy with two, and a chunk holds three buffers.
+const partsInFlight = 2
+
+// inflightPart is a part being uploaded and the buffer it reads.
+type inflightPart struct {
+	ch  chan partResult
+	buf *[]byte
+}
+
+// collect waits for the oldest part in flight, frees its buffer and adds
+// the part to the state.
+func collect(queue *[]inflightPart, free *[]*[]byte, next *s3Upload) error {
+	q := (*queue)[0]
+	*queue = (*queue)[1:]
+	r := <-q.ch
+	*free = append(*free, q.buf)
 	if r.err != nil {
 		return r.err
 	}
