@@ -115,19 +115,8 @@ var copyBufs = sync.Pool{New: func() any { b := make([]byte, 1<<20); return &b }
 // bigCopies is a ResponseWriter whose ReadFrom copies through 1 MiB.
 type bigCopies struct{ http.ResponseWriter }
 
-// ReadFrom copies r to the response through a pooled 1 MiB buffer, or,
-// for stored content that can (blobstore.Splicer: S3 over plain HTTP),
-// lets the kernel move the bytes from S3's connection to the client's.
+// ReadFrom copies r to the response through a pooled 1 MiB buffer.
 func (w bigCopies) ReadFrom(r io.Reader) (int64, error) {
-	if lr, ok := r.(*io.LimitedReader); ok {
-		if sp, ok := lr.R.(blobstore.Splicer); ok {
-			n, done, err := sp.SpliceTo(w.ResponseWriter, lr.N)
-			if done {
-				lr.N -= n
-				return n, err
-			}
-		}
-	}
 	buf := copyBufs.Get().(*[]byte)
 	defer copyBufs.Put(buf)
 	return io.CopyBuffer(struct{ io.Writer }{w.ResponseWriter}, r, *buf)

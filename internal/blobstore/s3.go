@@ -124,7 +124,6 @@ type S3 struct {
 	prefix     string
 	presignTTL time.Duration
 	index      S3Index
-	observe    S3Observer // nil: none
 
 	bufs sync.Pool // *[]byte of s3PartSize
 }
@@ -193,7 +192,6 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 		prefix:     prefix,
 		presignTTL: ttl,
 		index:      o.Index,
-		observe:    o.Observe,
 	}
 	s.bufs.New = func() any { b := make([]byte, s3PartSize); return &b }
 	if _, err := client.HeadBucket(ctx, &s3.HeadBucketInput{Bucket: &s.bucket}); err != nil {

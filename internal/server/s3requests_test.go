@@ -98,8 +98,7 @@ func ops(groups ...[]string) []string {
 // (no multipart upload, no state object, no copy); a blob of N parts is
 // N part uploads plus the multipart upload's begin and completion,
 // whether pushed in one request or in chunks; a blob HEAD, a manifest GET
-// and a mount cost none; a blob GET is one GET (of 1 MiB or more, sent on
-// a connection of its own and spliced to the client's). The server's own count
+// and a mount cost none; a blob GET is one GET. The server's own count
 // (berth_s3_requests_total) agrees.
 func TestS3RequestsPerOperation(t *testing.T) {
 	testserver.EachS3(t, func(t *testing.T, srv *testserver.S3Server) {
