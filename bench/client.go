@@ -283,14 +283,7 @@ func (s *server) pullBlob(ctx context.Context, repo, dgst string, size int64, ve
 		b, _ := io.ReadAll(io.LimitReader(resp.Body, maxBody))
 		return s.fail(req, r, resp, b, nil)
 	}
-	// Wrap io.Discard so that io.CopyBuffer uses our large buffer instead
-	// of Discard's 8 KiB ReadFrom.
-	var dst io.Writer = struct{ io.Writer }{io.Discard}
-	h := sha256.New()
-	if verify {
-		dst = h
-	}
-	n, err := io.CopyBuffer(dst, resp.Body, make([]byte, 256<<10))
+	n, got, err := readBody(resp.Body, verify)
 	if err != nil {
 		return s.fail(req, r, resp, nil, fmt.Errorf("reading body after %d bytes: %v", n, err))
 	}
@@ -298,8 +291,24 @@ func (s *server) pullBlob(ctx context.Context, repo, dgst string, size int64, ve
 		return err
 	}
 	if verify {
-		got := "sha256:" + hex.EncodeToString(h.Sum(nil))
 		return s.check(got == dgst, resp, nil, r, "body digest %s, got %s", dgst, got)
 	}
 	return nil
+}
+
+// readBody reads a download to its end through a 256 KiB buffer, as a
+// client does, and returns its length and, with verify, its sha256 digest.
+func readBody(body io.Reader, verify bool) (int64, string, error) {
+	// Wrap io.Discard so that io.CopyBuffer uses our large buffer instead
+	// of Discard's 8 KiB ReadFrom.
+	var dst io.Writer = struct{ io.Writer }{io.Discard}
+	h := sha256.New()
+	if verify {
+		dst = h
+	}
+	n, err := io.CopyBuffer(dst, body, make([]byte, 256<<10))
+	if err != nil || !verify {
+		return n, "", err
+	}
+	return n, "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }

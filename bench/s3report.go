@@ -112,8 +112,6 @@ func renderS3(cfg *config, ts []*target, res *s3Result) string {
 			w.WriteString(" |\n")
 		}
 	}
-	fmt.Fprintf(&w, "\nServer CPU over the section (s): berth %.1f, berth-s3 %.1f, distribution-s3 %.1f; the S3 server and PostgreSQL together %.1f.\n",
-		res.cpu["berth"], res.cpu["berth-s3"], res.cpu["distribution-s3"], res.backend)
 	return w.String()
 }
 

@@ -69,8 +69,6 @@ type s3Result struct {
 	// "PostgreSQL".
 	phaseCPU map[string]map[string]float64
 	phases   []string
-	cpu      map[string]float64 // server CPU seconds over the workload, by column
-	backend  float64            // the S3 server's and PostgreSQL's CPU seconds
 }
 
 func (r *s3Result) add(metric, col string, v float64) {
@@ -129,71 +127,46 @@ func (b *bench) benchS3(ctx context.Context, t *target) error {
 		return err
 	}
 	defer ds3.stop()
-	res := &s3Result{server: be.name(), values: map[string]map[string][]float64{}, cpu: map[string]float64{}, phaseCPU: map[string]map[string]float64{}}
+	res := &s3Result{server: be.name(), values: map[string]map[string][]float64{}, phaseCPU: map[string]map[string]float64{}}
 	b.s3 = res
 	regs := map[string]*server{"berth": emb, "berth-s3": bs3, "distribution-s3": ds3}
-	cpu0 := map[string]float64{}
-	for col, s := range regs {
-		cpu0[col] = s.sample().cpuSec
-	}
-	backend0 := be.s3CPU() + be.pgCPU()
 	client := raw.Client()
 
-	phases := splitList(sc.phases)
-	var mark map[string]float64
-	begin := func(phase string) bool {
-		if !slices.Contains(phases, phase) {
-			return false
-		}
-		// What the pushes left dirty in the page cache is written back
-		// now, not during the next phase's timings.
+	// measure runs a phase and records the CPU each process used in it.
+	// What the pushes left dirty in the page cache is written back
+	// first, not during the phase's timings.
+	measure := func(phase string, run func() error) error {
 		syscall.Sync()
 		res.phases = append(res.phases, phase)
-		mark = cpuNow(regs, be)
-		return true
-	}
-	end := func(phase string) {
-		now := cpuNow(regs, be)
+		mark := cpuNow(regs, be)
+		if err := run(); err != nil {
+			return err
+		}
 		res.phaseCPU[phase] = map[string]float64{}
-		for k, v := range now {
+		for k, v := range cpuNow(regs, be) {
 			res.phaseCPU[phase][k] = v - mark[k]
 		}
+		return nil
 	}
-	if begin("push") {
-		if err := b.s3Pushes(ctx, res, regs, raw.Bucket, client); err != nil {
-			return err
-		}
-		end("push")
+	phases := splitList(sc.phases)
+	if slices.Contains(phases, "push") {
+		err = measure("push", func() error { return b.s3Pushes(ctx, res, regs, raw.Bucket, client) })
 	}
-	if begin("pull") {
-		if err := b.s3Pulls(ctx, res, regs, raw.Bucket, client); err != nil {
-			return err
-		}
-		end("pull")
+	if err == nil && slices.Contains(phases, "pull") {
+		err = measure("pull", func() error { return b.s3Pulls(ctx, res, regs, raw.Bucket, client) })
 	}
 	if slices.Contains(phases, "images") {
 		// Column by column, so that the backends' CPU is each one's.
 		for _, col := range s3Columns[1:] {
-			phase := "images, " + col
-			res.phases = append(res.phases, phase)
-			mark = cpuNow(regs, be)
-			if err := b.s3Images(ctx, res, regs, col); err != nil {
-				return err
+			if err == nil {
+				err = measure("images, "+col, func() error { return b.s3Images(ctx, res, regs, col) })
 			}
-			end(phase)
 		}
 	}
-	if begin("loads") {
-		if err := b.s3Loads(ctx, res, regs); err != nil {
-			return err
-		}
-		end("loads")
+	if err == nil && slices.Contains(phases, "loads") {
+		err = measure("loads", func() error { return b.s3Loads(ctx, res, regs) })
 	}
-	for col, s := range regs {
-		res.cpu[col] = s.sample().cpuSec - cpu0[col]
-	}
-	res.backend = be.s3CPU() + be.pgCPU() - backend0
-	return nil
+	return err
 }
 
 // cpuNow samples the CPU seconds of the registries and the backends.
@@ -383,16 +356,11 @@ func rawGet(ctx context.Context, c *s3.Client, bucket, key string, size int64, d
 		return fmt.Errorf("raw S3: get %s: %w", key, err)
 	}
 	defer out.Body.Close()
-	var dst io.Writer = struct{ io.Writer }{io.Discard}
-	h := sha256.New()
-	if dgst != "" {
-		dst = h
-	}
-	n, err := io.CopyBuffer(dst, out.Body, make([]byte, 256<<10))
+	n, got, err := readBody(out.Body, dgst != "")
 	if err != nil || n != size {
 		return fmt.Errorf("raw S3: get %s: %d of %d bytes: %v", key, n, size, err)
 	}
-	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); dgst != "" && got != dgst {
+	if dgst != "" && got != dgst {
 		return fmt.Errorf("raw S3: get %s: content %s, want %s", key, got, dgst)
 	}
 	return nil

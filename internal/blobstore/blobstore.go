@@ -110,8 +110,10 @@ type Walker interface {
 // blob yet or any more (S3: a completed upload whose location was never
 // recorded), for the consistency check to report and remove.
 type StrayWalker interface {
-	// WalkStrays calls fn for each stray object, by key.
-	WalkStrays(ctx context.Context, fn func(key string, size int64, modified time.Time) error) error
+	// WalkWithStrays is Walk, calling stray for each stray object, by
+	// key, in the same pass.
+	WalkWithStrays(ctx context.Context, blob func(d reference.Digest, size int64, modified time.Time) error,
+		stray func(key string, size int64, modified time.Time) error) error
 	// DeleteStray deletes the stray object at key, after checking again
 	// that it is one.
 	DeleteStray(ctx context.Context, key string) error

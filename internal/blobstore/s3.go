@@ -88,7 +88,8 @@ const (
 // size are cut into parts; the tail that does not fill a part stays in the
 // index (at most one part's bytes) and is merged into the next part. The
 // state records the size, the parts (number, ETag, CRC32, size), the
-// multipart upload id and the marshalled sha256 and sha512 hash states.
+// multipart upload id and the marshalled sha256 state (a sha512 digest
+// is checked from the content at the commit).
 // It is written last, conditionally on the revision it was read at, so it
 // is the commit point of a chunk: a chunk that fails leaves the upload as
 // it was, and of two chunks racing at the same offset one gets ErrOffset.
@@ -296,9 +297,7 @@ func (s *S3) RedirectURL(ctx context.Context, d reference.Digest) (string, error
 }
 
 // s3Content reads a blob with ranged GETs from its current offset, opened
-// at the first Read after a Seek. While the caller sends what it read, a
-// goroutine reads ahead from the GET's body (readAhead), so that reading
-// from S3 and sending to the client overlap.
+// at the first Read after a Seek.
 type s3Content struct {
 	ctx  context.Context
 	s    *S3
@@ -307,8 +306,9 @@ type s3Content struct {
 	size int64
 	off  int64
 
-	ahead  *readAhead // nil until read, or after a seek elsewhere
-	closed bool
+	body    io.ReadCloser // nil until read, or after a seek elsewhere
+	bodyOff int64         // offset of body's next byte
+	closed  bool
 }
 
 func (c *s3Content) Read(p []byte) (int, error) {
@@ -321,11 +321,11 @@ func (c *s3Content) Read(p []byte) (int, error) {
 	if len(p) == 0 {
 		return 0, nil
 	}
-	if c.ahead != nil && c.ahead.off != c.off {
-		c.ahead.stop()
-		c.ahead = nil
+	if c.body != nil && c.bodyOff != c.off {
+		c.body.Close()
+		c.body = nil
 	}
-	if c.ahead == nil {
+	if c.body == nil {
 		out, err := c.s.client.GetObject(c.ctx, &s3.GetObjectInput{
 			Bucket: &c.s.bucket,
 			Key:    aws.String(c.key),
@@ -337,21 +337,25 @@ func (c *s3Content) Read(p []byte) (int, error) {
 		if err != nil {
 			return 0, fmt.Errorf("s3: read blob %s at %d: %w", c.d, c.off, err)
 		}
-		c.ahead = startReadAhead(out.Body, c.off, c.size-c.off)
+		c.body, c.bodyOff = out.Body, c.off
 	}
-	n, err := c.ahead.read(p)
+	if max := c.size - c.off; int64(len(p)) > max {
+		p = p[:max]
+	}
+	n, err := c.body.Read(p)
 	c.off += int64(n)
+	c.bodyOff += int64(n)
 	switch {
 	case err == io.EOF:
-		c.ahead.stop()
-		c.ahead = nil
+		c.body.Close()
+		c.body = nil
 		if c.off < c.size {
 			return n, fmt.Errorf("s3: read blob %s: %w at %d of %d bytes", c.d, io.ErrUnexpectedEOF, c.off, c.size)
 		}
 		return n, nil // io.EOF at the next Read
 	case err != nil:
-		c.ahead.stop()
-		c.ahead = nil
+		c.body.Close()
+		c.body = nil
 		return n, fmt.Errorf("s3: read blob %s at %d: %w", c.d, c.off, err)
 	}
 	return n, nil
@@ -378,131 +382,12 @@ func (c *s3Content) Seek(offset int64, whence int) (int64, error) {
 
 func (c *s3Content) Close() error {
 	c.closed = true
-	if c.ahead != nil {
-		c.ahead.stop()
-		c.ahead = nil
+	if c.body != nil {
+		err := c.body.Close()
+		c.body = nil
+		return err
 	}
 	return nil
-}
-
-// Read-ahead: readAheadBufs buffers of readAheadSize bytes per blob being
-// read, filled in turn from the body.
-const (
-	readAheadSize = 256 << 10
-	readAheadBufs = 4
-)
-
-// readAheadPool holds the read-ahead buffers.
-var readAheadPool = sync.Pool{New: func() any { b := make([]byte, readAheadSize); return &b }}
-
-// readAhead reads a body in a goroutine, a buffer ahead of its reader.
-type readAhead struct {
-	body   io.ReadCloser
-	full   chan aheadChunk // filled buffers, in order
-	free   chan *[]byte    // buffers read out, for the goroutine to fill
-	done   chan struct{}   // closed by stop
-	exited chan struct{}   // closed when the goroutine returns
-	cur    aheadChunk      // the buffer being read out
-	pos    int             // its next byte
-	off    int64           // the blob offset of the next byte read
-}
-
-type aheadChunk struct {
-	buf *[]byte
-	n   int
-	err error
-}
-
-// startReadAhead starts reading body, which holds the blob from offset
-// off on, remain bytes long.
-func startReadAhead(body io.ReadCloser, off, remain int64) *readAhead {
-	ra := &readAhead{body: body, full: make(chan aheadChunk, readAheadBufs), free: make(chan *[]byte, readAheadBufs),
-		done: make(chan struct{}), exited: make(chan struct{}), off: off}
-	for range readAheadBufs {
-		ra.free <- readAheadPool.Get().(*[]byte)
-	}
-	go ra.fill(remain)
-	return ra
-}
-
-// fill reads the body into free buffers until it ends, fails or stop.
-func (ra *readAhead) fill(remain int64) {
-	defer close(ra.exited)
-	for {
-		var buf *[]byte
-		select {
-		case buf = <-ra.free:
-		case <-ra.done:
-			return
-		}
-		b := (*buf)[:min(int64(len(*buf)), max(remain, 1))]
-		n, err := io.ReadFull(ra.body, b)
-		remain -= int64(n)
-		if err == io.ErrUnexpectedEOF {
-			err = io.EOF
-		}
-		if err == nil && remain <= 0 {
-			err = io.EOF
-		}
-		select {
-		case ra.full <- aheadChunk{buf, n, err}:
-		case <-ra.done:
-			readAheadPool.Put(buf)
-			return
-		}
-		if err != nil {
-			return
-		}
-	}
-}
-
-// read copies what was read ahead into p; io.EOF when the body ended.
-func (ra *readAhead) read(p []byte) (int, error) {
-	n := 0
-	for n < len(p) {
-		if ra.cur.buf == nil {
-			if n > 0 && len(ra.full) == 0 {
-				break // what is here now, without waiting
-			}
-			ra.cur, ra.pos = <-ra.full, 0
-		}
-		k := copy(p[n:], (*ra.cur.buf)[ra.pos:ra.cur.n])
-		n += k
-		ra.pos += k
-		ra.off += int64(k)
-		if ra.pos < ra.cur.n {
-			continue
-		}
-		if err := ra.cur.err; err != nil {
-			if n > 0 && err == io.EOF {
-				return n, nil // io.EOF at the next read
-			}
-			return n, err
-		}
-		ra.free <- ra.cur.buf
-		ra.cur = aheadChunk{}
-	}
-	return n, nil
-}
-
-// stop ends the read-ahead, closes the body and returns the buffers.
-func (ra *readAhead) stop() {
-	close(ra.done)
-	ra.body.Close()
-	<-ra.exited
-	if ra.cur.buf != nil {
-		readAheadPool.Put(ra.cur.buf)
-	}
-	for {
-		select {
-		case c := <-ra.full:
-			readAheadPool.Put(c.buf)
-		case b := <-ra.free:
-			readAheadPool.Put(b)
-		default:
-			return
-		}
-	}
 }
 
 // apiCode returns the S3 error code of err, if any.

@@ -84,7 +84,7 @@ func checkNoUploadObjects(t testing.TB, srv *testserver.S3Server, s *S3) {
 		t.Fatal(err)
 	}
 	for _, id := range ids {
-		u, _, err := s.readState(ctx, id)
+		u, err := s.readState(ctx, id)
 		if err != nil {
 			t.Fatalf("read state of %s: %v", id, err)
 		}
@@ -444,14 +444,14 @@ func TestS3StateIsConditional(t *testing.T) {
 	if err := b.CreateUpload(ctx, id); err == nil {
 		t.Fatal("creating an upload twice succeeded")
 	}
-	old, rev, err := a.readState(ctx, id)
+	old, err := a.readState(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
 	appendChunks(t, b, id, []byte("abc"), []int{3}, false)
 	stale := *old
 	stale.Size = 42
-	if err := a.writeState(ctx, id, &stale, nil, rev); !errors.Is(err, ErrStateChanged) {
+	if err := a.writeState(ctx, id, &stale, nil, old.Rev); !errors.Is(err, ErrStateChanged) {
 		t.Fatalf("write over a changed state: %v, want ErrStateChanged", err)
 	}
 	checkUploadSize(t, a, id, 3)

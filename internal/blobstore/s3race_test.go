@@ -97,7 +97,7 @@ func checkOnlyRecordedParts(t *testing.T, s *S3, id string) {
 func recordedParts(t *testing.T, s *S3, id string) (*s3Upload, map[int32]string) {
 	t.Helper()
 	ctx := context.Background()
-	u, _, err := s.readState(ctx, id)
+	u, err := s.readState(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +138,12 @@ func testChunkClaims(t *testing.T, srv *testserver.S3Server) {
 	appendChunks(t, a, id, data[:9*mib], []int{9 * mib}, false) // a multipart upload, 1 part + pending
 	claimBy := func(since time.Time, next int32) {
 		t.Helper()
-		u, etag, err := a.readState(ctx, id)
+		u, err := a.readState(ctx, id)
 		if err != nil {
 			t.Fatal(err)
 		}
 		u.Writer, u.WriterSince, u.NextPart = "a-replica-that-died", since, next
-		if err := a.writeState(ctx, id, u, nil, etag); err != nil {
+		if err := a.writeState(ctx, id, u, nil, u.Rev); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -155,7 +155,7 @@ func testChunkClaims(t *testing.T, srv *testserver.S3Server) {
 	if _, err := b.AppendUpload(ctx, id, 9*mib, bytes.NewReader(data[9*mib:18*mib]), 9*mib); err != nil {
 		t.Fatalf("a chunk at the offset of a stale claim: %v", err)
 	}
-	u, _, err := a.readState(ctx, id)
+	u, err := a.readState(ctx, id)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -65,10 +65,11 @@ type s3Upload struct {
 	WriterSince time.Time `json:"writerSince,omitzero"`
 	// Modified is when the state was last written.
 	Modified time.Time `json:"modified"`
-	// Rev is random and new at each write, the revision conditional
-	// writes go by: it also tells a write of ours that succeeded although
-	// its answer was lost from a concurrent one.
-	Rev string `json:"rev"`
+	// Rev is the revision the index holds the state at (not in the
+	// JSON): random and new at each write, what conditional writes go by,
+	// and what tells a write of ours that succeeded although its answer
+	// was lost from a concurrent one.
+	Rev string `json:"-"`
 }
 
 // pendingSize is the number of bytes received after the parts, kept with
@@ -115,24 +116,24 @@ func randomToken() string {
 	return hex.EncodeToString(b)
 }
 
-// readState returns an upload's state and its revision, or
+// readState returns an upload's state, at its revision, or
 // ErrUploadNotFound.
-func (s *S3) readState(ctx context.Context, id string) (*s3Upload, string, error) {
+func (s *S3) readState(ctx context.Context, id string) (*s3Upload, error) {
 	if !validUploadID(id) {
-		return nil, "", ErrUploadNotFound
+		return nil, ErrUploadNotFound
 	}
 	b, rev, err := s.index.UploadState(ctx, id)
 	if errors.Is(err, ErrUploadNotFound) {
-		return nil, "", ErrUploadNotFound
+		return nil, ErrUploadNotFound
 	}
 	if err != nil {
-		return nil, "", fmt.Errorf("s3: read state of upload %s: %w", id, err)
+		return nil, fmt.Errorf("s3: read state of upload %s: %w", id, err)
 	}
-	var u s3Upload
+	u := s3Upload{Rev: rev}
 	if err := json.Unmarshal(b, &u); err != nil {
-		return nil, "", fmt.Errorf("s3: decode state of upload %s: %w", id, err)
+		return nil, fmt.Errorf("s3: decode state of upload %s: %w", id, err)
 	}
-	return &u, rev, nil
+	return &u, nil
 }
 
 // writeState writes an upload's state, with its pending bytes when
@@ -185,8 +186,7 @@ func (u *s3Upload) nextFree() int32 { return max(u.NextPart, lastPart(u.Parts)+1
 // it shares with other requests (one it did not begin).
 type claim struct {
 	token     string
-	stored    s3Upload // the state as last written or read
-	rev       string   // its revision
+	stored    s3Upload // the state as last written or read, at its Rev
 	next, end int32    // the numbers left: [next, end)
 	renewed   time.Time
 	active    bool
@@ -203,14 +203,14 @@ func (s *S3) reserve(ctx context.Context, id string, c *claim, count int32) erro
 		return fmt.Errorf("s3: upload %s: more than %d parts of %d bytes", id, s3MaxParts, s3PartSize)
 	}
 	res.Writer, res.WriterSince, res.NextPart = c.token, time.Now().UTC(), base+count
-	err := s.writeState(ctx, id, &res, nil, c.rev)
+	err := s.writeState(ctx, id, &res, nil, c.stored.Rev)
 	if errors.Is(err, ErrStateChanged) {
 		return fmt.Errorf("%w: upload %s was changed by another request", ErrOffset, id)
 	}
 	if err != nil {
 		return err
 	}
-	c.stored, c.rev, c.renewed, c.active = res, res.Rev, time.Now(), true
+	c.stored, c.renewed, c.active = res, time.Now(), true
 	if count > 0 {
 		c.next, c.end = base, base+count
 	}
@@ -235,7 +235,7 @@ func (s *S3) CreateUpload(ctx context.Context, id string) error {
 
 // UploadStatus implements Store.
 func (s *S3) UploadStatus(ctx context.Context, id string) (int64, time.Time, error) {
-	u, _, err := s.readState(ctx, id)
+	u, err := s.readState(ctx, id)
 	if err != nil {
 		return 0, time.Time{}, err
 	}
@@ -249,7 +249,7 @@ func (s *S3) UploadStatus(ctx context.Context, id string) (int64, time.Time, err
 // write nothing the upload's state refers to has changed, so a failure
 // anywhere before it leaves the upload as it was.
 func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Reader, length int64) (int64, error) {
-	u, rev, err := s.readState(ctx, id)
+	u, err := s.readState(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -259,7 +259,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	if u.Writer != "" && time.Since(u.WriterSince) < writerLease {
 		return u.Size, fmt.Errorf("%w: another request is writing at offset %d of upload %s", ErrOffset, u.Size, id)
 	}
-	c := &claim{token: randomToken(), stored: *u, rev: rev}
+	c := &claim{token: randomToken(), stored: *u}
 	h256, err := u.hash()
 	if err != nil {
 		return u.Size, fmt.Errorf("s3: upload %s: %w", id, err)
@@ -312,7 +312,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 			cleanup(ctx, func(ctx context.Context) error {
 				res := c.stored
 				res.Writer, res.WriterSince = "", time.Time{}
-				return s.writeState(ctx, id, &res, nil, c.rev)
+				return s.writeState(ctx, id, &res, nil, c.stored.Rev)
 			})
 		}
 		var re *ReadError
@@ -322,7 +322,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 		// A storage error may come from a concurrent request that moved
 		// the upload on (deleting the pending object this one read) or
 		// removed it: say so rather than fail with a storage error.
-		cur, _, rerr := s.readState(ctx, id)
+		cur, rerr := s.readState(ctx, id)
 		if errors.Is(rerr, ErrUploadNotFound) {
 			return 0, fmt.Errorf("%w (removed during the chunk: %v)", ErrUploadNotFound, err)
 		}
@@ -341,7 +341,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 			return fail(rerr) // a *ReadError
 		}
 		if k > 0 && !pendingFetched {
-			if err := s.readPending(ctx, id, rev, buf[:pendingSize]); err != nil {
+			if err := s.readPending(ctx, id, u.Rev, buf[:pendingSize]); err != nil {
 				return fail(err)
 			}
 			pendingFetched = true
@@ -420,7 +420,7 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	}
 	next.Writer, next.WriterSince = "", time.Time{}
 	next.NextPart = max(c.stored.NextPart, lastPart(next.Parts)+1)
-	if err := s.writeState(ctx, id, &next, &pending, c.rev); err != nil {
+	if err := s.writeState(ctx, id, &next, &pending, c.stored.Rev); err != nil {
 		// Aborted, committed, or appended to by another request
 		// (ErrStateChanged), which fail reports, or a storage error.
 		return fail(err)
@@ -556,7 +556,7 @@ func (s *S3) uploadPart(ctx context.Context, id, multipartID string, number int3
 // key recorded in the index as the blob's location. A blob stored
 // already (by another upload) keeps its object; this upload's goes.
 func (s *S3) CommitUpload(ctx context.Context, id string, d reference.Digest) (int64, error) {
-	u, rev, err := s.readState(ctx, id)
+	u, err := s.readState(ctx, id)
 	if err != nil {
 		return 0, err
 	}
@@ -588,7 +588,7 @@ func (s *S3) CommitUpload(ctx context.Context, id string, d reference.Digest) (i
 	case err != nil && !errors.Is(err, ErrNotFound):
 		return 0, fmt.Errorf("s3: look up blob %s: %w", d, err)
 	default:
-		if err := s.store(ctx, id, u, rev, d); err != nil {
+		if err := s.store(ctx, id, u, d); err != nil {
 			if errors.Is(err, ErrDigestMismatch) {
 				u.MultipartID = "" // completed, and its object deleted
 				return mismatch(err)
@@ -624,7 +624,7 @@ func (s *S3) awaitCommit(ctx context.Context, id string, d reference.Digest, siz
 		if _, n, err := s.index.BlobLocation(ctx, d); err == nil && n == size {
 			return true, nil
 		}
-		if _, _, err := s.readState(ctx, id); errors.Is(err, ErrUploadNotFound) {
+		if _, err := s.readState(ctx, id); errors.Is(err, ErrUploadNotFound) {
 			if _, n, err := s.index.BlobLocation(ctx, d); err == nil && n == size {
 				return true, nil
 			}
@@ -643,13 +643,13 @@ func (s *S3) awaitCommit(ctx context.Context, id string, d reference.Digest, siz
 
 // store writes the verified content of an upload as blob d and records
 // its location.
-func (s *S3) store(ctx context.Context, id string, u *s3Upload, rev string, d reference.Digest) error {
+func (s *S3) store(ctx context.Context, id string, u *s3Upload, d reference.Digest) error {
 	key := s.blobKey(d)
 	if len(u.Parts) == 0 {
 		b := []byte(nil)
 		if u.Size > 0 {
 			var err error
-			if b, err = s.index.UploadPending(ctx, id, rev); err != nil {
+			if b, err = s.index.UploadPending(ctx, id, u.Rev); err != nil {
 				return fmt.Errorf("s3: read pending data of upload %s: %w", id, err)
 			}
 			if int64(len(b)) != u.Size {
@@ -666,7 +666,7 @@ func (s *S3) store(ctx context.Context, id string, u *s3Upload, rev string, d re
 		}
 	} else {
 		key = s.dataKey(id)
-		if err := s.completeMultipart(ctx, id, u, rev); err != nil {
+		if err := s.completeMultipart(ctx, id, u); err != nil {
 			return err
 		}
 		if d.Algorithm() != reference.SHA256 {
@@ -714,13 +714,13 @@ func (s *S3) verifyObject(ctx context.Context, key string, d reference.Digest, s
 // completes the multipart upload at the data key. When a concurrent
 // commit of the same upload (a client retrying through another replica)
 // completed it first, it succeeds too.
-func (s *S3) completeMultipart(ctx context.Context, id string, u *s3Upload, rev string) error {
+func (s *S3) completeMultipart(ctx context.Context, id string, u *s3Upload) error {
 	parts := append([]s3Part(nil), u.Parts...)
 	if pendingSize := u.pendingSize(); pendingSize > 0 {
 		bp := s.bufs.Get().(*[]byte)
 		defer s.bufs.Put(bp)
 		b := (*bp)[:pendingSize]
-		if err := s.readPending(ctx, id, rev, b); err != nil {
+		if err := s.readPending(ctx, id, u.Rev, b); err != nil {
 			return err
 		}
 		// After every number a request ever reserved: a part under one
@@ -802,7 +802,7 @@ func (s *S3) abortMultipart(ctx context.Context, key, multipartID string) error 
 // it aborts whatever multipart upload is left at the upload's data key
 // (begun by a chunk whose process died before recording it).
 func (s *S3) AbortUpload(ctx context.Context, id string) error {
-	u, _, err := s.readState(ctx, id)
+	u, err := s.readState(ctx, id)
 	if errors.Is(err, ErrUploadNotFound) {
 		if !validUploadID(id) {
 			return nil

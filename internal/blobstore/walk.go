@@ -66,37 +66,52 @@ func (s *FS) Walk(ctx context.Context, fn func(d reference.Digest, size int64, m
 	return nil
 }
 
-// Walk implements Walker. It lists the objects under blobs/ and objects/
-// and matches them with the index: a recorded location whose object
-// exists is its blob; an object at a blob's address that no location
-// names is that blob (stored before the index kept locations, or its
-// record lost). Objects under objects/ that no location names are
-// strays, for WalkStrays.
+// Walk implements Walker. It matches the objects under blobs/ and
+// objects/ with the index: a recorded location whose object exists is its
+// blob; an object at a blob's address that no location names is that blob
+// (stored before the index kept locations, or its record lost). Objects
+// under objects/ that no location names are strays (WalkWithStrays).
 func (s *S3) Walk(ctx context.Context, fn func(d reference.Digest, size int64, modified time.Time) error) error {
-	objects, err := s.listObjects(ctx)
+	return s.WalkWithStrays(ctx, fn, nil)
+}
+
+// WalkWithStrays implements StrayWalker. Strays are the objects under
+// objects/ that no location names and whose upload is over (no state):
+// left by a commit that failed between completing its multipart upload
+// and recording it, or by a deletion that failed after removing the
+// location.
+func (s *S3) WalkWithStrays(ctx context.Context, blob func(d reference.Digest, size int64, modified time.Time) error,
+	stray func(key string, size int64, modified time.Time) error) error {
+	objects, named, err := s.inventory(ctx)
 	if err != nil {
 		return err
 	}
-	named := map[string]bool{}
 	seen := map[reference.Digest]bool{}
-	err = s.index.BlobLocations(ctx, func(d reference.Digest, key string, _ int64, _ time.Time) error {
-		named[key], seen[d] = true, true
-		o, ok := objects[key]
-		if !ok {
-			return nil // missing
+	for key, d := range named {
+		if o, ok := objects[key]; ok { // else missing
+			seen[d] = true
+			if err := blob(d, o.size, o.modified); err != nil {
+				return err
+			}
 		}
-		return fn(d, o.size, o.modified)
-	})
-	if err != nil {
-		return fmt.Errorf("s3: list blob locations: %w", err)
 	}
 	for key, o := range objects {
-		parts := strings.Split(key, "/")
-		if named[key] || len(parts) != 4 || parts[0] != "blobs" {
+		if _, ok := named[key]; ok {
 			continue
 		}
-		if d, ok := blobDigest(parts[1], parts[2], parts[3]); ok && !seen[d] {
-			if err := fn(d, o.size, o.modified); err != nil {
+		parts := strings.Split(key, "/")
+		switch {
+		case len(parts) == 4 && parts[0] == "blobs":
+			if d, ok := blobDigest(parts[1], parts[2], parts[3]); ok && !seen[d] {
+				if err := blob(d, o.size, o.modified); err != nil {
+					return err
+				}
+			}
+		case len(parts) == 2 && parts[0] == "objects" && stray != nil:
+			if _, _, err := s.index.UploadState(ctx, parts[1]); !errors.Is(err, ErrUploadNotFound) {
+				continue // being uploaded or committed, or unknown
+			}
+			if err := stray(key, o.size, o.modified); err != nil {
 				return err
 			}
 		}
@@ -110,54 +125,31 @@ type s3Object struct {
 	modified time.Time
 }
 
-// listObjects lists the objects under blobs/ and objects/, by key relative
-// to the prefix.
-func (s *S3) listObjects(ctx context.Context) (map[string]s3Object, error) {
-	objects := map[string]s3Object{}
+// inventory lists the objects under blobs/ and objects/, and the keys the
+// index records as blobs' locations, all relative to the prefix.
+func (s *S3) inventory(ctx context.Context) (objects map[string]s3Object, named map[string]reference.Digest, err error) {
+	objects = map[string]s3Object{}
 	for _, dir := range []string{"blobs/", "objects/"} {
 		p := s3.NewListObjectsV2Paginator(s.client, &s3.ListObjectsV2Input{Bucket: &s.bucket, Prefix: aws.String(s.prefix + dir)})
 		for p.HasMorePages() {
 			page, err := p.NextPage(ctx)
 			if err != nil {
-				return nil, fmt.Errorf("s3: list %s: %w", dir, err)
+				return nil, nil, fmt.Errorf("s3: list %s: %w", dir, err)
 			}
 			for _, o := range page.Contents {
 				objects[strings.TrimPrefix(aws.ToString(o.Key), s.prefix)] = s3Object{aws.ToInt64(o.Size), aws.ToTime(o.LastModified)}
 			}
 		}
 	}
-	return objects, nil
-}
-
-// WalkStrays implements StrayWalker: the objects under objects/ that no
-// location names and whose upload is over (no state): left by a commit
-// that failed between completing its multipart upload and recording it,
-// or by a deletion that failed after removing the location.
-func (s *S3) WalkStrays(ctx context.Context, fn func(key string, size int64, modified time.Time) error) error {
-	objects, err := s.listObjects(ctx)
-	if err != nil {
-		return err
-	}
-	err = s.index.BlobLocations(ctx, func(_ reference.Digest, key string, _ int64, _ time.Time) error {
-		delete(objects, key)
+	named = map[string]reference.Digest{}
+	err = s.index.BlobLocations(ctx, func(d reference.Digest, key string, _ int64, _ time.Time) error {
+		named[key] = d
 		return nil
 	})
 	if err != nil {
-		return fmt.Errorf("s3: list blob locations: %w", err)
+		return nil, nil, fmt.Errorf("s3: list blob locations: %w", err)
 	}
-	for key, o := range objects {
-		id, ok := strings.CutPrefix(key, "objects/")
-		if !ok {
-			continue
-		}
-		if _, _, err := s.index.UploadState(ctx, id); !errors.Is(err, ErrUploadNotFound) {
-			continue // being uploaded or committed, or unknown
-		}
-		if err := fn(key, o.size, o.modified); err != nil {
-			return err
-		}
-	}
-	return nil
+	return objects, named, nil
 }
 
 // DeleteStray implements StrayWalker: it deletes the object at key unless

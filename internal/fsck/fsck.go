@@ -93,7 +93,7 @@ func Check(ctx context.Context, store Store, meta Metadata, locks digestlock.Loc
 	cutoff := time.Now().Add(-o.Grace)
 	seen := map[reference.Digest]bool{}
 	var orphans []Blob
-	err := store.Walk(ctx, func(d reference.Digest, size int64, modified time.Time) error {
+	blob := func(d reference.Digest, size int64, modified time.Time) error {
 		r.Stored++
 		seen[d] = true
 		want, ok := records[d]
@@ -107,7 +107,21 @@ func Check(ctx context.Context, store Store, meta Metadata, locks digestlock.Loc
 			orphans = append(orphans, Blob{d, size})
 		}
 		return nil
-	})
+	}
+	var err error
+	sw, hasStrays := store.(blobstore.StrayWalker)
+	if hasStrays {
+		err = sw.WalkWithStrays(ctx, blob, func(key string, size int64, modified time.Time) error {
+			if modified.After(cutoff) {
+				r.Young++
+			} else {
+				r.Strays = append(r.Strays, Stray{key, size})
+			}
+			return nil
+		})
+	} else {
+		err = store.Walk(ctx, blob)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -123,8 +137,8 @@ func Check(ctx context.Context, store Store, meta Metadata, locks digestlock.Loc
 			r.Missing = append(r.Missing, Blob{d, size})
 		}
 	}
-	if sw, ok := store.(blobstore.StrayWalker); ok {
-		if err := strays(ctx, sw, r, cutoff, o.Repair); err != nil {
+	if hasStrays && o.Repair {
+		if err := removeStrays(ctx, sw, r); err != nil {
 			return r, err
 		}
 	}
@@ -167,20 +181,9 @@ func remove(ctx context.Context, store Store, meta Metadata, locks digestlock.Lo
 	return true, nil
 }
 
-// strays reports the stray objects older than cutoff and, on repair,
-// deletes them (the store checks again that each is one).
-func strays(ctx context.Context, sw blobstore.StrayWalker, r *Report, cutoff time.Time, repair bool) error {
-	err := sw.WalkStrays(ctx, func(key string, size int64, modified time.Time) error {
-		if modified.After(cutoff) {
-			r.Young++
-			return nil
-		}
-		r.Strays = append(r.Strays, Stray{key, size})
-		return nil
-	})
-	if err != nil || !repair {
-		return err
-	}
+// removeStrays deletes the stray objects the check found (the store
+// checks again that each is one).
+func removeStrays(ctx context.Context, sw blobstore.StrayWalker, r *Report) error {
 	for _, st := range r.Strays {
 		if err := sw.DeleteStray(ctx, st.Key); err != nil {
 			return fmt.Errorf("remove stray object %s: %w", st.Key, err)

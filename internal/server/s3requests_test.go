@@ -24,7 +24,8 @@ type s3Counter struct {
 	ops []string
 }
 
-func (c *s3Counter) ServeHTTP(next http.Handler) http.Handler {
+// wrap counts the requests on their way to next.
+func (c *s3Counter) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c.mu.Lock()
 		c.ops = append(c.ops, s3Operation(r))
@@ -76,15 +77,6 @@ func s3Operation(r *http.Request) string {
 	return r.Method + " " + r.URL.Path
 }
 
-// repeat returns n copies of op.
-func repeat(op string, n int) []string {
-	out := make([]string, n)
-	for i := range out {
-		out[i] = op
-	}
-	return out
-}
-
 // ops is the sorted list of operations, for comparison with take.
 func ops(groups ...[]string) []string {
 	out := slices.Concat(groups...)
@@ -107,7 +99,7 @@ func TestS3RequestsPerOperation(t *testing.T) {
 			t.Fatal(err)
 		}
 		counter := &s3Counter{}
-		proxy := httptest.NewServer(counter.ServeHTTP(httputil.NewSingleHostReverseProxy(target)))
+		proxy := httptest.NewServer(counter.wrap(httputil.NewSingleHostReverseProxy(target)))
 		defer proxy.Close()
 		t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
 		t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
@@ -147,7 +139,7 @@ func TestS3RequestsPerOperation(t *testing.T) {
 		big := blob(20*mib, 3)
 		r = do(t, "POST", u+"/v2/team/app/blobs/uploads/", nil, nil)
 		expect(t, "PUT", do(t, "PUT", finish(u, r, digestOf(big)), nil, big), 201, "")
-		check("POST + PUT of 20 MiB", ops([]string{"CreateMultipartUpload", "CompleteMultipartUpload"}, repeat("UploadPart", 3)))
+		check("POST + PUT of 20 MiB", ops([]string{"CreateMultipartUpload", "CompleteMultipartUpload"}, slices.Repeat([]string{"UploadPart"}, 3)))
 
 		// Chunked: three PATCHes of 16, 16 and 3 MiB, then an empty PUT:
 		// five parts.
@@ -160,7 +152,7 @@ func TestS3RequestsPerOperation(t *testing.T) {
 			loc = r.header.Get("Location")
 		}
 		expect(t, "PUT", do(t, "PUT", finish(u, r, digestOf(chunked)), nil, nil), 201, "")
-		check("chunked push of 5 parts", ops([]string{"CreateMultipartUpload", "CompleteMultipartUpload"}, repeat("UploadPart", 5)))
+		check("chunked push of 5 parts", ops([]string{"CreateMultipartUpload", "CompleteMultipartUpload"}, slices.Repeat([]string{"UploadPart"}, 5)))
 
 		// Reads: HEADs, a manifest push and its GETs, a mount: none.
 		mf := imageManifest(cfgBlob, "counted", small, big, chunked)
@@ -189,7 +181,7 @@ func TestS3RequestsPerOperation(t *testing.T) {
 		if r.status != 206 || !bytes.Equal(r.body, chunked[3*mib:6*mib]) {
 			t.Fatalf("ranged GET of 3 MiB: %d, %d bytes", r.status, len(r.body))
 		}
-		check("three blob GETs and two ranged GETs", repeat("GetObject", 5))
+		check("three blob GETs and two ranged GETs", slices.Repeat([]string{"GetObject"}, 5))
 
 		// The server's metrics count the same requests.
 		m := scrape(t, u, nil)

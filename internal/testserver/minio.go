@@ -17,16 +17,7 @@ const minioBinary = "minio"
 // installed the test is skipped, or fails when CI=true.
 func MinIO(t testing.TB) *S3Server {
 	t.Helper()
-	srv, stop, err := StartMinIO(t.TempDir())
-	if err != nil {
-		need(t, err)
-	}
-	t.Cleanup(func() {
-		if err := stop(); err != nil {
-			t.Logf("testserver: %v", err)
-		}
-	})
-	return srv
+	return startForTest(t, StartMinIO)
 }
 
 // EachS3 runs fn as a subtest on each S3 implementation the tests use:

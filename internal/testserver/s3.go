@@ -59,7 +59,15 @@ type S3Server struct {
 // when CI=true.
 func S3(t testing.TB) *S3Server {
 	t.Helper()
-	srv, stop, err := StartS3(t.TempDir())
+	return startForTest(t, StartS3)
+}
+
+// startForTest starts an S3 server in a fresh temporary directory of the
+// test and stops it when the test ends; a missing server skips the test,
+// or fails it when CI=true.
+func startForTest(t testing.TB, start func(dir string) (*S3Server, func() error, error)) *S3Server {
+	t.Helper()
+	srv, stop, err := start(t.TempDir())
 	if err != nil {
 		need(t, err)
 	}
