@@ -49,6 +49,9 @@ type Config struct {
 	Metadata        string
 	PostgresDSN     string
 	PostgresConns   int
+	// PostgresCacheMiB is the budget of a replica's read cache of
+	// manifests and blob links (metadata postgres); 0 turns it off.
+	PostgresCacheMiB int
 
 	// MaxUploadSessions bounds the open upload sessions per namespace.
 	MaxUploadSessions int
@@ -238,6 +241,14 @@ var Options = []Option{
 			return fmt.Errorf("want a positive number, got %q", v)
 		}
 		c.PostgresConns = n
+		return nil
+	}},
+	{"postgres_cache_mib", "64", "MiB of manifests and blob links a replica keeps in memory to answer manifest GETs and blob HEADs without asking PostgreSQL (kept coherent with LISTEN/NOTIFY; 0: off)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return fmt.Errorf("want a number of MiB, 0 or more, got %q", v)
+		}
+		c.PostgresCacheMiB = n
 		return nil
 	}},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},

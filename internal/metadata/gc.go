@@ -95,6 +95,7 @@ const liveManifestsPostgres = `WITH RECURSIVE live(repository_id, digest) AS (
 func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error) {
 	plan := &GCPlan{}
 	cutoff := req.Before.UnixNano()
+	defer s.drop(dropAll, "") // tags, manifests and links it removes
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		*plan = GCPlan{} // a retried transaction starts over
 		// A scoped dry run (a policy tried by a namespace owner) removes

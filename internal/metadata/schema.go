@@ -55,6 +55,9 @@ type dialect struct {
 	// namespaceOf is an expression of a repository name's first
 	// component; %[1]s is the name.
 	namespaceOf string
+	// cacheTriggers creates the triggers that tell the replicas' read
+	// caches what changed (PostgreSQL; SQLite has one process and none).
+	cacheTriggers string
 }
 
 var sqliteDialect = dialect{
@@ -66,6 +69,7 @@ var sqliteDialect = dialect{
 	cacheStatements: true,
 	bytewiseNames:   "SELECT 1",
 	namespaceOf:     "substr(%[1]s, 1, instr(%[1]s || '/', '/') - 1)",
+	cacheTriggers:   "SELECT 1",
 }
 
 // Advisory lock keys of PostgreSQL (arbitrary constants: "berth" + use).
@@ -95,7 +99,34 @@ var postgresDialect = dialect{
 	bytewiseNames: `ALTER TABLE repositories ALTER COLUMN name TYPE TEXT COLLATE "C";
 	ALTER TABLE tags ALTER COLUMN name TYPE TEXT COLLATE "C"`,
 	migrationUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", lockKeyMigrations),
+	cacheTriggers:   cacheTriggersPostgres,
 }
+
+// cacheTriggersPostgres notifies the channel the replicas' read caches
+// listen to (see readCache and listen) of every change under a cached
+// answer, inside the changing transaction, so that the notification is
+// delivered at its commit and never for a rolled-back one: a tag moved to
+// another manifest or deleted ('t' and its name), a manifest deleted ('m'
+// and its digest), a blob unlinked from a repository ('b' and its digest).
+// Deleting a repository cascades to rows of all three. A tag written again
+// with the same digest (every push of it) notifies nothing.
+const cacheTriggersPostgres = `CREATE FUNCTION berth_cache_drop() RETURNS trigger LANGUAGE plpgsql AS $$
+	BEGIN
+		IF TG_TABLE_NAME = 'tags' THEN
+			PERFORM pg_notify('` + cacheChannel + `', 't' || OLD.name);
+		ELSIF TG_TABLE_NAME = 'manifests' THEN
+			PERFORM pg_notify('` + cacheChannel + `', 'm' || OLD.digest);
+		ELSE
+			PERFORM pg_notify('` + cacheChannel + `', 'b' || OLD.digest);
+		END IF;
+		RETURN NULL;
+	END
+	$$;
+	CREATE TRIGGER tags_moved_cache AFTER UPDATE ON tags FOR EACH ROW
+		WHEN (OLD.digest IS DISTINCT FROM NEW.digest) EXECUTE FUNCTION berth_cache_drop();
+	CREATE TRIGGER tags_deleted_cache AFTER DELETE ON tags FOR EACH ROW EXECUTE FUNCTION berth_cache_drop();
+	CREATE TRIGGER manifests_deleted_cache AFTER DELETE ON manifests FOR EACH ROW EXECUTE FUNCTION berth_cache_drop();
+	CREATE TRIGGER links_deleted_cache AFTER DELETE ON repository_blobs FOR EACH ROW EXECUTE FUNCTION berth_cache_drop()`
 
 // dollarPlaceholders numbers '?' placeholders as $1, $2, ... (no query of
 // this package has a '?' inside a string literal).
@@ -440,8 +471,29 @@ var migrations = []string{
 		size BIGINT NOT NULL,
 		created BIGINT NOT NULL
 	)`,
+	// 18: the read caches' notifications (dialect.cacheTriggers).
+	`{{CACHE_TRIGGERS}}`,
 }
 
 func (d dialect) render(m string) string {
-	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType, "{{BYTEWISE_NAMES}}", d.bytewiseNames).Replace(m)
+	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType, "{{BYTEWISE_NAMES}}", d.bytewiseNames, "{{CACHE_TRIGGERS}}", d.cacheTriggers).Replace(m)
+}
+
+// statements splits a migration into its statements at semicolons, except
+// those inside a dollar-quoted body ($$ ... $$, a function's).
+func statements(m string) []string {
+	var out []string
+	quoted := false
+	start := 0
+	for i := 0; i < len(m); i++ {
+		switch {
+		case strings.HasPrefix(m[i:], "$$"):
+			quoted = !quoted
+			i++
+		case m[i] == ';' && !quoted:
+			out = append(out, m[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, m[start:])
 }

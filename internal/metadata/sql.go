@@ -28,6 +28,11 @@ type SQL struct {
 	wst, rst stmts
 	// inst traces and observes transactions and reads (Instrument).
 	inst instruments
+	// cache answers manifest and blob-link reads from memory (PostgreSQL
+	// only; nil otherwise), kept coherent by listen.
+	cache *readCache
+	// stopListen ends the cache's listener; nil without one.
+	stopListen func()
 }
 
 func (s *SQL) q(query string) string { return s.dialect.placeholders(query) }
@@ -58,7 +63,7 @@ func (s *SQL) migrate(ctx context.Context) error {
 			if n > 0 {
 				return nil
 			}
-			for _, stmt := range strings.Split(s.dialect.render(m), ";") {
+			for _, stmt := range statements(s.dialect.render(m)) {
 				if strings.TrimSpace(stmt) == "" {
 					continue
 				}
@@ -270,18 +275,34 @@ func (s *SQL) repoID(ctx context.Context, tx *sql.Tx, name string, create bool) 
 
 // RepositoryBlob implements Store.
 func (s *SQL) RepositoryBlob(ctx context.Context, repo string, d reference.Digest) (int64, error) {
-	var size int64
-	err := s.queryRow(ctx, nil, `SELECT b.size FROM repositories r
+	size, _, err := s.blobLink(ctx, repo, d)
+	return size, err
+}
+
+// blobLink returns the size of a blob linked into a repository and the
+// link's time (unix nanoseconds), from the cache when it holds them.
+func (s *SQL) blobLink(ctx context.Context, repo string, d reference.Digest) (size, linked int64, err error) {
+	var gen uint64
+	if s.cache != nil {
+		if size, linked, ok := s.cache.link(repo, string(d)); ok {
+			return size, linked, nil
+		}
+		gen = s.cache.generation()
+	}
+	err = s.queryRow(ctx, nil, `SELECT b.size, rb.created_at FROM repositories r
 		JOIN repository_blobs rb ON rb.repository_id = r.id
 		JOIN blobs b ON b.digest = rb.digest
-		WHERE r.name = ? AND rb.digest = ?`, repo, string(d)).Scan(&size)
+		WHERE r.name = ? AND rb.digest = ?`, repo, string(d)).Scan(&size, &linked)
 	if errors.Is(err, sql.ErrNoRows) {
-		return 0, ErrNotFound
+		return 0, 0, ErrNotFound
 	}
 	if err != nil {
-		return 0, fmt.Errorf("look up blob: %w", err)
+		return 0, 0, fmt.Errorf("look up blob: %w", err)
 	}
-	return size, nil
+	if s.cache != nil {
+		s.cache.putLink(gen, repo, string(d), size, linked)
+	}
+	return size, linked, nil
 }
 
 // BlobSize implements Store.
@@ -341,6 +362,7 @@ func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, siz
 // looks: the deletion waits for a push that holds the link (FOR SHARE on
 // PostgreSQL), and the guard then sees that push's manifest and tags.
 func (s *SQL) UnlinkBlob(ctx context.Context, repo string, d reference.Digest, guard Guard) error {
+	defer s.drop(dropLink, string(d))
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
@@ -422,15 +444,29 @@ func scanManifest(row interface{ Scan(...any) error }, repo string) (*Manifest, 
 
 // GetManifest implements Store.
 func (s *SQL) GetManifest(ctx context.Context, repo, ref string) (*Manifest, error) {
+	var gen uint64
+	if s.cache != nil {
+		if m, ok := s.cache.manifest(repo, ref); ok {
+			return m, nil
+		}
+		gen = s.cache.generation()
+	}
+	var m *Manifest
+	var err error
 	if reference.IsDigest(ref) {
-		return scanManifest(s.queryRow(ctx, nil, `SELECT `+manifestCols+` FROM repositories r
+		m, err = scanManifest(s.queryRow(ctx, nil, `SELECT `+manifestCols+` FROM repositories r
 			JOIN manifests m ON m.repository_id = r.id
 			WHERE r.name = ? AND m.digest = ?`, repo, ref), repo)
+	} else {
+		m, err = scanManifest(s.queryRow(ctx, nil, `SELECT `+manifestCols+` FROM repositories r
+			JOIN tags t ON t.repository_id = r.id
+			JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
+			WHERE r.name = ? AND t.name = ?`, repo, ref), repo)
 	}
-	return scanManifest(s.queryRow(ctx, nil, `SELECT `+manifestCols+` FROM repositories r
-		JOIN tags t ON t.repository_id = r.id
-		JOIN manifests m ON m.repository_id = t.repository_id AND m.digest = t.digest
-		WHERE r.name = ? AND t.name = ?`, repo, ref), repo)
+	if err == nil && s.cache != nil {
+		s.cache.putManifest(gen, repo, ref, m)
+	}
+	return m, err
 }
 
 // PutManifest implements Store.
@@ -443,6 +479,11 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		}
 		annotations = string(b)
 	}
+	defer func() {
+		for _, tag := range m.Tags {
+			s.drop(dropTag, tag)
+		}
+	}()
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lock(ctx, tx, s.dialect.referenceLock); err != nil {
 			return err
@@ -544,6 +585,7 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 // pointing to it, either commits before and is seen by the guard, or
 // waits and then finds the manifest gone.
 func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Digest, guard Guard) error {
+	defer s.drop(dropAll, "") // the manifest and the tags that pointed to it
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
@@ -584,6 +626,7 @@ func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Diges
 
 // DeleteTag implements Store.
 func (s *SQL) DeleteTag(ctx context.Context, repo, tag string) error {
+	defer s.drop(dropTag, tag)
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
@@ -748,6 +791,9 @@ func (s *SQL) Ping(ctx context.Context) error { return s.r.PingContext(ctx) }
 
 // Close implements Store.
 func (s *SQL) Close() error {
+	if s.stopListen != nil {
+		s.stopListen()
+	}
 	if s.group != nil {
 		s.group.close()
 	}

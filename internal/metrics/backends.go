@@ -101,3 +101,27 @@ func DBPools(pools map[string]*sql.DB) []prometheus.Collector {
 	}
 	return out
 }
+
+// MetadataCache returns collectors of a replica's metadata read cache
+// (PostgreSQL): its answers by result, its invalidations, and whether it
+// answers (its notification connection is up); stats reads the counters.
+func MetadataCache(stats func() (hits, misses, invalidations uint64, on bool)) []prometheus.Collector {
+	counter := func(name, help string, labels prometheus.Labels, v func() uint64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help, ConstLabels: labels},
+			func() float64 { return float64(v()) })
+	}
+	const reqName, reqHelp = "berth_metadata_cache_requests_total", "Manifest and blob-link reads asked of the metadata read cache, by result (hit: answered from memory; miss: asked the database)."
+	return []prometheus.Collector{
+		counter(reqName, reqHelp, prometheus.Labels{"result": "hit"}, func() uint64 { h, _, _, _ := stats(); return h }),
+		counter(reqName, reqHelp, prometheus.Labels{"result": "miss"}, func() uint64 { _, m, _, _ := stats(); return m }),
+		counter("berth_metadata_cache_invalidations_total", "Invalidations applied to the metadata read cache: notifications of other replicas' and this one's writes, and this replica's own writes.", nil,
+			func() uint64 { _, _, i, _ := stats(); return i }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "berth_metadata_cache_up", Help: "1 when the metadata read cache answers (its notification connection is up), 0 when it is off or reconnecting."},
+			func() float64 {
+				if _, _, _, on := stats(); on {
+					return 1
+				}
+				return 0
+			}),
+	}
+}

@@ -63,6 +63,14 @@ func openStores(ctx context.Context, cfg *config.Config, log *slog.Logger) (_ *s
 	}
 	switch cfg.Metadata {
 	case "postgres":
+		if cfg.PostgresCacheMiB > 0 {
+			st.meta.CacheReads(cfg.PostgresDSN, int64(cfg.PostgresCacheMiB)<<20, log)
+			meta := st.meta
+			st.collectors = append(st.collectors, metrics.MetadataCache(func() (uint64, uint64, uint64, bool) {
+				c := meta.CacheStats()
+				return c.Hits, c.Misses, c.Invalidations, meta.CacheOn()
+			})...)
+		}
 		// Digest locks hold a connection each, from a pool of their own.
 		lockDB, err := sql.Open("pgx", cfg.PostgresDSN)
 		if err != nil {
