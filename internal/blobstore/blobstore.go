@@ -118,3 +118,24 @@ type StrayWalker interface {
 	// that it is one.
 	DeleteStray(ctx context.Context, key string) error
 }
+
+// Putter is implemented by stores that can store a blob sent whole in one
+// request without going through an upload session's state: S3 writes a
+// blob below one part straight to its object (one PutObject) and records
+// only its location, where AppendUpload would first keep the bytes in the
+// session's state and CommitUpload read them back. The caller reads the
+// body (at most PutLimit bytes, a part's buffer) before it takes the
+// digest's lock, so that a slow client holds no lock. Traced stores have
+// the methods whatever they wrap; PutLimit says whether they apply.
+type Putter interface {
+	// PutLimit is the largest blob PutBlob and PutUpload take (0: none).
+	PutLimit() int64
+	// PutBlob verifies that b hashes to d and stores it durably under d
+	// (ErrDigestMismatch otherwise, storing nothing).
+	PutBlob(ctx context.Context, d reference.Digest, b []byte) error
+	// PutUpload is PutBlob of the whole content of the empty upload id,
+	// which it then ends, as CommitUpload does (on ErrDigestMismatch too).
+	// ErrOffset: the upload holds data or another request is writing to
+	// it.
+	PutUpload(ctx context.Context, id string, d reference.Digest, b []byte) error
+}

@@ -36,8 +36,9 @@ type S3Index interface {
 	// ErrStateChanged when the condition fails.
 	PutUploadState(ctx context.Context, id string, state []byte, pending *[]byte, rev, ifRev string) error
 	// DeleteUploadState removes upload id; removing a missing one is no
-	// error.
-	DeleteUploadState(ctx context.Context, id string) error
+	// error. With ifRev set, only the upload at that revision goes
+	// (ErrStateChanged if it is at another).
+	DeleteUploadState(ctx context.Context, id, ifRev string) error
 	// StaleUploadStates lists the uploads whose state was last written
 	// before t.
 	StaleUploadStates(ctx context.Context, before time.Time) ([]string, error)

@@ -87,9 +87,12 @@ func (m *memIndex) PutUploadState(_ context.Context, id string, state []byte, pe
 	return nil
 }
 
-func (m *memIndex) DeleteUploadState(_ context.Context, id string) error {
+func (m *memIndex) DeleteUploadState(_ context.Context, id, ifRev string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	if u, ok := m.uploads[id]; ok && ifRev != "" && u.rev != ifRev {
+		return ErrStateChanged
+	}
 	delete(m.uploads, id)
 	return nil
 }

@@ -826,7 +826,7 @@ func (s *S3) removeSession(ctx context.Context, id string, u *s3Upload) error {
 			return fmt.Errorf("s3: abort multipart upload of upload %s: %w", id, err)
 		}
 	}
-	if err := s.index.DeleteUploadState(ctx, id); err != nil {
+	if err := s.index.DeleteUploadState(ctx, id, ""); err != nil {
 		return fmt.Errorf("s3: delete state of upload %s: %w", id, err)
 	}
 	return nil

@@ -177,3 +177,42 @@ func Base(s Store) Store {
 	}
 	return s
 }
+
+// PutLimit implements Putter: the wrapped store's limit, 0 when it is no
+// Putter.
+func (t *traced) PutLimit() int64 {
+	if p, ok := t.s.(Putter); ok {
+		return p.PutLimit()
+	}
+	return 0
+}
+
+// errNoPutter is what a traced store that wraps no Putter answers; callers
+// check PutLimit first.
+var errNoPutter = errors.New("blobstore: the store takes no whole blobs (PutLimit is 0)")
+
+// PutBlob implements Putter.
+func (t *traced) PutBlob(ctx context.Context, d reference.Digest, b []byte) error {
+	p, ok := t.s.(Putter)
+	if !ok {
+		return errNoPutter
+	}
+	ctx, span := t.start(ctx, "PutBlob", digestAttr(d), attribute.Int("berth.size", len(b)))
+	err := p.PutBlob(ctx, d, b)
+	finish(span, err)
+	return err
+}
+
+// PutUpload implements Putter.
+func (t *traced) PutUpload(ctx context.Context, id string, d reference.Digest, b []byte) error {
+	p, ok := t.s.(Putter)
+	if !ok {
+		return errNoPutter
+	}
+	ctx, span := t.start(ctx, "PutUpload", uploadAttr(id), digestAttr(d), attribute.Int("berth.size", len(b)))
+	err := p.PutUpload(ctx, id, d, b)
+	finish(span, err)
+	return err
+}
+
+var _ Putter = (*traced)(nil)

@@ -61,47 +61,62 @@ func (s *SQL) PutUploadState(ctx context.Context, id string, state []byte, pendi
 	if state == nil {
 		state = []byte{} // the column is NOT NULL; nil would be NULL
 	}
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		var res sql.Result
-		var err error
-		t := now()
-		switch {
-		case ifRev == "":
-			var p []byte
-			if pending != nil {
-				p = *pending
-			}
-			res, err = s.exec(ctx, tx, `INSERT INTO s3_uploads (id, state, pending, rev, modified) VALUES (?, ?, ?, ?, ?)
-				ON CONFLICT (id) DO NOTHING`, id, state, p, rev, t)
-		case pending == nil:
-			res, err = s.exec(ctx, tx, `UPDATE s3_uploads SET state = ?, rev = ?, modified = ? WHERE id = ? AND rev = ?`,
-				state, rev, t, id, ifRev)
-		default:
-			res, err = s.exec(ctx, tx, `UPDATE s3_uploads SET state = ?, rev = ?, modified = ?, pending = ? WHERE id = ? AND rev = ?`,
-				state, rev, t, *pending, id, ifRev)
+	var res sql.Result
+	var err error
+	t := now()
+	switch {
+	case ifRev == "":
+		var p []byte
+		if pending != nil {
+			p = *pending
 		}
-		if err != nil {
-			return fmt.Errorf("s3 index: write upload state: %w", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return fmt.Errorf("s3 index: write upload state: %w", err)
-		}
-		if n == 0 {
-			return blobstore.ErrStateChanged
-		}
-		return nil
-	})
+		res, err = s.execOne(ctx, `INSERT INTO s3_uploads (id, state, pending, rev, modified) VALUES (?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO NOTHING`, id, state, p, rev, t)
+	case pending == nil:
+		res, err = s.execOne(ctx, `UPDATE s3_uploads SET state = ?, rev = ?, modified = ? WHERE id = ? AND rev = ?`,
+			state, rev, t, id, ifRev)
+	default:
+		res, err = s.execOne(ctx, `UPDATE s3_uploads SET state = ?, rev = ?, modified = ?, pending = ? WHERE id = ? AND rev = ?`,
+			state, rev, t, *pending, id, ifRev)
+	}
+	if err != nil {
+		return fmt.Errorf("s3 index: write upload state: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("s3 index: write upload state: %w", err)
+	}
+	if n == 0 {
+		return blobstore.ErrStateChanged
+	}
+	return nil
 }
 
 // DeleteUploadState implements blobstore.S3Index.
-func (s *SQL) DeleteUploadState(ctx context.Context, id string) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `DELETE FROM s3_uploads WHERE id = ?`, id); err != nil {
+func (s *SQL) DeleteUploadState(ctx context.Context, id, ifRev string) error {
+	if ifRev == "" {
+		if _, err := s.execOne(ctx, `DELETE FROM s3_uploads WHERE id = ?`, id); err != nil {
 			return fmt.Errorf("s3 index: delete upload state: %w", err)
 		}
 		return nil
-	})
+	}
+	res, err := s.execOne(ctx, `DELETE FROM s3_uploads WHERE id = ? AND rev = ?`, id, ifRev)
+	if err != nil {
+		return fmt.Errorf("s3 index: delete upload state: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("s3 index: delete upload state: %w", err)
+	} else if n == 0 {
+		var one int
+		switch err := s.queryRow(ctx, nil, `SELECT 1 FROM s3_uploads WHERE id = ?`, id).Scan(&one); {
+		case errors.Is(err, sql.ErrNoRows):
+			return nil // gone already
+		case err != nil:
+			return fmt.Errorf("s3 index: delete upload state: %w", err)
+		}
+		return blobstore.ErrStateChanged
+	}
+	return nil
 }
 
 // StaleUploadStates implements blobstore.S3Index.
@@ -129,34 +144,27 @@ func (s *SQL) BlobLocation(ctx context.Context, d reference.Digest) (string, int
 
 // AddBlobLocation implements blobstore.S3Index. The insert does nothing
 // when d has a location already (on PostgreSQL, after waiting for a
-// concurrent insert of d to commit), and the select then reads the
-// location that stays.
+// concurrent insert of d to commit), and the select that follows, a
+// statement of its own and so with a snapshot taken after that commit,
+// reads the location that stays.
 func (s *SQL) AddBlobLocation(ctx context.Context, d reference.Digest, key string, size int64) (string, error) {
+	if _, err := s.execOne(ctx, `INSERT INTO s3_blobs (digest, key, size, created) VALUES (?, ?, ?, ?)
+		ON CONFLICT (digest) DO NOTHING`, string(d), key, size, now()); err != nil {
+		return "", fmt.Errorf("s3 index: record blob %s: %w", d, err)
+	}
 	var got string
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `INSERT INTO s3_blobs (digest, key, size, created) VALUES (?, ?, ?, ?)
-			ON CONFLICT (digest) DO NOTHING`, string(d), key, size, now()); err != nil {
-			return fmt.Errorf("s3 index: record blob %s: %w", d, err)
-		}
-		if err := s.queryRow(ctx, tx, `SELECT key FROM s3_blobs WHERE digest = ?`, string(d)).Scan(&got); err != nil {
-			return fmt.Errorf("s3 index: read blob %s: %w", d, err)
-		}
-		return nil
-	})
-	if err != nil {
-		return "", err
+	if err := s.queryRow(ctx, nil, `SELECT key FROM s3_blobs WHERE digest = ?`, string(d)).Scan(&got); err != nil {
+		return "", fmt.Errorf("s3 index: read blob %s: %w", d, err)
 	}
 	return got, nil
 }
 
 // DeleteBlobLocation implements blobstore.S3Index.
 func (s *SQL) DeleteBlobLocation(ctx context.Context, d reference.Digest) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if _, err := s.exec(ctx, tx, `DELETE FROM s3_blobs WHERE digest = ?`, string(d)); err != nil {
-			return fmt.Errorf("s3 index: delete blob %s: %w", d, err)
-		}
-		return nil
-	})
+	if _, err := s.execOne(ctx, `DELETE FROM s3_blobs WHERE digest = ?`, string(d)); err != nil {
+		return fmt.Errorf("s3 index: delete blob %s: %w", d, err)
+	}
+	return nil
 }
 
 // BlobLocations implements blobstore.S3Index. It reads the locations in

@@ -96,10 +96,10 @@ func TestS3IndexUploadStates(t *testing.T) {
 			t.Fatalf("stale after: %v %v", ids, err)
 		}
 
-		if err := s.DeleteUploadState(ctx, "u1"); err != nil {
+		if err := s.DeleteUploadState(ctx, "u1", ""); err != nil {
 			t.Fatal(err)
 		}
-		if err := s.DeleteUploadState(ctx, "u1"); err != nil {
+		if err := s.DeleteUploadState(ctx, "u1", ""); err != nil {
 			t.Fatalf("deleting a missing upload: %v", err)
 		}
 		if _, _, err := s.UploadState(ctx, "u1"); !errors.Is(err, blobstore.ErrUploadNotFound) {
@@ -157,7 +157,7 @@ func TestS3IndexConcurrentUpdates(t *testing.T) {
 				if p, err := s.UploadPending(ctx, id, rev); err != nil || !bytes.Equal(p, []byte{byte(winner)}) {
 					t.Fatalf("trial %d ifRev %q: pending %v %v", trial, ifRev, p, err)
 				}
-				if err := s.DeleteUploadState(ctx, id); err != nil {
+				if err := s.DeleteUploadState(ctx, id, ""); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -58,6 +58,10 @@ type dialect struct {
 	// cacheTriggers creates the triggers that tell the replicas' read
 	// caches what changed (PostgreSQL; SQLite has one process and none).
 	cacheTriggers string
+	// linkFunction creates berth_link_blob, LinkBlob's transaction as one
+	// call (PostgreSQL: one round trip where the statements take seven;
+	// SQLite runs in the process and needs none).
+	linkFunction string
 }
 
 var sqliteDialect = dialect{
@@ -70,6 +74,7 @@ var sqliteDialect = dialect{
 	bytewiseNames:   "SELECT 1",
 	namespaceOf:     "substr(%[1]s, 1, instr(%[1]s || '/', '/') - 1)",
 	cacheTriggers:   "SELECT 1",
+	linkFunction:    "SELECT 1",
 }
 
 // Advisory lock keys of PostgreSQL (arbitrary constants: "berth" + use).
@@ -100,7 +105,31 @@ var postgresDialect = dialect{
 	ALTER TABLE tags ALTER COLUMN name TYPE TEXT COLLATE "C"`,
 	migrationUnlock: fmt.Sprintf("SELECT pg_advisory_unlock(%d)", lockKeyMigrations),
 	cacheTriggers:   cacheTriggersPostgres,
+	linkFunction:    linkFunctionPostgres,
 }
+
+// linkFunctionPostgres is SQL.LinkBlob's transaction as a function, the
+// same statements in the same order (keep the two alike): the shared
+// reference lock, the upload session's end, the repository (created if
+// needed), the blob's record and its link. Each statement takes a new
+// snapshot, as the statements of a READ COMMITTED transaction do.
+var linkFunctionPostgres = fmt.Sprintf(`CREATE FUNCTION berth_link_blob(p_repo TEXT, p_digest TEXT, p_size BIGINT, p_now BIGINT, p_upload TEXT)
+	RETURNS void LANGUAGE plpgsql AS $$
+	DECLARE
+		rid BIGINT;
+	BEGIN
+		PERFORM pg_advisory_xact_lock_shared(%d);
+		IF p_upload <> '' THEN
+			DELETE FROM uploads WHERE id = p_upload;
+		END IF;
+		INSERT INTO repositories (name, created_at) VALUES (p_repo, p_now) ON CONFLICT (name) DO NOTHING;
+		SELECT id INTO STRICT rid FROM repositories WHERE name = p_repo;
+		INSERT INTO blobs (digest, size, created_at) VALUES (p_digest, p_size, p_now)
+			ON CONFLICT (digest) DO UPDATE SET created_at = excluded.created_at;
+		INSERT INTO repository_blobs (repository_id, digest, created_at) VALUES (rid, p_digest, p_now)
+			ON CONFLICT (repository_id, digest) DO UPDATE SET created_at = excluded.created_at;
+	END
+	$$`, lockKeyReferences)
 
 // cacheTriggersPostgres notifies the channel the replicas' read caches
 // listen to (see readCache and listen) of every change under a cached
@@ -473,10 +502,12 @@ var migrations = []string{
 	)`,
 	// 18: the read caches' notifications (dialect.cacheTriggers).
 	`{{CACHE_TRIGGERS}}`,
+	// 19: LinkBlob in one round trip (dialect.linkFunction).
+	`{{LINK_FUNCTION}}`,
 }
 
 func (d dialect) render(m string) string {
-	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType, "{{BYTEWISE_NAMES}}", d.bytewiseNames, "{{CACHE_TRIGGERS}}", d.cacheTriggers).Replace(m)
+	return strings.NewReplacer("{{ID}}", d.idType, "{{BLOB}}", d.blobType, "{{BYTEWISE_NAMES}}", d.bytewiseNames, "{{CACHE_TRIGGERS}}", d.cacheTriggers, "{{LINK_FUNCTION}}", d.linkFunction).Replace(m)
 }
 
 // statements splits a migration into its statements at semicolons, except

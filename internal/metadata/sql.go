@@ -226,6 +226,35 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) (
 	}
 }
 
+// execOne runs a write of one statement. On PostgreSQL it is sent alone
+// in autocommit mode, one round trip where a transaction costs a BEGIN and
+// a COMMIT besides; on SQLite (one writer, group commit), and when events
+// ride the context, it is a transaction like any other.
+func (s *SQL) execOne(ctx context.Context, q string, args ...any) (res sql.Result, err error) {
+	if s.dialect.name != "postgres" || len(eventsOf(ctx)) > 0 {
+		err = s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+			res, err = s.exec(ctx, tx, q, args...)
+			return err
+		})
+		return res, err
+	}
+	if s.inst.on() {
+		var span trace.Span
+		var start time.Time
+		ctx, span, start = s.inst.beginTx(ctx)
+		defer func() { s.inst.endTx(span, start, err) }()
+	}
+	ctx = context.WithoutCancel(ctx) // as in tx: no half-cancelled writes
+	for attempt := 1; ; attempt++ {
+		res, err = s.w.ExecContext(ctx, s.dialect.placeholders(q), args...)
+		if err == nil || s.dialect.retryable == nil || !s.dialect.retryable(err) || attempt == 5 {
+			return res, err
+		}
+		s.inst.retried()
+		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
+	}
+}
+
 func (s *SQL) tx1(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
@@ -332,8 +361,15 @@ func (s *SQL) ManifestRepositories(ctx context.Context, d reference.Digest, limi
 		WHERE m.digest = ? ORDER BY r.name LIMIT ?`, string(d), limit)
 }
 
-// LinkBlob implements Store.
+// LinkBlob implements Store. On PostgreSQL the transaction is one call of
+// berth_link_blob (schema.go), the same statements in one round trip.
 func (s *SQL) LinkBlob(ctx context.Context, repo string, d reference.Digest, size int64, uploadID string) error {
+	if s.dialect.name == "postgres" && len(eventsOf(ctx)) == 0 {
+		if _, err := s.execOne(ctx, `SELECT berth_link_blob(?, ?, ?, ?, ?)`, repo, string(d), size, now(), uploadID); err != nil {
+			return fmt.Errorf("link blob: %w", err)
+		}
+		return nil
+	}
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if err := s.lock(ctx, tx, s.dialect.referenceLock); err != nil {
 			return err
@@ -492,38 +528,11 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 		if err != nil {
 			return err
 		}
-		for _, b := range m.Blobs {
-			var size int64
-			err := s.queryRow(ctx, tx, `SELECT b.size FROM repository_blobs rb JOIN blobs b ON b.digest = rb.digest
-				WHERE rb.repository_id = ? AND rb.digest = ?`+s.dialect.shareLinks, id, string(b.Digest)).Scan(&size)
-			if errors.Is(err, sql.ErrNoRows) {
-				if m.Lazy {
-					continue
-				}
-				return &MissingReferenceError{Digest: b.Digest, What: "blob"}
-			}
-			if err != nil {
-				return fmt.Errorf("check blob: %w", err)
-			}
-			if size != b.Size {
-				return fmt.Errorf("%w: %s is %d bytes, descriptor says %d", ErrSizeMismatch, b.Digest, size, b.Size)
-			}
+		if err := s.checkRefs(ctx, tx, checkBlobRefs, s.dialect.shareLinks, id, m.Blobs, "blob", m.Lazy); err != nil {
+			return err
 		}
-		for _, c := range m.Children {
-			var size int64
-			err := s.queryRow(ctx, tx, `SELECT size FROM manifests WHERE repository_id = ? AND digest = ?`+s.dialect.shareRow, id, string(c.Digest)).Scan(&size)
-			if errors.Is(err, sql.ErrNoRows) {
-				if m.Lazy {
-					continue
-				}
-				return &MissingReferenceError{Digest: c.Digest, What: "manifest"}
-			}
-			if err != nil {
-				return fmt.Errorf("check child manifest: %w", err)
-			}
-			if size != c.Size {
-				return fmt.Errorf("%w: manifest %s is %d bytes, descriptor says %d", ErrSizeMismatch, c.Digest, size, c.Size)
-			}
+		if err := s.checkRefs(ctx, tx, checkChildRefs, s.dialect.shareRow, id, m.Children, "manifest", m.Lazy); err != nil {
+			return err
 		}
 		t := now()
 		res, err := s.exec(ctx, tx, `INSERT INTO manifests (repository_id, digest, media_type, artifact_type, subject, annotations, size, payload, created_at)
@@ -533,15 +542,11 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 			return fmt.Errorf("insert manifest: %w", err)
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			for _, b := range m.Blobs {
-				if _, err := s.exec(ctx, tx, `INSERT INTO manifest_blobs (repository_id, manifest_digest, blob_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, id, string(m.Digest), string(b.Digest)); err != nil {
-					return fmt.Errorf("record blob reference: %w", err)
-				}
+			if err := s.recordRefs(ctx, tx, "manifest_blobs", "blob_digest", id, m.Digest, m.Blobs); err != nil {
+				return err
 			}
-			for _, c := range m.Children {
-				if _, err := s.exec(ctx, tx, `INSERT INTO manifest_children (repository_id, manifest_digest, child_digest) VALUES (?, ?, ?) ON CONFLICT DO NOTHING`, id, string(m.Digest), string(c.Digest)); err != nil {
-					return fmt.Errorf("record child reference: %w", err)
-				}
+			if err := s.recordRefs(ctx, tx, "manifest_children", "child_digest", id, m.Digest, m.Children); err != nil {
+				return err
 			}
 		}
 		for _, tag := range m.Protect {
@@ -720,25 +725,27 @@ func (s *SQL) Referrers(ctx context.Context, repo string, d reference.Digest, ar
 }
 
 // CreateUpload implements Store. The count and the insert are one
-// transaction; with several writers (PostgreSQL) two sessions started at
-// the same moment may both take the last place.
+// statement (one round trip on PostgreSQL); with several writers
+// (PostgreSQL) two sessions started at the same moment may both take the
+// last place.
 func (s *SQL) CreateUpload(ctx context.Context, u Upload, limit int) error {
-	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		if limit > 0 {
-			var n int
-			if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM uploads WHERE namespace = ?`, u.Namespace).Scan(&n); err != nil {
-				return fmt.Errorf("count uploads: %w", err)
-			}
-			if n >= limit {
-				return ErrTooManyUploads
-			}
-		}
-		_, err := s.exec(ctx, tx, `INSERT INTO uploads (id, repository, started_at, token_id, namespace) VALUES (?, ?, ?, ?, ?)`, u.ID, u.Repository, u.Started.UnixNano(), u.TokenID, u.Namespace)
-		if err != nil {
-			return fmt.Errorf("record upload: %w", err)
-		}
-		return nil
-	})
+	q := `INSERT INTO uploads (id, repository, started_at, token_id, namespace) VALUES (?, ?, ?, ?, ?)`
+	args := []any{u.ID, u.Repository, u.Started.UnixNano(), u.TokenID, u.Namespace}
+	if limit > 0 {
+		q = `INSERT INTO uploads (id, repository, started_at, token_id, namespace)
+			SELECT ?, ?, ?, ?, ? WHERE (SELECT COUNT(*) FROM uploads WHERE namespace = ?) < ?`
+		args = append(args, u.Namespace, limit)
+	}
+	res, err := s.execOne(ctx, q, args...)
+	if err != nil {
+		return fmt.Errorf("record upload: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("record upload: %w", err)
+	} else if n == 0 {
+		return ErrTooManyUploads
+	}
+	return nil
 }
 
 // GetUpload implements Store.

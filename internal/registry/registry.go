@@ -257,18 +257,27 @@ func (s *Service) Mount(ctx context.Context, repo string, d reference.Digest, fr
 // has at most MaxUploadSessions open sessions.
 func (s *Service) StartUpload(ctx context.Context, repo, tokenID string) (string, error) {
 	id := newID()
-	if err := s.blobs.CreateUpload(ctx, id); err != nil {
-		return "", internal(err, "upload start")
-	}
 	ns := namespaceOf(repo)
+	// The session's record and the store's session are independent
+	// writes (two round trips to a shared database): made at once, and
+	// each undone when the other fails.
+	storeErr := make(chan error, 1)
+	go func() { storeErr <- s.blobs.CreateUpload(ctx, id) }()
 	err := s.meta.CreateUpload(ctx, metadata.Upload{ID: id, Repository: repo, Started: time.Now(), TokenID: tokenID, Namespace: ns}, s.opts.MaxUploadSessions)
-	if err != nil {
-		_ = s.blobs.AbortUpload(context.WithoutCancel(ctx), id)
+	serr := <-storeErr
+	switch {
+	case err != nil:
+		if serr == nil {
+			_ = s.blobs.AbortUpload(context.WithoutCancel(ctx), id)
+		}
 		if errors.Is(err, metadata.ErrTooManyUploads) {
 			return "", errcode.New(errcode.TooManyRequests, "namespace %s has %d open upload sessions, the most allowed: finish or cancel one (idle ones expire after %s)",
 				ns, s.opts.MaxUploadSessions, s.opts.UploadTTL)
 		}
 		return "", internal(err, "upload start")
+	case serr != nil:
+		_ = s.meta.DeleteUpload(context.WithoutCancel(ctx), id)
+		return "", internal(serr, "upload start")
 	}
 	return id, nil
 }
@@ -277,14 +286,26 @@ var errUploadUnknown = errcode.New(errcode.BlobUploadUnknown, "upload unknown to
 
 // UploadStatus returns how many bytes an upload of repo holds.
 func (s *Service) UploadStatus(ctx context.Context, repo, id string) (int64, error) {
+	// Two independent reads, made at once; the store's answer counts only
+	// for a session of repo.
+	type status struct {
+		size int64
+		err  error
+	}
+	stored := make(chan status, 1)
+	go func() {
+		size, _, err := s.blobs.UploadStatus(ctx, id)
+		stored <- status{size, err}
+	}()
 	u, err := s.meta.GetUpload(ctx, id)
+	st := <-stored
 	if errors.Is(err, metadata.ErrNotFound) || err == nil && u.Repository != repo {
 		return 0, errUploadUnknown
 	}
 	if err != nil {
 		return 0, internal(err, "upload lookup")
 	}
-	size, _, err := s.blobs.UploadStatus(ctx, id)
+	size, err := st.size, st.err
 	if errors.Is(err, blobstore.ErrUploadNotFound) {
 		return 0, errUploadUnknown
 	}
@@ -402,6 +423,11 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 	if err != nil {
 		return 0, err
 	}
+	if last != nil && size == 0 {
+		if p, ok := s.putter(*last); ok {
+			return s.putWhole(ctx, repo, id, d, p, *last)
+		}
+	}
 	if last != nil {
 		if size, err = s.append(ctx, repo, id, d, size, *last); err != nil {
 			return 0, err
@@ -418,15 +444,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 	}
 	defer unlock()
 	size, err = s.blobs.CommitUpload(ctx, id, d)
-	switch {
-	case errors.Is(err, blobstore.ErrDigestMismatch):
-		_ = s.meta.DeleteUpload(ctx, id)
-		return 0, errcode.New(errcode.DigestInvalid, "provided digest did not match uploaded content").WithDetail(map[string]string{"digest": string(d)})
-	case errors.Is(err, blobstore.ErrUploadNotFound):
-		_ = s.meta.DeleteUpload(ctx, id)
-		return 0, errUploadUnknown
-	case err != nil:
-		return 0, internal(err, "upload commit")
+	if err != nil {
+		return 0, s.commitError(ctx, id, d, err)
 	}
 	if err := s.meta.LinkBlob(ctx, repo, d, size, id); err != nil {
 		return 0, internal(err, "blob link")
@@ -437,6 +456,10 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 // PutBlob stores a whole blob sent in one request (a monolithic upload).
 // Nothing remains of it when it fails.
 func (s *Service) PutBlob(ctx context.Context, repo string, d reference.Digest, c Chunk, tokenID string) error {
+	if p, ok := s.putter(c); ok {
+		_, err := s.putWhole(ctx, repo, "", d, p, c)
+		return err
+	}
 	id, err := s.StartUpload(ctx, repo, tokenID)
 	if err != nil {
 		return err

@@ -241,12 +241,17 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.cfg.MetricsAddr != "" && !s.cfg.MetricsOff {
 		go s.serveMetrics()
 	}
+	if s.cfg.TLSCert != "" {
+		tln, err := newTLSListener(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		if err != nil {
+			ln.Close()
+			s.Close()
+			return err
+		}
+		ln = tln
+	}
 	errc := make(chan error, 1)
 	go func() {
-		if s.cfg.TLSCert != "" {
-			errc <- s.http.ServeTLS(ln, s.cfg.TLSCert, s.cfg.TLSKey)
-			return
-		}
 		errc <- s.http.Serve(ln)
 	}()
 	select {
