@@ -185,7 +185,7 @@ berth settings the chart writes itself, and those it refuses in .Values.config.
 
 {{/* Settings .Values.config may hold (docs/configuration.md). */}}
 {{- define "berth.userSettings" -}}
-{{- list "external_url" "trusted_proxies" "token_ttl" "identity_tokens" "log_level" "log_format" "max_manifest_size" "upload_ttl" "body_timeout" "gc_interval" "gc_grace" "max_upload_sessions" "webhook_attempts" "webhook_backoff" "webhook_backoff_max" "metrics_addr" "metrics" "metrics_public" "console" "tracing" "audit_log" "audit_retention" "debug_addr" "postgres_conns" | toJson }}
+{{- list "external_url" "trusted_proxies" "token_ttl" "identity_tokens" "log_level" "log_format" "max_manifest_size" "upload_ttl" "body_timeout" "gc_interval" "gc_grace" "max_upload_sessions" "webhook_attempts" "webhook_backoff" "webhook_backoff_max" "metrics_addr" "metrics" "metrics_public" "console" "tracing" "audit_log" "audit_retention" "debug_addr" "postgres_conns" "postgres_cache_mib" | toJson }}
 {{- end }}
 
 {{/* One setting's value as a quoted YAML string (numbers from values files arrive as float64). */}}
