@@ -159,6 +159,11 @@ func NewS3(ctx context.Context, o S3Options) (*S3, error) {
 			})
 		}),
 	}
+	// Checksums only where the API requires them: berth verifies every
+	// blob's digest itself, and the SDK's default CRC32 on each request
+	// (and on each response) costs both sides CPU for nothing more.
+	opts = append(opts, config.WithRequestChecksumCalculation(aws.RequestChecksumCalculationWhenRequired),
+		config.WithResponseChecksumValidation(aws.ResponseChecksumValidationWhenRequired))
 	if o.Region != "" {
 		opts = append(opts, config.WithRegion(o.Region))
 	}
