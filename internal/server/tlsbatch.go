@@ -84,12 +84,23 @@ func (b *recordBatcher) begin() {
 	b.mu.Unlock()
 }
 
+// end sends what was gathered and gives the buffer back to the pool, so
+// that an idle connection holds none.
 func (b *recordBatcher) end() error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.batching = false
-	return b.flush()
+	err := b.flush()
+	if b.buf != nil {
+		buf := b.buf[:0]
+		batchBufs.Put(&buf)
+		b.buf = nil
+	}
+	return err
 }
+
+// batchBufs are the buffers of connections in the middle of a Write.
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, recordBatch); return &b }}
 
 // Write implements net.Conn.
 func (b *recordBatcher) Write(p []byte) (int, error) {
@@ -107,7 +118,7 @@ func (b *recordBatcher) Write(p []byte) (int, error) {
 		}
 	}
 	if b.buf == nil {
-		b.buf = make([]byte, 0, recordBatch)
+		b.buf = (*batchBufs.Get().(*[]byte))[:0]
 	}
 	if len(p) > cap(b.buf) {
 		return b.Conn.Write(p)

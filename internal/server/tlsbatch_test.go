@@ -155,3 +155,41 @@ func TestTLSPlainHTTPGets400(t *testing.T) {
 		t.Fatalf("plain HTTP: %s %q", resp.Status, body)
 	}
 }
+
+// TestRecordBatcherKeepsNoBufferBetweenWrites: a connection gives its
+// batch buffer back after each Write, so that idle keep-alive connections
+// hold none (256 KiB each otherwise), and what it sends is what was
+// written, in order.
+func TestRecordBatcherKeepsNoBufferBetweenWrites(t *testing.T) {
+	a, b := net.Pipe()
+	defer a.Close()
+	rb := &recordBatcher{Conn: a}
+	got := make(chan []byte)
+	go func() { all, _ := io.ReadAll(b); got <- all }()
+	var want []byte
+	for i := range 3 {
+		rb.begin()
+		for j := range 40 {
+			p := bytes.Repeat([]byte{byte(i*40 + j)}, 16<<10)
+			want = append(want, p...)
+			if _, err := rb.Write(p); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := rb.end(); err != nil {
+			t.Fatal(err)
+		}
+		if rb.buf != nil {
+			t.Fatalf("after write %d the connection keeps a %d-byte buffer", i, cap(rb.buf))
+		}
+	}
+	small := []byte("outside a batch")
+	want = append(want, small...)
+	if _, err := rb.Write(small); err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if all := <-got; !bytes.Equal(all, want) {
+		t.Fatalf("sent %d bytes, want %d in the same order", len(all), len(want))
+	}
+}
