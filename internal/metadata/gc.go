@@ -98,6 +98,9 @@ func (s *SQL) CollectGarbage(ctx context.Context, req GCRequest) (*GCPlan, error
 	defer s.drop(dropAll, "") // tags, manifests and links it removes
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		*plan = GCPlan{} // a retried transaction starts over
+		if err := s.bulkChange(ctx, tx); err != nil {
+			return err
+		}
 		// A scoped dry run (a policy tried by a namespace owner) removes
 		// no links and no blobs and is rolled back: it does not stop the
 		// registry's pushes with the sweep's lock.

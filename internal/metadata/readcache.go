@@ -1,6 +1,9 @@
 package metadata
 
 import (
+	"context"
+	"database/sql"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -108,6 +111,9 @@ func (c *readCache) putManifest(gen uint64, repo, ref string, m *Manifest) {
 	if !c.on || gen != c.gen {
 		return
 	}
+	if old, ok := c.manifests[ref][repo]; ok { // a refill: its place is given back first
+		c.bytes -= int64(len(old.m.Payload)) + entryOverhead
+	}
 	if !c.room(int64(len(m.Payload)) + entryOverhead) {
 		return
 	}
@@ -140,6 +146,9 @@ func (c *readCache) putLink(gen uint64, repo, digest string, size, linked int64)
 	defer c.mu.Unlock()
 	if !c.on || gen != c.gen {
 		return
+	}
+	if _, ok := c.links[digest][repo]; ok {
+		c.bytes -= entryOverhead
 	}
 	if !c.room(entryOverhead) {
 		return
@@ -241,4 +250,18 @@ func (s *SQL) CacheOn() bool {
 	s.cache.mu.Lock()
 	defer s.cache.mu.Unlock()
 	return s.cache.on
+}
+
+// bulkChange marks tx as one that may change many cached rows (PostgreSQL):
+// the cache triggers stay silent in it, and one '*' notification, sent at
+// its commit, empties every replica's cache instead of a notification per
+// row (a garbage collection may delete hundreds of thousands).
+func (s *SQL) bulkChange(ctx context.Context, tx *sql.Tx) error {
+	if s.dialect.name != "postgres" {
+		return nil
+	}
+	if _, err := tx.ExecContext(ctx, `SELECT set_config('berth.cache_bulk', 'on', true), pg_notify('`+cacheChannel+`', '*')`); err != nil {
+		return fmt.Errorf("bulk change: %w", err)
+	}
+	return nil
 }

@@ -49,6 +49,17 @@ func TestReadCacheDropsFillsOlderThanAnInvalidation(t *testing.T) {
 		t.Fatalf("cache grew to %d bytes, budget %d", c.bytes, c.maxBytes)
 	}
 
+	// Refills of the same entries (after the TTL, or concurrent misses)
+	// take no more room.
+	c.reset()
+	for range 100 {
+		c.putManifest(c.generation(), "r", "v1", m)
+		c.putLink(c.generation(), "r", "sha256:b", 5, 7)
+	}
+	if want := int64(len(m.Payload)) + 2*entryOverhead; c.bytes != want {
+		t.Fatalf("bytes after 100 refills of two entries: %d, want %d", c.bytes, want)
+	}
+
 	c.setOn(false)
 	c.putLink(c.generation(), "r", "sha256:c", 1, 1)
 	if _, _, ok := c.link("r", "sha256:c"); ok {

@@ -105,6 +105,19 @@ func TestPostgresReadCache(t *testing.T) {
 		t.Fatalf("a's own tag move read back as %s, want %s", d, digest(4))
 	}
 
+	// a deletes a manifest it has cached by tag and by digest: gone at once.
+	if err := a.PutManifest(ctx, manifest(repo, 6, "mine", false)); err != nil {
+		t.Fatal(err)
+	}
+	tagged(t, a, repo, "mine")
+	tagged(t, a, repo, string(digest(6)))
+	if err := a.DeleteManifest(ctx, repo, digest(6), nil); err != nil {
+		t.Fatal(err)
+	}
+	if d, d2 := tagged(t, a, repo, "mine"), tagged(t, a, repo, string(digest(6))); d != "" || d2 != "" {
+		t.Fatalf("a's own deletion read back as %q and %q", d, d2)
+	}
+
 	// b deletes a manifest a has cached by digest and by tag, then unlinks
 	// the blob a has cached.
 	tagged(t, a, repo, "keep")
@@ -120,6 +133,31 @@ func TestPostgresReadCache(t *testing.T) {
 		_, err := a.RepositoryBlob(ctx, repo, blob)
 		return errors.Is(err, metadata.ErrNotFound)
 	})
+
+	// Garbage collection on b removes untagged manifests a has cached:
+	// one notification for the whole transaction, not one per row.
+	for i := 10; i < 14; i++ {
+		m := manifest(repo, i, "", false)
+		m.Tags = nil
+		if err := b.PutManifest(ctx, m); err != nil {
+			t.Fatal(err)
+		}
+		tagged(t, a, repo, string(digest(i)))
+	}
+	dropsBefore := a.CacheStats().Invalidations
+	plan, err := b.CollectGarbage(ctx, metadata.GCRequest{Before: time.Now().Add(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(plan.Manifests) < 4 {
+		t.Fatalf("garbage collection removed %d manifests, want the 4 untagged ones at least", len(plan.Manifests))
+	}
+	for i := 10; i < 14; i++ {
+		waitFor(t, "collected manifest gone from the cache", func() bool { return tagged(t, a, repo, string(digest(i))) == "" })
+	}
+	if n := a.CacheStats().Invalidations - dropsBefore; n != 1 {
+		t.Errorf("a applied %d invalidations for one collection of %d manifests, want 1", n, len(plan.Manifests))
+	}
 
 	// The notification connections die: the caches turn off, reconnect,
 	// and a still sees b's next move.

@@ -138,9 +138,14 @@ var linkFunctionPostgres = fmt.Sprintf(`CREATE FUNCTION berth_link_blob(p_repo T
 // another manifest or deleted ('t' and its name), a manifest deleted ('m'
 // and its digest), a blob unlinked from a repository ('b' and its digest).
 // Deleting a repository cascades to rows of all three. A tag written again
-// with the same digest (every push of it) notifies nothing.
+// with the same digest (every push of it) notifies nothing. A transaction
+// that changes many rows (garbage collection) sets berth.cache_bulk and
+// notifies '*' once instead (bulkChange).
 const cacheTriggersPostgres = `CREATE FUNCTION berth_cache_drop() RETURNS trigger LANGUAGE plpgsql AS $$
 	BEGIN
+		IF current_setting('berth.cache_bulk', true) = 'on' THEN
+			RETURN NULL; -- a bulk change (garbage collection) notifies '*' once
+		END IF;
 		IF TG_TABLE_NAME = 'tags' THEN
 			PERFORM pg_notify('` + cacheChannel + `', 't' || OLD.name);
 		ELSIF TG_TABLE_NAME = 'manifests' THEN

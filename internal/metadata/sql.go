@@ -590,8 +590,15 @@ func (s *SQL) PutManifest(ctx context.Context, m *PutManifest) error {
 // pointing to it, either commits before and is seen by the guard, or
 // waits and then finds the manifest gone.
 func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Digest, guard Guard) error {
-	defer s.drop(dropAll, "") // the manifest and the tags that pointed to it
+	var tags []string // the tags that pointed to it, dropped from the read cache with it
+	defer func() {
+		s.drop(dropManifest, string(d))
+		for _, tag := range tags {
+			s.drop(dropTag, tag)
+		}
+	}()
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		tags = nil // a retried transaction starts over
 		id, err := s.repoID(ctx, tx, repo, false)
 		if err != nil {
 			return err
@@ -609,8 +616,24 @@ func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Diges
 				return err
 			}
 		}
+		rows, err := tx.QueryContext(ctx, s.q(`DELETE FROM tags WHERE repository_id = ? AND digest = ? RETURNING name`), id, string(d))
+		if err != nil {
+			return fmt.Errorf("delete tags: %w", err)
+		}
+		for rows.Next() {
+			var tag string
+			if err := rows.Scan(&tag); err != nil {
+				rows.Close()
+				return fmt.Errorf("delete tags: %w", err)
+			}
+			tags = append(tags, tag)
+		}
+		err = rows.Err()
+		rows.Close()
+		if err != nil {
+			return fmt.Errorf("delete tags: %w", err)
+		}
 		for _, q := range []string{
-			`DELETE FROM tags WHERE repository_id = ? AND digest = ?`,
 			`DELETE FROM manifest_blobs WHERE repository_id = ? AND manifest_digest = ?`,
 			`DELETE FROM manifest_children WHERE repository_id = ? AND manifest_digest = ?`,
 		} {

@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync/atomic"
 	"time"
 
 	"github.com/berth-registry/berth/internal/blobstore"
@@ -58,6 +59,8 @@ type Service struct {
 	locks      digestlock.Locker
 	pulls      pullLog
 	pullEvents pullEvents
+	// wholeBytes is what whole bodies hold in memory now (whole.go).
+	wholeBytes atomic.Int64
 }
 
 // New returns a Service.
@@ -424,7 +427,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		return 0, err
 	}
 	if last != nil && size == 0 {
-		if p, ok := s.putter(*last); ok {
+		if p, release, ok := s.putter(*last); ok {
+			defer release()
 			return s.putWhole(ctx, repo, id, d, p, *last)
 		}
 	}
@@ -456,7 +460,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 // PutBlob stores a whole blob sent in one request (a monolithic upload).
 // Nothing remains of it when it fails.
 func (s *Service) PutBlob(ctx context.Context, repo string, d reference.Digest, c Chunk, tokenID string) error {
-	if p, ok := s.putter(c); ok {
+	if p, release, ok := s.putter(c); ok {
+		defer release()
 		_, err := s.putWhole(ctx, repo, "", d, p, c)
 		return err
 	}

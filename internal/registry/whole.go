@@ -26,14 +26,29 @@ const smallBody = 64 << 10
 
 var wholeBufs sync.Pool // *[]byte of a Putter's PutLimit
 
+// wholeBudget is the most memory whole bodies may hold at once (eight
+// parts' worth). A body that would go over it takes the general path,
+// which streams through an upload session (and a monolithic upload then
+// counts against the namespace's open sessions, as before).
+const wholeBudget = 64 << 20
+
 // putter returns the blob store's Putter when chunk c, the first of an
-// upload, can go to it whole.
-func (s *Service) putter(c Chunk) (blobstore.Putter, bool) {
-	p, ok := s.blobs.(blobstore.Putter)
+// upload, can go to it whole, with the memory it may hold reserved until
+// release.
+func (s *Service) putter(c Chunk) (p blobstore.Putter, release func(), ok bool) {
+	p, ok = s.blobs.(blobstore.Putter)
 	if !ok || p.PutLimit() <= 0 || c.Length < 0 || c.Length > p.PutLimit() || c.Start > 0 {
-		return nil, false
+		return nil, nil, false
 	}
-	return p, true
+	n := c.Length
+	if n > smallBody {
+		n = p.PutLimit() // a pooled buffer of the limit
+	}
+	if s.wholeBytes.Add(n) > wholeBudget {
+		s.wholeBytes.Add(-n)
+		return nil, nil, false
+	}
+	return p, func() { s.wholeBytes.Add(-n) }, true
 }
 
 // putWhole stores chunk c, a whole blob claimed to be d, through p and

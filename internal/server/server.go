@@ -242,7 +242,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		go s.serveMetrics()
 	}
 	if s.cfg.TLSCert != "" {
-		tln, err := newTLSListener(ln, s.cfg.TLSCert, s.cfg.TLSKey)
+		tln, err := newTLSListener(ln, s.cfg.TLSCert, s.cfg.TLSKey, s.log)
 		if err != nil {
 			ln.Close()
 			s.Close()

@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -30,16 +32,19 @@ const recordBatch = 256 << 10
 type tlsListener struct {
 	net.Listener
 	config *tls.Config
+	log    *slog.Logger
 }
 
-// newTLSListener serves TLS with the certificate and key files on ln.
-func newTLSListener(ln net.Listener, certFile, keyFile string) (net.Listener, error) {
+// newTLSListener serves TLS with the certificate and key files on ln;
+// failed handshakes are logged to log at debug level (as http.Server's own
+// TLS logs them to its error log).
+func newTLSListener(ln net.Listener, certFile, keyFile string, log *slog.Logger) (net.Listener, error) {
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		return nil, fmt.Errorf("load TLS certificate %s and key %s: %w", certFile, keyFile, err)
 	}
 	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"http/1.1"}, MinVersion: tls.VersionTLS12}
-	return &tlsListener{Listener: ln, config: cfg}, nil
+	return &tlsListener{Listener: ln, config: cfg, log: log}, nil
 }
 
 // Accept implements net.Listener.
@@ -49,17 +54,25 @@ func (l *tlsListener) Accept() (net.Conn, error) {
 		return nil, err
 	}
 	raw := &recordBatcher{Conn: c}
-	return &batchedTLS{Conn: tls.Server(raw, l.config), raw: raw}, nil
+	return &batchedTLS{Conn: tls.Server(raw, l.config), raw: raw, log: l.log}, nil
 }
 
 // batchedTLS is a TLS connection whose Writes batch their records.
 type batchedTLS struct {
 	*tls.Conn
 	raw *recordBatcher
+	log *slog.Logger
+	// handshaken is set once the handshake is over: before, a Write (which
+	// net/http never makes first) is not batched, so that the handshake's
+	// own messages are never held back.
+	handshaken atomic.Bool
 }
 
 // Write implements net.Conn.
 func (c *batchedTLS) Write(p []byte) (int, error) {
+	if !c.handshaken.Load() {
+		return c.Conn.Write(p)
+	}
 	c.raw.begin()
 	n, err := c.Conn.Write(p)
 	if ferr := c.raw.end(); err == nil {
@@ -150,6 +163,11 @@ func (c *batchedTLS) ConnectionState() tls.ConnectionState {
 	c.Conn.SetDeadline(time.Now().Add(handshakeTimeout))
 	err := c.Conn.Handshake()
 	c.Conn.SetDeadline(time.Time{})
+	if err == nil {
+		c.handshaken.Store(true)
+	} else if c.log != nil {
+		c.log.Debug("TLS handshake failed", "remote", c.Conn.RemoteAddr().String(), "err", err)
+	}
 	var re tls.RecordHeaderError
 	if errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader[:]) {
 		io.WriteString(re.Conn, "HTTP/1.0 400 Bad Request\r\n\r\nClient sent an HTTP request to an HTTPS server.\n")

@@ -64,7 +64,7 @@ func TestTLSBatchesRecords(t *testing.T) {
 		t.Fatal(err)
 	}
 	counted := &countingListener{Listener: base}
-	ln, err := newTLSListener(counted, certFile, keyFile)
+	ln, err := newTLSListener(counted, certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,7 +138,7 @@ func TestTLSPlainHTTPGets400(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ln, err := newTLSListener(base, certFile, keyFile)
+	ln, err := newTLSListener(base, certFile, keyFile, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
