@@ -15,8 +15,6 @@ const cacheChannel = "berth_cache"
 
 // Cache settings of a replica on PostgreSQL.
 const (
-	// DefaultCacheBytes is the read cache's default budget.
-	DefaultCacheBytes = 64 << 20
 	// cacheTTL bounds how long an answer is kept: the staleness should
 	// the notification connection hang without an error.
 	cacheTTL = 10 * time.Second

@@ -33,22 +33,36 @@ type readCache struct {
 
 	mu        sync.Mutex
 	on        bool
-	gen       uint64                               // bumped by every invalidation; fills from older reads are dropped
-	manifests map[string]map[string]cachedManifest // reference -> repository -> manifest
-	links     map[string]map[string]cachedLink     // digest -> repository -> link
+	gen       uint64            // bumped by every invalidation; fills from older reads are dropped
+	manifests shelf[*Manifest]  // by reference (tag or digest)
+	links     shelf[cachedLink] // by blob digest
 	bytes     int64
 
 	hits, misses, drops atomic.Uint64
 }
 
-type cachedManifest struct {
-	m       *Manifest
+type cachedLink struct {
+	size, linked int64 // linked: unix nanoseconds, a lower bound of the link's time
+}
+
+// shelf holds one kind of answer, by key (a tag name or a digest, what
+// notifications name) and then repository, each with its cost in the
+// byte budget and its expiry. The cache's mutex guards it.
+type shelf[V any] map[string]map[string]shelved[V]
+
+type shelved[V any] struct {
+	v       V
+	cost    int64
 	expires time.Time
 }
 
-type cachedLink struct {
-	size, linked int64 // linked: unix nanoseconds, a lower bound of the link's time
-	expires      time.Time
+// forget drops key in every repository and returns the bytes freed.
+func (sh shelf[V]) forget(key string) (freed int64) {
+	for _, e := range sh[key] {
+		freed += e.cost
+	}
+	delete(sh, key)
+	return freed
 }
 
 // entryOverhead is what an entry is counted for besides a manifest's
@@ -56,17 +70,22 @@ type cachedLink struct {
 const entryOverhead = 256
 
 func newReadCache(maxBytes int64, ttl time.Duration) *readCache {
-	c := &readCache{maxBytes: maxBytes, ttl: ttl}
+	c := &readCache{maxBytes: maxBytes, ttl: ttl, manifests: shelf[*Manifest]{}, links: shelf[cachedLink]{}}
 	c.reset()
 	return c
 }
 
 // reset drops every entry; the caller holds mu (or owns c).
 func (c *readCache) reset() {
-	c.manifests = map[string]map[string]cachedManifest{}
-	c.links = map[string]map[string]cachedLink{}
-	c.bytes = 0
+	c.empty()
 	c.gen++
+}
+
+// empty empties both shelves; the caller holds mu.
+func (c *readCache) empty() {
+	clear(c.manifests)
+	clear(c.links)
+	c.bytes = 0
 }
 
 // setOn turns answering on or off, dropping every entry either way: what
@@ -86,79 +105,73 @@ func (c *readCache) generation() uint64 {
 	return c.gen
 }
 
-// manifest returns a cached manifest (a copy whose Payload the caller must
-// not change).
-func (c *readCache) manifest(repo, ref string) (*Manifest, bool) {
+// lookup returns the answer for (key, repo) on one of c's shelves, if it
+// is cached and fresh and the cache is on, and counts the hit or miss.
+func lookup[V any](c *readCache, sh shelf[V], key, repo string) (V, bool) {
 	c.mu.Lock()
-	e, ok := c.manifests[ref][repo]
+	e, ok := sh[key][repo]
 	on := c.on
 	c.mu.Unlock()
 	if !on || !ok || time.Now().After(e.expires) {
 		c.misses.Add(1)
-		return nil, false
+		var zero V
+		return zero, false
 	}
 	c.hits.Add(1)
-	m := *e.m
-	return &m, true
+	return e.v, true
+}
+
+// store caches v as the answer for (key, repo) on one of c's shelves,
+// unless an invalidation came after gen was taken; a refill gives the
+// old entry's place back first.
+func store[V any](c *readCache, sh shelf[V], gen uint64, key, repo string, v V, cost int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.on || gen != c.gen {
+		return
+	}
+	if old, ok := sh[key][repo]; ok {
+		c.bytes -= old.cost
+	}
+	if !c.room(cost) {
+		return
+	}
+	byRepo := sh[key] // after room, which may have emptied the shelves
+	if byRepo == nil {
+		byRepo = map[string]shelved[V]{}
+		sh[key] = byRepo
+	}
+	byRepo[repo] = shelved[V]{v: v, cost: cost, expires: time.Now().Add(c.ttl)}
+}
+
+// manifest returns a cached manifest (a copy whose Payload the caller must
+// not change).
+func (c *readCache) manifest(repo, ref string) (*Manifest, bool) {
+	m, ok := lookup(c, c.manifests, ref, repo)
+	if !ok {
+		return nil, false
+	}
+	cp := *m
+	return &cp, true
 }
 
 // putManifest caches m as the answer for (repo, ref), unless an
 // invalidation came after gen was taken.
 func (c *readCache) putManifest(gen uint64, repo, ref string, m *Manifest) {
 	cp := *m
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.on || gen != c.gen {
-		return
-	}
-	if old, ok := c.manifests[ref][repo]; ok { // a refill: its place is given back first
-		c.bytes -= int64(len(old.m.Payload)) + entryOverhead
-	}
-	if !c.room(int64(len(m.Payload)) + entryOverhead) {
-		return
-	}
-	byRepo := c.manifests[ref]
-	if byRepo == nil {
-		byRepo = map[string]cachedManifest{}
-		c.manifests[ref] = byRepo
-	}
-	byRepo[repo] = cachedManifest{m: &cp, expires: time.Now().Add(c.ttl)}
+	store(c, c.manifests, gen, ref, repo, &cp, int64(len(m.Payload))+entryOverhead)
 }
 
 // link returns a cached blob link.
 func (c *readCache) link(repo, digest string) (size, linked int64, ok bool) {
-	c.mu.Lock()
-	e, ok := c.links[digest][repo]
-	on := c.on
-	c.mu.Unlock()
-	if !on || !ok || time.Now().After(e.expires) {
-		c.misses.Add(1)
-		return 0, 0, false
-	}
-	c.hits.Add(1)
-	return e.size, e.linked, true
+	l, ok := lookup(c, c.links, digest, repo)
+	return l.size, l.linked, ok
 }
 
 // putLink caches a blob link, unless an invalidation came after gen was
 // taken.
 func (c *readCache) putLink(gen uint64, repo, digest string, size, linked int64) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if !c.on || gen != c.gen {
-		return
-	}
-	if _, ok := c.links[digest][repo]; ok {
-		c.bytes -= entryOverhead
-	}
-	if !c.room(entryOverhead) {
-		return
-	}
-	byRepo := c.links[digest]
-	if byRepo == nil {
-		byRepo = map[string]cachedLink{}
-		c.links[digest] = byRepo
-	}
-	byRepo[repo] = cachedLink{size: size, linked: linked, expires: time.Now().Add(c.ttl)}
+	store(c, c.links, gen, digest, repo, cachedLink{size: size, linked: linked}, entryOverhead)
 }
 
 // room accounts n more bytes, emptying the cache first when they would
@@ -169,9 +182,7 @@ func (c *readCache) room(n int64) bool {
 		return false
 	}
 	if c.bytes+n > c.maxBytes {
-		c.manifests = map[string]map[string]cachedManifest{}
-		c.links = map[string]map[string]cachedLink{}
-		c.bytes = 0
+		c.empty()
 	}
 	c.bytes += n
 	return true
@@ -199,22 +210,12 @@ func (c *readCache) invalidate(payload string) {
 	key := payload[1:]
 	switch payload[0] {
 	case dropTag, dropManifest:
-		c.forgetManifests(key)
+		c.bytes -= c.manifests.forget(key)
 	case dropLink:
-		c.bytes -= int64(len(c.links[key])) * entryOverhead
-		delete(c.links, key)
+		c.bytes -= c.links.forget(key)
 	default:
 		c.reset()
 	}
-}
-
-// forgetManifests drops the cached manifests under a reference; the byte
-// count is given back. The caller holds mu.
-func (c *readCache) forgetManifests(ref string) {
-	for _, e := range c.manifests[ref] {
-		c.bytes -= int64(len(e.m.Payload)) + entryOverhead
-	}
-	delete(c.manifests, ref)
 }
 
 // CacheStats counts the read cache's answers.

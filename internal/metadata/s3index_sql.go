@@ -94,29 +94,26 @@ func (s *SQL) PutUploadState(ctx context.Context, id string, state []byte, pendi
 
 // DeleteUploadState implements blobstore.S3Index.
 func (s *SQL) DeleteUploadState(ctx context.Context, id, ifRev string) error {
-	if ifRev == "" {
-		if _, err := s.execOne(ctx, `DELETE FROM s3_uploads WHERE id = ?`, id); err != nil {
-			return fmt.Errorf("s3 index: delete upload state: %w", err)
-		}
-		return nil
+	q, args := `DELETE FROM s3_uploads WHERE id = ?`, []any{id}
+	if ifRev != "" {
+		q, args = q+` AND rev = ?`, append(args, ifRev)
 	}
-	res, err := s.execOne(ctx, `DELETE FROM s3_uploads WHERE id = ? AND rev = ?`, id, ifRev)
+	res, err := s.execOne(ctx, q, args...)
 	if err != nil {
 		return fmt.Errorf("s3 index: delete upload state: %w", err)
 	}
-	if n, err := res.RowsAffected(); err != nil {
-		return fmt.Errorf("s3 index: delete upload state: %w", err)
-	} else if n == 0 {
-		var one int
-		switch err := s.queryRow(ctx, nil, `SELECT 1 FROM s3_uploads WHERE id = ?`, id).Scan(&one); {
-		case errors.Is(err, sql.ErrNoRows):
-			return nil // gone already
-		case err != nil:
-			return fmt.Errorf("s3 index: delete upload state: %w", err)
-		}
-		return blobstore.ErrStateChanged
+	if n, err := res.RowsAffected(); err != nil || n > 0 || ifRev == "" {
+		return err
 	}
-	return nil
+	// Nothing deleted at that revision: gone already, or moved on.
+	var one int
+	switch err := s.queryRow(ctx, nil, `SELECT 1 FROM s3_uploads WHERE id = ?`, id).Scan(&one); {
+	case errors.Is(err, sql.ErrNoRows):
+		return nil
+	case err != nil:
+		return fmt.Errorf("s3 index: delete upload state: %w", err)
+	}
+	return blobstore.ErrStateChanged
 }
 
 // StaleUploadStates implements blobstore.S3Index.

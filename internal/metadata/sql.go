@@ -206,6 +206,19 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) (
 			return s.insertEvents(ctx, tx, evs)
 		}
 	}
+	return s.write(ctx, func(ctx context.Context) error {
+		if s.group != nil {
+			return s.group.do(ctx, fn)
+		}
+		return s.tx1(ctx, fn)
+	})
+}
+
+// write runs one write, a transaction or a single statement: traced and
+// observed, and with one writer at a time (SQLite, group commit) as it
+// is; otherwise (PostgreSQL) whole even if the request is cancelled, and
+// again after a serialization failure or a deadlock.
+func (s *SQL) write(ctx context.Context, run func(context.Context) error) (err error) {
 	if s.inst.on() {
 		var span trace.Span
 		var start time.Time
@@ -213,11 +226,11 @@ func (s *SQL) tx(ctx context.Context, fn func(context.Context, *sql.Tx) error) (
 		defer func() { s.inst.endTx(span, start, err) }()
 	}
 	if s.group != nil {
-		return s.group.do(ctx, fn)
+		return run(ctx)
 	}
 	ctx = context.WithoutCancel(ctx) // as with group commit: no half-cancelled writes
 	for attempt := 1; ; attempt++ {
-		err := s.tx1(ctx, fn)
+		err := run(ctx)
 		if err == nil || s.dialect.retryable == nil || !s.dialect.retryable(err) || attempt == 5 {
 			return err
 		}
@@ -238,21 +251,12 @@ func (s *SQL) execOne(ctx context.Context, q string, args ...any) (res sql.Resul
 		})
 		return res, err
 	}
-	if s.inst.on() {
-		var span trace.Span
-		var start time.Time
-		ctx, span, start = s.inst.beginTx(ctx)
-		defer func() { s.inst.endTx(span, start, err) }()
-	}
-	ctx = context.WithoutCancel(ctx) // as in tx: no half-cancelled writes
-	for attempt := 1; ; attempt++ {
+	err = s.write(ctx, func(ctx context.Context) error {
+		var err error
 		res, err = s.w.ExecContext(ctx, s.dialect.placeholders(q), args...)
-		if err == nil || s.dialect.retryable == nil || !s.dialect.retryable(err) || attempt == 5 {
-			return res, err
-		}
-		s.inst.retried()
-		time.Sleep(time.Duration(attempt*attempt) * 5 * time.Millisecond)
-	}
+		return err
+	})
+	return res, err
 }
 
 func (s *SQL) tx1(ctx context.Context, fn func(context.Context, *sql.Tx) error) error {
@@ -438,20 +442,8 @@ func (s *SQL) guard(ctx context.Context, tx *sql.Tx, guard Guard, seed string, i
 	if guard == nil {
 		return nil
 	}
-	rows, err := tx.QueryContext(ctx, s.q(fmt.Sprintf(tagsReaching, seed)), id, d)
+	tags, err := strs(tx.QueryContext(ctx, s.q(fmt.Sprintf(tagsReaching, seed)), id, d))
 	if err != nil {
-		return fmt.Errorf("tags reaching %s: %w", d, err)
-	}
-	defer rows.Close()
-	var tags []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return fmt.Errorf("tags reaching %s: %w", d, err)
-		}
-		tags = append(tags, t)
-	}
-	if err := rows.Err(); err != nil {
 		return fmt.Errorf("tags reaching %s: %w", d, err)
 	}
 	return guard(tags)
@@ -616,21 +608,7 @@ func (s *SQL) DeleteManifest(ctx context.Context, repo string, d reference.Diges
 				return err
 			}
 		}
-		rows, err := tx.QueryContext(ctx, s.q(`DELETE FROM tags WHERE repository_id = ? AND digest = ? RETURNING name`), id, string(d))
-		if err != nil {
-			return fmt.Errorf("delete tags: %w", err)
-		}
-		for rows.Next() {
-			var tag string
-			if err := rows.Scan(&tag); err != nil {
-				rows.Close()
-				return fmt.Errorf("delete tags: %w", err)
-			}
-			tags = append(tags, tag)
-		}
-		err = rows.Err()
-		rows.Close()
-		if err != nil {
+		if tags, err = strs(tx.QueryContext(ctx, s.q(`DELETE FROM tags WHERE repository_id = ? AND digest = ? RETURNING name`), id, string(d))); err != nil {
 			return fmt.Errorf("delete tags: %w", err)
 		}
 		for _, q := range []string{
@@ -699,18 +677,27 @@ func (s *SQL) Repositories(ctx context.Context, last string, n int) ([]string, e
 }
 
 func (s *SQL) names(ctx context.Context, q string, args ...any) ([]string, error) {
-	rows, err := s.query(ctx, q, args...)
+	out, err := strs(s.query(ctx, q, args...))
 	if err != nil {
 		return nil, fmt.Errorf("list: %w", err)
+	}
+	return out, nil
+}
+
+// strs reads a query's rows of one text column (never nil) and closes
+// them; it takes the query's results as they come.
+func strs(rows *sql.Rows, err error) ([]string, error) {
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	out := []string{}
 	for rows.Next() {
-		var name string
-		if err := rows.Scan(&name); err != nil {
-			return nil, fmt.Errorf("list: %w", err)
+		var v string
+		if err := rows.Scan(&v); err != nil {
+			return nil, err
 		}
-		out = append(out, name)
+		out = append(out, v)
 	}
 	return out, rows.Err()
 }

@@ -427,9 +427,8 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 		return 0, err
 	}
 	if last != nil && size == 0 {
-		if p, release, ok := s.putter(*last); ok {
-			defer release()
-			return s.putWhole(ctx, repo, id, d, p, *last)
+		if size, ok, err := s.putWhole(ctx, repo, id, d, *last); ok {
+			return size, err
 		}
 	}
 	if last != nil {
@@ -460,9 +459,7 @@ func (s *Service) FinishUpload(ctx context.Context, repo, id string, d reference
 // PutBlob stores a whole blob sent in one request (a monolithic upload).
 // Nothing remains of it when it fails.
 func (s *Service) PutBlob(ctx context.Context, repo string, d reference.Digest, c Chunk, tokenID string) error {
-	if p, release, ok := s.putter(c); ok {
-		defer release()
-		_, err := s.putWhole(ctx, repo, "", d, p, c)
+	if _, ok, err := s.putWhole(ctx, repo, "", d, c); ok {
 		return err
 	}
 	id, err := s.StartUpload(ctx, repo, tokenID)

@@ -24,7 +24,7 @@ import (
 // larger ones share pooled buffers of the store's limit.
 const smallBody = 64 << 10
 
-var wholeBufs sync.Pool // *[]byte of a Putter's PutLimit
+var wholeBufs sync.Pool // *[]byte of a Putter's PutLimit, and a byte more
 
 // wholeBudget is the most memory whole bodies may hold at once (eight
 // parts' worth). A body that would go over it takes the general path,
@@ -51,10 +51,23 @@ func (s *Service) putter(c Chunk) (p blobstore.Putter, release func(), ok bool) 
 	return p, func() { s.wholeBytes.Add(-n) }, true
 }
 
-// putWhole stores chunk c, a whole blob claimed to be d, through p and
-// links it into repo; id is the empty upload it finishes, "" for a
-// monolithic upload without one.
-func (s *Service) putWhole(ctx context.Context, repo, id string, d reference.Digest, p blobstore.Putter, c Chunk) (int64, error) {
+// putWhole stores chunk c, a whole blob claimed to be d, through the
+// store's Putter and links it into repo; id is the empty upload it
+// finishes, "" for a monolithic upload without one. ok is false, with
+// nothing done, when c cannot go whole (see putter): the general path
+// takes it.
+func (s *Service) putWhole(ctx context.Context, repo, id string, d reference.Digest, c Chunk) (size int64, ok bool, err error) {
+	p, release, ok := s.putter(c)
+	if !ok {
+		return 0, false, nil
+	}
+	defer release()
+	size, err = s.storeWhole(ctx, repo, id, d, p, c)
+	return size, true, err
+}
+
+// storeWhole is putWhole once c may go whole through p.
+func (s *Service) storeWhole(ctx context.Context, repo, id string, d reference.Digest, p blobstore.Putter, c Chunk) (int64, error) {
 	if err := s.checkQuota(ctx, repo, d, c.Length); err != nil {
 		if id != "" { // refused before the data is kept: the upload goes
 			_ = s.CancelUpload(context.WithoutCancel(ctx), repo, id)
@@ -106,38 +119,31 @@ func (s *Service) commitError(ctx context.Context, id string, d reference.Digest
 }
 
 // readWhole reads chunk c, of known length up to limit, into memory;
-// release gives the buffer back.
+// release gives the buffer back. One byte more than declared is asked
+// for, to tell a body that is too long.
 func readWhole(c Chunk, limit int64) (b []byte, release func(), err error) {
 	release = func() {}
 	if c.Length <= smallBody {
-		b = make([]byte, c.Length)
+		b = make([]byte, c.Length+1)
 	} else {
 		bp, _ := wholeBufs.Get().(*[]byte)
-		if bp == nil || int64(cap(*bp)) < c.Length {
-			nb := make([]byte, limit)
+		if bp == nil || int64(cap(*bp)) <= c.Length {
+			nb := make([]byte, limit+1)
 			bp = &nb
 		}
-		b, release = (*bp)[:c.Length], func() { wholeBufs.Put(bp) }
+		b, release = (*bp)[:c.Length+1], func() { wholeBufs.Put(bp) }
 	}
 	n, err := io.ReadFull(c.Body, b)
 	switch {
+	case int64(n) == c.Length && (errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)):
+		return b[:n], release, nil // exactly the declared length
+	case err == nil:
+		err = errcode.New(errcode.BlobUploadInvalid, "%v", fmt.Errorf("%w: more than the declared %d bytes", blobstore.ErrChunkLength, c.Length))
 	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		err = errcode.New(errcode.BlobUploadInvalid, "%v", fmt.Errorf("%w: got %d bytes, declared %d", blobstore.ErrChunkLength, n, c.Length))
-	case err != nil:
+	default:
 		err = errcode.New(errcode.BlobUploadInvalid, "reading the chunk failed; the upload is unchanged")
-	case extraByte(c.Body):
-		err = errcode.New(errcode.BlobUploadInvalid, "%v", fmt.Errorf("%w: more than the declared %d bytes", blobstore.ErrChunkLength, c.Length))
 	}
-	if err != nil {
-		release()
-		return nil, nil, err
-	}
-	return b, release, nil
-}
-
-// extraByte reports whether r holds more data.
-func extraByte(r io.Reader) bool {
-	var one [1]byte
-	n, _ := io.ReadFull(r, one[:])
-	return n > 0
+	release()
+	return nil, nil, err
 }

@@ -77,6 +77,28 @@ func s3Operation(r *http.Request) string {
 	return r.Method + " " + r.URL.Path
 }
 
+// serveCountingS3 serves berth (no auth, SQLite metadata) on srv through
+// a counting proxy, and returns its URL, the counter (the start's
+// HeadBucket taken already) and the data directory.
+func serveCountingS3(t *testing.T, srv *testserver.S3Server) (string, *s3Counter, string) {
+	t.Helper()
+	target, err := url.Parse(srv.Endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &s3Counter{}
+	proxy := httptest.NewServer(counter.wrap(httputil.NewSingleHostReverseProxy(target)))
+	t.Cleanup(proxy.Close)
+	t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
+	t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
+	dataDir := t.TempDir()
+	cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Auth: "none", MaxManifestSize: 1 << 20, UploadTTL: time.Hour,
+		ShutdownTimeout: time.Second, Storage: "s3", S3Bucket: srv.Bucket, S3Region: srv.Region, S3Endpoint: proxy.URL, S3PathStyle: true}
+	u := serve(t, cfg).URL
+	counter.take() // the start's HeadBucket
+	return u, counter, dataDir
+}
+
 // ops is the sorted list of operations, for comparison with take.
 func ops(groups ...[]string) []string {
 	out := slices.Concat(groups...)
@@ -94,19 +116,7 @@ func ops(groups ...[]string) []string {
 // (berth_s3_requests_total) agrees.
 func TestS3RequestsPerOperation(t *testing.T) {
 	testserver.EachS3(t, func(t *testing.T, srv *testserver.S3Server) {
-		target, err := url.Parse(srv.Endpoint)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counter := &s3Counter{}
-		proxy := httptest.NewServer(counter.wrap(httputil.NewSingleHostReverseProxy(target)))
-		defer proxy.Close()
-		t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-		t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-		cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: t.TempDir(), Auth: "none", MaxManifestSize: 1 << 20, UploadTTL: time.Hour,
-			ShutdownTimeout: time.Second, Storage: "s3", S3Bucket: srv.Bucket, S3Region: srv.Region, S3Endpoint: proxy.URL, S3PathStyle: true}
-		u := serve(t, cfg).URL
-		counter.take() // the start's HeadBucket
+		u, counter, _ := serveCountingS3(t, srv)
 
 		const mib = 1 << 20
 		check := func(what string, want []string) {

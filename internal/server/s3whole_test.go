@@ -7,15 +7,12 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/testserver"
 )
 
@@ -28,20 +25,7 @@ import (
 // some takes the general path. No upload state is left in the index.
 func TestS3WholeBlobs(t *testing.T) {
 	testserver.EachS3(t, func(t *testing.T, srv *testserver.S3Server) {
-		target, err := url.Parse(srv.Endpoint)
-		if err != nil {
-			t.Fatal(err)
-		}
-		counter := &s3Counter{}
-		proxy := httptest.NewServer(counter.wrap(httputil.NewSingleHostReverseProxy(target)))
-		defer proxy.Close()
-		t.Setenv("AWS_ACCESS_KEY_ID", srv.AccessKey)
-		t.Setenv("AWS_SECRET_ACCESS_KEY", srv.SecretKey)
-		dataDir := t.TempDir()
-		cfg := &config.Config{Addr: "127.0.0.1:0", DataDir: dataDir, Auth: "none", MaxManifestSize: 1 << 20, UploadTTL: time.Hour,
-			ShutdownTimeout: time.Second, Storage: "s3", S3Bucket: srv.Bucket, S3Region: srv.Region, S3Endpoint: proxy.URL, S3PathStyle: true}
-		u := serve(t, cfg).URL
-		counter.take()
+		u, counter, dataDir := serveCountingS3(t, srv)
 		check := func(what string, want []string) {
 			t.Helper()
 			if got := counter.take(); !slices.Equal(got, want) {

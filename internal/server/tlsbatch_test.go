@@ -16,6 +16,25 @@ import (
 	"github.com/berth-registry/berth/internal/tlscert"
 )
 
+// testCert writes a self-signed certificate for 127.0.0.1 and its key
+// into files, and returns the certificate and the files' paths.
+func testCert(t *testing.T) (certPEM []byte, certFile, keyFile string) {
+	t.Helper()
+	certPEM, keyPEM, err := tlscert.Generate(tlscert.Options{Hosts: []string{"127.0.0.1"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	certFile, keyFile = filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certPEM, certFile, keyFile
+}
+
 // countingListener counts the writes made to its connections.
 type countingListener struct {
 	net.Listener
@@ -47,18 +66,7 @@ func (c *countingConn) Write(p []byte) (int, error) {
 // (r.TLS, as http.Server gives a *tls.Conn), and HTTP/1.1 is what is
 // negotiated.
 func TestTLSBatchesRecords(t *testing.T) {
-	certPEM, keyPEM, err := tlscert.Generate(tlscert.Options{Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(keyFile, keyPEM, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certPEM, certFile, keyFile := testCert(t)
 	base, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -126,14 +134,7 @@ func TestTLSBatchesRecords(t *testing.T) {
 // TestTLSPlainHTTPGets400: plain HTTP to berth's TLS port gets Go's 400
 // "Client sent an HTTP request to an HTTPS server", never the handler.
 func TestTLSPlainHTTPGets400(t *testing.T) {
-	certPEM, keyPEM, err := tlscert.Generate(tlscert.Options{Hosts: []string{"127.0.0.1"}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	certFile, keyFile := filepath.Join(dir, "c.pem"), filepath.Join(dir, "k.pem")
-	os.WriteFile(certFile, certPEM, 0o600)
-	os.WriteFile(keyFile, keyPEM, 0o600)
+	_, certFile, keyFile := testCert(t)
 	base, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
