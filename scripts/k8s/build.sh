@@ -2,10 +2,13 @@
 # Builds what scripts/k8s/cluster.sh runs, from the Go module proxy, cached by
 # version in $BERTH_TOOLS_DIR (default ~/.cache/berth-tools):
 #
-#   k8s-<version>/   kube-apiserver, kubelet, kubectl
+#   k8s-<version>/   kube-apiserver, kube-controller-manager, kube-scheduler,
+#                    kube-proxy, kubelet, kubectl
 #   etcd-<version>/  etcd
 #   pause-<hash>/    pause.tar: the sandbox image, a docker-archive tarball
 #                    for `ctr -n k8s.io images import`
+#   nsfwd-<hash>/    nsfwd: forwards TCP between the host and the cluster's
+#                    network namespace (scripts/k8s/nsfwd)
 #
 # and links the binaries into $BERTH_TOOLS_DIR/bin. It also makes sure the
 # Debian packages cluster.sh needs (containerd, runc, CNI plugins) are there.
@@ -189,6 +192,29 @@ build_pause() {
 	summary+=("pause image built")
 }
 
+# build_nsfwd builds scripts/k8s/nsfwd.
+build_nsfwd() {
+	local dir tmp
+	dir="$(nsfwd_dir)"
+	if [ -x "$dir/nsfwd" ]; then
+		summary+=("nsfwd cached")
+		return
+	fi
+	note "building nsfwd into $dir"
+	tmp="$(mktemp -d "$TOOLS_DIR/.build-nsfwd.XXXXXX")"
+	(
+		cd "$K8S_LIB_DIR/nsfwd"
+		GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
+			go build -trimpath -ldflags "-s -w" -o "$tmp/nsfwd" . >>"$LOG" 2>&1
+	) || {
+		rm -rf "$tmp"
+		die "building nsfwd failed"
+	}
+	rm -rf "$dir"
+	mv "$tmp" "$dir"
+	summary+=("nsfwd built")
+}
+
 main() {
 	local start=$SECONDS summary=() b
 	mkdir -p "$BIN_DIR"
@@ -200,6 +226,7 @@ main() {
 	note "=== scripts/k8s/build.sh: k8s $K8S_VERSION, etcd $ETCD_VERSION"
 	install_apt_packages
 	build_pause
+	build_nsfwd
 	build_etcd
 	build_k8s
 	ln -sfn "$ETCD_DIR/etcd" "$BIN_DIR/etcd"

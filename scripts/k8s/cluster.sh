@@ -1,31 +1,50 @@
 #!/usr/bin/env bash
-# cluster.sh up|down|env DIR: a single-node Kubernetes on loopback for
-# berth's end-to-end tests (image pulls with imagePullSecrets from berth).
+# cluster.sh up|down|env|forward DIR: a complete single-node Kubernetes for
+# berth's end-to-end tests, inside a network namespace of its own.
 #
-#   up DIR    starts, with all state under DIR: a containerd instance of its
-#             own (not Docker's), etcd, kube-apiserver and a kubelet; waits
-#             for the node to be Ready; creates the default ServiceAccount
-#             and the kube-root-ca.crt ConfigMap in namespace default. There
-#             is no scheduler or controller-manager: Pods set spec.nodeName.
+#   up DIR    starts, with all state under DIR and every process inside the
+#             network namespace $NETNS: a containerd instance of its own
+#             (not Docker's), etcd, kube-apiserver, kube-controller-manager,
+#             kube-scheduler, a kubelet, kube-proxy (iptables mode), a pod
+#             network (CNI bridge + host-local + portmap) and a local-path
+#             volume provisioner (StorageClass berth-local, the default);
+#             waits for the node to be Ready and the default ServiceAccount.
 #             Running it again on a cluster that is up does nothing; on a
 #             half-started one it stops what is left and starts afresh. When
 #             it fails it stops what it started (the logs stay in DIR/logs).
 #             Exit status 3: a prerequisite (root, a binary) is missing.
-#   down DIR  stops everything and removes what the cluster left outside DIR
-#             (mounts, network namespaces, the CNI bridge, kubepods cgroups,
-#             kubelet sockets...). Safe to run at any time, also after a
-#             failed or partial up, and more than once.
-#   env DIR   prints KUBECONFIG=, NODE_NAME=, CONTAINERD_SOCKET=, KUBECTL=
-#             lines (shell syntax).
+#   down DIR  stops everything, removes the network namespace and what the
+#             cluster left outside DIR (mounts, network namespaces, kubepods
+#             cgroups, kubelet sockets...), then checks that no process,
+#             mount, namespace, interface, address or iptables chain of the
+#             cluster is left (exit status 1 and a list if one is). Safe to
+#             run at any time, also after a failed or partial up, and more
+#             than once.
+#   env DIR   prints KUBECONFIG=, NODE_NAME=, NODE_IP=, NETNS=,
+#             CONTAINERD_SOCKET=, KUBECTL= lines (shell syntax).
+#   forward DIR in PORT
+#             makes the host's 127.0.0.1:PORT (a registry the tests run)
+#             reachable inside the cluster at 127.0.0.1:PORT.
+#   forward DIR out PORT [ADDR]
+#             makes ADDR inside the cluster (default 127.0.0.1:PORT, e.g. a
+#             NodePort) reachable on the host at 127.0.0.1:PORT.
 #
-# Needs root and the binaries of scripts/k8s/build.sh. Every process listens
-# on 127.0.0.1 (or a unix socket under DIR). Layout of DIR:
+# Network isolation: the namespace has a loopback and a dummy interface with
+# the node's address ($NODE_IP), the pods' bridge ($POD_SUBNET) and the
+# Services' range ($SERVICE_RANGE), all in the benchmarking range
+# 198.18.0.0/15 and nowhere else: no veth to the host, no route out, so no
+# packet of the cluster's can leave it. The host reaches the cluster only
+# through scripts/k8s/nsfwd, which holds a listening socket in one namespace
+# and dials in the other (the API server's port, and `forward`).
+#
+# Needs root and the binaries of scripts/k8s/build.sh. Layout of DIR:
 #
 #   kubeconfig        cluster-admin kubeconfig (client certificate)
 #   certs.d/          containerd's per-registry hosts.toml files: write
 #                     certs.d/127.0.0.1:PORT/hosts.toml to pull over plain HTTP
 #   logs/             one log per process
 #   pod-logs/         the kubelet's pod logs (what `kubectl logs` shows)
+#   volumes/          the local-path provisioner's volumes
 #   pki/ containerd/ etcd/ kubelet/ cni/ run/   internal
 #
 # Environment:
@@ -52,16 +71,25 @@ SELF="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/$(basename "${BASH_SOURCE[0]
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 NODE_NAME="localhost"
+NETNS="berth-k8s"
+NETNS_PATH="/run/netns/$NETNS"
+NODE_IF="berth-node"
+NODE_IP="198.18.0.2"
 CNI_NETWORK="berth-k8s"
 CNI_BRIDGE="berthk8s0"
-POD_SUBNET="10.244.250.0/24"
-SERVICE_RANGE="10.96.0.0/24"
+POD_SUBNET="198.18.1.0/24"
+SERVICE_RANGE="198.18.2.0/24"
+# The first address of SERVICE_RANGE: the kubernetes Service's.
+APISERVER_SERVICE_IP="198.18.2.1"
+STORAGE_CLASS="berth-local"
+PROVISIONER="berth.invalid/local-path"
 CNI_BIN_DIR="/usr/lib/cni"
 GLOBAL_DIR="/run/berth-k8s"
 SANE_PATH="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 START_TIMEOUT=180
 # Set by cmd_up (pick_port).
 ETCD_PORT="" ETCD_PEER_PORT="" APISERVER_PORT="" KUBELET_PORT="" KUBELET_HEALTHZ_PORT=""
+PROXY_HEALTHZ_PORT="" PROXY_METRICS_PORT=""
 
 log() { echo "k8s cluster: $*" >&2; }
 die() {
@@ -77,7 +105,7 @@ unmet() {
 }
 
 usage() {
-	echo "usage: $0 up|down|env DIR" >&2
+	echo "usage: $0 up|down|env DIR | forward DIR in PORT | forward DIR out PORT [ADDR]" >&2
 	exit 2
 }
 
@@ -94,9 +122,15 @@ set_paths() {
 	KUBELET_ROOT="$DIR/kubelet"
 	KUBECONFIG_FILE="$DIR/kubeconfig"
 	KUBECTL="$K8S_DIR/kubectl"
+	VOLUMES="$DIR/volumes"
+	NSFWD="$(nsfwd_dir)/nsfwd"
 }
 
-kubectl_() { "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=20s "$@"; }
+# in_ns CMD... runs CMD in the cluster's network namespace (and only that
+# namespace: the kubelet, containerd and the shims share the host's mounts).
+in_ns() { nsenter --net="$NETNS_PATH" -- "$@"; }
+
+kubectl_() { in_ns "$KUBECTL" --kubeconfig "$KUBECONFIG_FILE" --request-timeout=20s "$@"; }
 
 # read_cmdline PID sets CMDLINE to a process's command line (arguments
 # joined by spaces), without forking: pids_of reads every process's.
@@ -162,12 +196,13 @@ pick_port() {
 	die "no free port found"
 }
 
-# start_daemon NAME CMD... starts a daemon in a session of its own with its
-# output in logs/NAME.log, and records its pid in run/NAME.pid.
+# start_daemon NAME CMD... starts a daemon in the cluster's network namespace
+# and a session of its own, with its output in logs/NAME.log, and records its
+# pid in run/NAME.pid.
 start_daemon() {
 	local name="$1"
 	shift
-	setsid "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+	setsid nsenter --net="$NETNS_PATH" -- "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
 	echo "$!" >"$RUN/$name.pid"
 }
 
@@ -220,7 +255,7 @@ make_pki() {
 		-addext "basicConstraints=critical,CA:TRUE" \
 		-addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" 2>/dev/null
 	cert apiserver "/CN=kube-apiserver" \
-		"subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:10.96.0.1" \
+		"subjectAltName=DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,IP:127.0.0.1,IP:$NODE_IP,IP:$APISERVER_SERVICE_IP" \
 		"extendedKeyUsage=serverAuth" "keyUsage=critical,digitalSignature,keyEncipherment"
 	cert admin "/O=system:masters/CN=berth-e2e-admin" \
 		"extendedKeyUsage=clientAuth" "keyUsage=critical,digitalSignature,keyEncipherment"
@@ -270,14 +305,19 @@ start_containerd() {
     {
       "type": "bridge",
       "bridge": "$CNI_BRIDGE",
-      "isGateway": false,
+      "isGateway": true,
       "ipMasq": false,
-      "hairpinMode": false,
+      "hairpinMode": true,
       "ipam": {
         "type": "host-local",
         "ranges": [[{"subnet": "$POD_SUBNET"}]],
+        "routes": [{"dst": "0.0.0.0/0"}],
         "dataDir": "$DIR/cni/ipam"
       }
+    },
+    {
+      "type": "portmap",
+      "capabilities": {"portMappings": true}
     }
   ]
 }
@@ -353,8 +393,8 @@ start_etcd() {
 start_apiserver() {
 	start_daemon kube-apiserver "$K8S_DIR/kube-apiserver" \
 		--etcd-servers "http://127.0.0.1:$ETCD_PORT" \
-		--bind-address 127.0.0.1 \
-		--advertise-address 127.0.0.1 \
+		--bind-address 0.0.0.0 \
+		--advertise-address "$NODE_IP" \
 		--secure-port "$APISERVER_PORT" \
 		--tls-cert-file "$PKI/apiserver.crt" \
 		--tls-private-key-file "$PKI/apiserver.key" \
@@ -368,7 +408,6 @@ start_apiserver() {
 		--authorization-mode Node,RBAC \
 		--anonymous-auth=false \
 		--allow-privileged=true \
-		--endpoint-reconciler-type none \
 		--enable-priority-and-fairness=false \
 		--profiling=false \
 		--v 1
@@ -400,8 +439,7 @@ cgroupDriver: cgroupfs
 failSwapOn: false
 # The sandbox may not lower oom_score_adj (see restrict_oom_score_adj).
 oomScoreAdj: 0
-# No KUBE-FIREWALL and other iptables chains on the host: there is no
-# kube-proxy here to want them.
+# kube-proxy makes the chains it needs.
 makeIPTablesUtilChains: false
 podLogsDir: $DIR/pod-logs
 volumePluginDir: $KUBELET_ROOT/volume-plugins
@@ -435,9 +473,142 @@ EOF
 			--root-dir "$KUBELET_ROOT" \
 			--cert-dir "$KUBELET_ROOT/pki" \
 			--hostname-override "$NODE_NAME" \
+			--node-ip "$NODE_IP" \
 			"${args[@]}" \
 			--v 1
 	)
+}
+
+# component_kubeconfig writes the kubeconfig the control-plane components,
+# kube-proxy and the provisioner use (cluster-admin: a test cluster).
+component_kubeconfig() { kubeconfig "$RUN/components.kubeconfig" admin; }
+
+start_controller_manager() {
+	start_daemon kube-controller-manager "$K8S_DIR/kube-controller-manager" \
+		--kubeconfig "$RUN/components.kubeconfig" \
+		--secure-port 0 \
+		--leader-elect=false \
+		--service-account-private-key-file "$PKI/sa.key" \
+		--root-ca-file "$PKI/ca.crt" \
+		--cluster-signing-cert-file "$PKI/ca.crt" \
+		--cluster-signing-key-file "$PKI/ca.key" \
+		--service-cluster-ip-range "$SERVICE_RANGE" \
+		--cluster-cidr "$POD_SUBNET" \
+		--allocate-node-cidrs=false \
+		--profiling=false \
+		--v 1
+}
+
+start_scheduler() {
+	start_daemon kube-scheduler "$K8S_DIR/kube-scheduler" \
+		--kubeconfig "$RUN/components.kubeconfig" \
+		--secure-port 0 \
+		--leader-elect=false \
+		--profiling=false \
+		--v 1
+}
+
+start_kube_proxy() {
+	mkdir -p "$DIR/kube-proxy"
+	cat >"$DIR/kube-proxy/config.yaml" <<EOF
+apiVersion: kubeproxy.config.k8s.io/v1alpha1
+kind: KubeProxyConfiguration
+clientConnection:
+  kubeconfig: $RUN/components.kubeconfig
+hostnameOverride: $NODE_NAME
+mode: iptables
+clusterCIDR: $POD_SUBNET
+healthzBindAddress: 127.0.0.1:$PROXY_HEALTHZ_PORT
+metricsBindAddress: 127.0.0.1:$PROXY_METRICS_PORT
+iptables:
+  # NodePorts answer on 127.0.0.1 too (route_localnet, inside the
+  # namespace): the node pulls from 127.0.0.1:NODEPORT, the address the
+  # host reaches through nsfwd.
+  localhostNodePorts: true
+conntrack:
+  # nf_conntrack_max is machine-wide: leave it alone.
+  maxPerCore: 0
+  min: 0
+EOF
+	start_daemon kube-proxy "$K8S_DIR/kube-proxy" --config "$DIR/kube-proxy/config.yaml" --v 1
+}
+
+# start_provisioner runs provisioner.sh, which gives each PersistentVolumeClaim
+# of StorageClass $STORAGE_CLASS a hostPath volume under DIR/volumes.
+start_provisioner() {
+	mkdir -p "$VOLUMES"
+	start_daemon provisioner env -i PATH="$SANE_PATH" \
+		bash "$K8S_LIB_DIR/provisioner.sh" "$KUBECTL" "$RUN/components.kubeconfig" \
+		"$STORAGE_CLASS" "$PROVISIONER" "$VOLUMES/"
+}
+
+storage_class() {
+	kubectl_ apply -f - >/dev/null <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: $STORAGE_CLASS
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+provisioner: $PROVISIONER
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+EOF
+}
+
+# ------------------------------------------------------------------ network
+
+# setup_netns creates the cluster's network namespace: loopback, and a bridge
+# without ports (the kernel has no dummy interfaces) holding the node's
+# address and a default route into nothing (components want one; a packet
+# sent there is dropped).
+setup_netns() {
+	if [ -e "$NETNS_PATH" ]; then
+		log "removing a stale network namespace $NETNS"
+		ip netns delete "$NETNS" 2>/dev/null || true
+	fi
+	ip netns add "$NETNS"
+	in_ns ip link set lo up
+	in_ns ip link add "$NODE_IF" type bridge
+	in_ns ip addr add "$NODE_IP/32" dev "$NODE_IF"
+	in_ns ip link set "$NODE_IF" up
+	in_ns ip route add default dev "$NODE_IF"
+	in_ns sysctl -qw net.ipv4.ip_forward=1
+	# Pod-to-Service-to-pod on one bridge needs the bridge's frames to pass
+	# through iptables (kube-proxy's DNAT), per namespace.
+	in_ns sysctl -qw net.bridge.bridge-nf-call-iptables=1 2>/dev/null || true
+}
+
+# start_forward NAME FORWARD... runs nsfwd on the host with the forwards
+# (see nsfwd's usage) and waits until it listens.
+start_forward() {
+	local name="$1" pid i
+	shift
+	alive "$name" && return 0
+	: >"$LOGS/$name.log"
+	setsid "$NSFWD" -netns "$NETNS_PATH" -pidfile "$RUN/$name.pid" "$@" </dev/null >>"$LOGS/$name.log" 2>&1 &
+	pid=$!
+	for ((i = 0; i < 100; i++)); do
+		grep -qx ready "$LOGS/$name.log" 2>/dev/null && return 0
+		kill -0 "$pid" 2>/dev/null || die "nsfwd $* failed: $(tail -n 3 "$LOGS/$name.log")"
+		sleep 0.1
+	done
+	die "nsfwd $* did not start"
+}
+
+# cmd_forward in|out PORT [ADDR]: see the usage at the top.
+cmd_forward() {
+	local way="$1" port="$2" addr="${3:-}"
+	[ -f "$RUN/up" ] || die "no cluster at $DIR"
+	[[ "$port" =~ ^[0-9]+$ ]] || die "PORT must be a number, got $port"
+	case "$way" in
+	in)
+		[ -z "$addr" ] || die "forward in takes no ADDR"
+		start_forward "forward-in-$port" "ns:127.0.0.1:$port=host:127.0.0.1:$port"
+		;;
+	out) start_forward "forward-out-$port" "host:127.0.0.1:$port=ns:${addr:-127.0.0.1:$port}" ;;
+	*) usage ;;
+	esac
 }
 
 node_ready() {
@@ -521,6 +692,8 @@ write_env() {
 	cat >"$RUN/env" <<EOF
 KUBECONFIG=$KUBECONFIG_FILE
 NODE_NAME=$NODE_NAME
+NODE_IP=$NODE_IP
+NETNS=$NETNS
 CONTAINERD_SOCKET=$CTRD_SOCK
 KUBECTL=$KUBECTL
 EOF
@@ -529,18 +702,21 @@ EOF
 cmd_up() {
 	local start=$SECONDS b
 	[ "$(id -u)" -eq 0 ] || unmet "needs root (the kubelet and containerd do)"
-	for b in openssl ss containerd ctr runc containerd-shim-runc-v2 setsid flock; do
+	for b in openssl ss containerd ctr runc containerd-shim-runc-v2 setsid flock nsenter ip iptables sysctl; do
 		command -v "$b" >/dev/null 2>&1 ||
 			unmet "$b not found; install the test dependencies with: bash scripts/test-deps.sh"
 	done
 	PAUSE_TAR="$(pause_dir)/pause.tar"
-	for b in "$ETCD_DIR/etcd" "$K8S_DIR/kube-apiserver" "$K8S_DIR/kubelet" "$K8S_DIR/kubectl" "$PAUSE_TAR" "$CNI_BIN_DIR/bridge"; do
+	for b in "$ETCD_DIR/etcd" "${K8S_BINARIES[@]/#/$K8S_DIR/}" "$PAUSE_TAR" "$NSFWD" \
+		"$CNI_BIN_DIR/bridge" "$CNI_BIN_DIR/host-local" "$CNI_BIN_DIR/portmap"; do
 		[ -e "$b" ] || unmet "$b is missing; build it with: bash scripts/k8s/build.sh"
 	done
 	mkdir -p "$DIR"
 
 	# Already up: nothing to do.
-	if [ -f "$RUN/up" ] && alive containerd && alive etcd && alive kube-apiserver && alive kubelet && node_ready; then
+	if [ -f "$RUN/up" ] && alive containerd && alive etcd && alive kube-apiserver && alive kubelet &&
+		alive kube-controller-manager && alive kube-scheduler && alive kube-proxy && alive provisioner &&
+		alive apiserver-forward && node_ready; then
 		log "already up at $DIR"
 		return 0
 	fi
@@ -559,26 +735,37 @@ cmd_up() {
 	pick_port APISERVER_PORT
 	pick_port KUBELET_PORT
 	pick_port KUBELET_HEALTHZ_PORT
+	pick_port PROXY_HEALTHZ_PORT
+	pick_port PROXY_METRICS_PORT
 	make_pki
 	kubeconfig "$KUBECONFIG_FILE" admin
+	component_kubeconfig
 	write_env
 
 	start_watchdog
+	setup_netns
 	# etcd and the API server (the slowest to start) start while containerd
 	# starts and the pause image is imported.
 	start_etcd
 	start_apiserver
 	start_containerd
-	wait_for "etcd" etcd bash -c "exec 3<>/dev/tcp/127.0.0.1/$ETCD_PORT"
+	wait_for "etcd" etcd in_ns bash -c "exec 3<>/dev/tcp/127.0.0.1/$ETCD_PORT"
+	start_forward apiserver-forward "host:127.0.0.1:$APISERVER_PORT=ns:127.0.0.1:$APISERVER_PORT"
 	wait_for "kube-apiserver /readyz" kube-apiserver kubectl_ get --raw /readyz
+	start_controller_manager
+	start_scheduler
 	wait_for "the default namespace's objects" kube-apiserver default_namespace_objects
+	wait_for "StorageClass $STORAGE_CLASS" kube-apiserver storage_class
 	start_kubelet
+	start_kube_proxy
+	start_provisioner
 	wait_for "node $NODE_NAME to be Ready" kubelet node_ready
 	# The admission plugin TaintNodesByCondition gave the node a not-ready
-	# taint, and there is no node controller to lift it.
+	# taint; the node controller lifts it too, but only after its next sync.
 	kubectl_ taint node "$NODE_NAME" node.kubernetes.io/not-ready:NoSchedule- >/dev/null 2>&1 || true
+	wait_for "the default ServiceAccount" kube-controller-manager kubectl_ get serviceaccount default -n default
 	trap - EXIT
-	log "up in $((SECONDS - start))s at $DIR (node $NODE_NAME Ready; KUBECONFIG=$KUBECONFIG_FILE)"
+	log "up in $((SECONDS - start))s at $DIR (node $NODE_NAME Ready in network namespace $NETNS; KUBECONFIG=$KUBECONFIG_FILE)"
 }
 
 up_failed() {
@@ -613,7 +800,11 @@ snapshot_globals() {
 		[ -e "$p" ] && echo "$p"
 	done >"$RUN/paths.before" || true
 	iptables-save 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | sort -u >"$RUN/chains.before" || true
+	host_links >"$RUN/links.before"
 }
+
+# host_links prints the names of the host's network interfaces, sorted.
+host_links() { ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | sort; }
 
 # -------------------------------------------------------------------- down
 
@@ -674,6 +865,12 @@ cmd_down() {
 	# shellcheck disable=SC2046
 	stop_pids 5 $(pids_of "$DIR" containerd-shim)
 	kill_kubepods
+	# The API server's other clients, so that it has no watches to drain.
+	local c
+	for c in kube-controller-manager kube-scheduler kube-proxy provisioner.sh nsfwd; do
+		# shellcheck disable=SC2046
+		stop_pids 10 $(pids_of "$DIR" "$c")
+	done
 	# shellcheck disable=SC2046
 	stop_pids 15 $(pids_of "$DIR" kube-apiserver)
 	# shellcheck disable=SC2046
@@ -685,8 +882,49 @@ cmd_down() {
 
 	unmount_under "$DIR"
 	cleanup_globals
+	if [ -e "$NETNS_PATH" ]; then
+		ip netns delete "$NETNS" 2>/dev/null || { umount -l "$NETNS_PATH" 2>/dev/null; rm -f "$NETNS_PATH"; }
+	fi
 	release_machine
+	left_behind || return 1
 	log "down in $((SECONDS - start))s at $DIR"
+}
+
+# left_behind reports (and fails on) anything of the cluster's that is still
+# there after down: processes, mounts under DIR, network namespaces, host
+# interfaces, addresses and routes in 198.18.0.0/15, iptables chains,
+# kubepods cgroups.
+left_behind() {
+	local found=() p c
+	p="$(pids_of "$DIR")"
+	[ -z "$p" ] || found+=("processes: $(echo "$p" | tr '\n' ' ')")
+	p="$(awk -v p="$DIR" '{ m = $5; gsub(/\\040/, " ", m); if (m == p || index(m, p "/") == 1) print m }' /proc/self/mountinfo)"
+	[ -z "$p" ] || found+=("mounts: $(echo "$p" | tr '\n' ' ')")
+	[ ! -e "$NETNS_PATH" ] || found+=("network namespace $NETNS")
+	if [ -f "$RUN/netns.before" ]; then
+		for p in /run/netns/cni-*; do
+			[ -e "$p" ] || continue
+			grep -qxF "$p" "$RUN/netns.before" || found+=("network namespace $p")
+		done
+	fi
+	if [ -f "$RUN/links.before" ]; then
+		p="$(host_links | comm -13 "$RUN/links.before" -)"
+		[ -z "$p" ] || found+=("host interfaces: $(echo "$p" | tr '\n' ' ')")
+	fi
+	p="$( (ip -o -4 addr show; ip -4 route show) 2>/dev/null | grep -E '(^| )198\.1[89]\.' || true)"
+	[ -z "$p" ] || found+=("host addresses or routes in 198.18.0.0/15: $p")
+	if command -v iptables-save >/dev/null 2>&1; then
+		for c in $(iptables-save 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | sort -u); do
+			grep -qxF "$c" "$RUN/chains.before" 2>/dev/null || found+=("iptables chain $c")
+		done
+	fi
+	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+		[ -d "$p" ] && found+=("cgroup $p")
+	done
+	[ "${#found[@]}" -eq 0 ] && return 0
+	log "error: left behind after down:"
+	for p in "${found[@]}"; do log "  $p"; done
+	return 1
 }
 
 # cleanup_globals removes what the cluster left outside DIR.
@@ -753,19 +991,25 @@ cleanup_globals() {
 # -------------------------------------------------------------------- main
 
 main() {
-	[ "$#" -eq 2 ] || usage
+	[ "$#" -ge 2 ] || usage
 	[ -n "$2" ] || usage
-	local dir
+	local dir cmd="$1"
 	dir="$(realpath -m "$2")"
 	[ "$dir" != / ] || die "DIR may not be /"
 	set_paths "$dir"
-	case "$1" in
+	shift 2
+	case "$cmd" in
+	up | down | env) [ "$#" -eq 0 ] || usage ;;
+	forward) [ "$#" -ge 2 ] && [ "$#" -le 3 ] || usage ;;
+	esac
+	case "$cmd" in
 	up) cmd_up ;;
 	down) cmd_down ;;
 	env)
 		[ -f "$RUN/env" ] || die "no cluster at $DIR"
 		cat "$RUN/env"
 		;;
+	forward) cmd_forward "$@" ;;
 	*) usage ;;
 	esac
 }

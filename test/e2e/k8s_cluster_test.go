@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,13 +17,16 @@ import (
 	"time"
 )
 
-// A single-node Kubernetes for end-to-end tests of image pulls from berth
-// (imagePullSecrets, credential providers...), started by
-// scripts/k8s/cluster.sh with the binaries scripts/k8s/build.sh caches in
-// $BERTH_TOOLS_DIR (test-deps.sh runs it). It has containerd, etcd,
-// kube-apiserver and a kubelet, all on loopback, and no scheduler or
-// controller-manager: Pods must set spec.nodeName to the cluster's NodeName.
-// The namespace default has its ServiceAccount and kube-root-ca.crt.
+// A complete single-node Kubernetes for end-to-end tests of image pulls from
+// berth (imagePullSecrets, credential providers, the Helm chart...), started
+// by scripts/k8s/cluster.sh with the binaries scripts/k8s/build.sh caches in
+// $BERTH_TOOLS_DIR (test-deps.sh runs it): containerd, etcd, kube-apiserver,
+// kube-controller-manager, kube-scheduler, a kubelet, kube-proxy, a CNI pod
+// network and a local-path volume provisioner (default StorageClass), all
+// inside a network namespace of its own. The host reaches the API server
+// through a forwarded port (the kubeconfig's); a registry a test runs on the
+// host is made reachable inside with AddPlainHTTPRegistry or ForwardIn, and
+// a NodePort on the host with ForwardOut.
 
 const (
 	// clusterStartTimeout bounds `cluster.sh up`, which may first wait for
@@ -48,6 +52,10 @@ type k8sCluster struct {
 	ContainerdSocket string
 	// Kubectl is the kubectl binary matching the cluster's version.
 	Kubectl string
+	// NodeIP is the node's address inside the cluster's network namespace.
+	NodeIP string
+	// script is cluster.sh.
+	script string
 }
 
 // clusterScript returns the absolute path of scripts/k8s/cluster.sh.
@@ -106,7 +114,7 @@ func startCluster(t *testing.T) *k8sCluster {
 	t.Logf("Kubernetes cluster up in %s: %s", time.Since(start).Round(time.Millisecond), strings.TrimSpace(lastLine(out.String())))
 
 	env := run(t, "bash", script, "env", dir)
-	c := &k8sCluster{Dir: dir}
+	c := &k8sCluster{Dir: dir, script: script}
 	for _, line := range lines(env) {
 		k, v, _ := strings.Cut(line, "=")
 		switch k {
@@ -118,9 +126,11 @@ func startCluster(t *testing.T) *k8sCluster {
 			c.ContainerdSocket = v
 		case "KUBECTL":
 			c.Kubectl = v
+		case "NODE_IP":
+			c.NodeIP = v
 		}
 	}
-	if c.Kubeconfig == "" || c.NodeName == "" || c.ContainerdSocket == "" || c.Kubectl == "" {
+	if c.Kubeconfig == "" || c.NodeName == "" || c.ContainerdSocket == "" || c.Kubectl == "" || c.NodeIP == "" {
 		t.Fatalf("cluster.sh env %s printed an incomplete environment:\n%s", dir, env)
 	}
 	// Runs before the teardown (cleanups run last-registered first).
@@ -155,10 +165,37 @@ func lastLine(s string) string {
 	return l[len(l)-1]
 }
 
-// AddPlainHTTPRegistry lets the node's containerd pull from hostPort (e.g.
-// 127.0.0.1:41234) over plain HTTP, by writing its hosts.toml. It takes
-// effect for the next pull: no restart is needed.
+// AddPlainHTTPRegistry lets the node's containerd pull from a registry on
+// the host at hostPort (e.g. 127.0.0.1:41234) over plain HTTP: the address
+// is forwarded into the cluster (ForwardIn) and containerd gets its
+// hosts.toml. It takes effect for the next pull: no restart is needed.
 func (c *k8sCluster) AddPlainHTTPRegistry(t *testing.T, hostPort string) {
+	t.Helper()
+	c.ForwardIn(t, hostPort)
+	c.PlainHTTPHost(t, hostPort)
+}
+
+// ForwardIn makes the host's 127.0.0.1:PORT (hostPort's port) reachable at
+// the same address inside the cluster's network namespace.
+func (c *k8sCluster) ForwardIn(t *testing.T, hostPort string) {
+	t.Helper()
+	_, port, err := net.SplitHostPort(hostPort)
+	if err != nil {
+		t.Fatalf("ForwardIn(%q): %v", hostPort, err)
+	}
+	run(t, "bash", c.script, "forward", c.Dir, "in", port)
+}
+
+// ForwardOut makes addr inside the cluster's network namespace (a NodePort
+// at 127.0.0.1:PORT, say) reachable on the host at 127.0.0.1:port.
+func (c *k8sCluster) ForwardOut(t *testing.T, port int, addr string) {
+	t.Helper()
+	run(t, "bash", c.script, "forward", c.Dir, "out", strconv.Itoa(port), addr)
+}
+
+// PlainHTTPHost writes containerd's hosts.toml for hostPort: pulls from it
+// use plain HTTP.
+func (c *k8sCluster) PlainHTTPHost(t *testing.T, hostPort string) {
 	t.Helper()
 	toml := fmt.Sprintf(`server = "http://%[1]s"
 

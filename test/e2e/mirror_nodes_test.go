@@ -113,6 +113,7 @@ func TestMirrorKubernetesPod(t *testing.T) {
 	c := startCluster(t)
 	b, _, busybox, _, certsDir := mirrorsForNodes(t)
 	copyTree(t, certsDir, filepath.Join(c.Dir, "certs.d"))
+	c.ForwardIn(t, b.Addr)
 	pod, _ := json.Marshal(map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Pod",

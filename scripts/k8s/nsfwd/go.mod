@@ -1,0 +1,3 @@
+module berth.invalid/nsfwd
+
+go 1.24
