@@ -29,7 +29,7 @@ set -euo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-APT_PACKAGES=(containerd runc containernetworking-plugins)
+APT_PACKAGES=(containerd runc containernetworking-plugins iptables iproute2)
 LOG="$TOOLS_DIR/k8s-build.log"
 
 die() {

@@ -168,18 +168,16 @@ func imageBasicAuth(user, pass string) string {
 // network with token auth and a non-root user, logs in with docker, pushes
 // the berth image itself into the berth running in it, pulls it back and
 // runs berth version from the pulled image.
-func TestContainerImage(t *testing.T) {
-	skipIfShort(t)
-	docker := needDocker(t)
+// makeImage runs `make image` for VERSION and IMAGE into a context
+// directory of the test's own, which it returns (bin/image/berth is the
+// binary); the image is removed from the engine at cleanup.
+func makeImage(t *testing.T, docker, version, image string) string {
+	t.Helper()
 	mk := needTool(t, "make")
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
 		t.Fatal(err)
 	}
-
-	// make image, into a context directory of the test's own.
-	version := "0.0.0-e2e." + randomHex(t, 4)
-	image := "berth-e2e/berth:" + version
 	ctxDir := t.TempDir()
 	t.Cleanup(func() { execIn(t, "", nil, docker, "rmi", "-f", image) })
 	ctx, cancel := context.WithTimeout(context.Background(), imageBuildTimeout)
@@ -192,6 +190,15 @@ func TestContainerImage(t *testing.T) {
 	if err != nil {
 		t.Fatalf("make image failed: %v\n%s", err, truncate(string(out), 6000))
 	}
+	return ctxDir
+}
+
+func TestContainerImage(t *testing.T) {
+	skipIfShort(t)
+	docker := needDocker(t)
+	version := "0.0.0-e2e." + randomHex(t, 4)
+	image := "berth-e2e/berth:" + version
+	ctxDir := makeImage(t, docker, version, image)
 	bin := filepath.Join(ctxDir, "bin", "image", "berth")
 	checkStaticBinary(t, bin)
 	if got := run(t, bin, "version"); !strings.HasPrefix(got, "berth "+version+" ") {
@@ -329,7 +336,7 @@ func TestContainerImage(t *testing.T) {
 	}
 
 	// SIGTERM (docker stop) ends berth gracefully, well within the wait.
-	start = time.Now()
+	start := time.Now()
 	run(t, docker, "stop", "-t", "30", name)
 	if took := time.Since(start); took > 20*time.Second {
 		t.Errorf("docker stop took %s: berth did not end on SIGTERM", took.Round(time.Millisecond))

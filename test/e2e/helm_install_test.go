@@ -1,0 +1,210 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// The Helm chart installed on the test cluster (scripts/k8s/cluster.sh),
+// the way a user would: berth's image made by `make image`, pushed into a
+// bootstrap berth on the host and pulled from there by the kubelet with a
+// pull Secret that `berth secret create` made from docker login's config;
+// then the in-cluster berth serves the cluster's own pulls through its
+// NodePort Service.
+
+// chartInstallTimeout bounds helm install --wait (image pull, first start
+// with its migrations, readiness).
+const chartInstallTimeout = 5 * time.Minute
+
+// bootImage is berth's image as the cluster pulls it.
+type bootImage struct {
+	// Repository and Tag name the image in the bootstrap registry.
+	Repository, Tag string
+	// DockerConfig is the config.json docker login to the bootstrap
+	// registry wrote.
+	DockerConfig string
+	// Registry is the bootstrap registry's host:port.
+	Registry string
+}
+
+// publishBerthImage builds berth's image with `make image`, pushes it with
+// Docker Engine into a bootstrap berth on the host (token auth, namespace
+// berth) and makes that registry reachable from the cluster over plain
+// HTTP.
+func publishBerthImage(t *testing.T, c *k8sCluster, docker string) *bootImage {
+	t.Helper()
+	boot := startAuthBerth(t)
+	createNamespace(t, boot, "berth")
+	version := "0.0.0-e2e." + randomHex(t, 4)
+	local := "berth-e2e/berth:" + version
+	makeImage(t, docker, version, local)
+	d := newDockerClient(t, docker, boot.Addr)
+	d.mustLogin("admin", boot.AdminPassword)
+	ref := d.ref("berth/berth:" + version)
+	d.run("tag", local, ref)
+	d.created = append(d.created, ref)
+	t.Logf("pushed %s as %s", ref, d.push(ref))
+	c.AddPlainHTTPRegistry(t, boot.Addr)
+	return &bootImage{
+		Repository:   boot.Addr + "/berth/berth",
+		Tag:          version,
+		DockerConfig: filepath.Join(d.cfgDir, "config.json"),
+		Registry:     boot.Addr,
+	}
+}
+
+// createNamespace makes berth namespace name through the admin API.
+func createNamespace(t *testing.T, b *authBerth, name string) {
+	t.Helper()
+	st, body := imageHTTP(t, http.MethodPost, b.URL+"/api/v1/namespaces", mustJSON(t, map[string]any{"name": name}),
+		map[string]string{"Authorization": imageBasicAuth("admin", b.AdminPassword), "Content-Type": "application/json"})
+	if st != http.StatusCreated {
+		t.Fatalf("creating the namespace %s on %s: %d %s", name, b.Addr, st, truncate(string(body), 300))
+	}
+}
+
+// chartRelease is the chart installed on a test cluster, its Service
+// published on the host's 127.0.0.1 under its node port.
+type chartRelease struct {
+	c             *k8sCluster
+	helm          string
+	Namespace     string
+	Name          string
+	NodePort      int
+	AdminPassword string
+	// Berth is the in-cluster berth as the test's clients see it (its
+	// NodePort through ForwardOut); its proc has no process of its own.
+	Berth *authBerth
+}
+
+// installChart installs the chart as release name in namespace ns, with
+// the image from img (pulled with a Secret that `berth secret create
+// --from-docker-config --apply` makes in ns), a NodePort Service, and the
+// extra --set values; it waits until the release is Ready, publishes the
+// NodePort on the host and lets the node pull from it over plain HTTP.
+func installChart(t *testing.T, c *k8sCluster, helm string, img *bootImage, ns, name string, sets ...string) *chartRelease {
+	t.Helper()
+	r := &chartRelease{c: c, helm: helm, Namespace: ns, Name: name, NodePort: freeNodePort(t), AdminPassword: "adm-" + randomHex(t, 12)}
+	c.kubectl(t, "create", "namespace", ns)
+	kubeEnv := []string{"KUBECONFIG=" + c.Kubeconfig}
+	mustSucceed(t, "berth secret create berth-pull --from-docker-config --apply", berthKube(t, kubeEnv, "",
+		"secret", "create", "berth-pull", "--from-docker-config", img.DockerConfig, "--registry-host", img.Registry,
+		"--apply", "--kubeconfig", c.Kubeconfig, "-n", ns))
+	args := []string{"install", name, chartDir(t), "--namespace", ns, "--kubeconfig", c.Kubeconfig,
+		"--wait", "--timeout", chartInstallTimeout.String(),
+		"--set", "image.repository=" + img.Repository, "--set", "image.tag=" + img.Tag,
+		"--set", "imagePullSecrets[0].name=berth-pull",
+		"--set", "service.type=NodePort", "--set", "service.nodePort=" + strconv.Itoa(r.NodePort),
+		"--set", "persistence.size=1Gi",
+		"--set", "shutdownTimeoutSeconds=10",
+	}
+	for _, s := range sets {
+		args = append(args, "--set", s)
+	}
+	// The password goes in a values file: not on a command line.
+	values := filepath.Join(t.TempDir(), "secrets.yaml")
+	writeFile(t, values, []byte(fmt.Sprintf("auth:\n  adminPassword: %q\n", r.AdminPassword)))
+	args = append(args, "-f", values)
+	t.Cleanup(func() {
+		if t.Failed() {
+			r.dumpDiagnostics(t)
+		}
+	})
+	start := time.Now()
+	mustSucceed(t, "helm install", execIn(t, "", nil, helm, args...))
+	t.Logf("helm install %s (%s) Ready after %s", name, img.Tag, time.Since(start).Round(time.Millisecond))
+
+	addr := "127.0.0.1:" + strconv.Itoa(r.NodePort)
+	c.ForwardOut(t, r.NodePort, addr)
+	c.PlainHTTPHost(t, addr)
+	r.Berth = &authBerth{proc: &proc{server: &server{Addr: addr, URL: "http://" + addr}}, AdminPassword: r.AdminPassword}
+	return r
+}
+
+// dumpDiagnostics logs the release's objects and berth's log.
+func (r *chartRelease) dumpDiagnostics(t *testing.T) {
+	t.Helper()
+	for _, args := range [][]string{
+		{"get", "all,pvc,pv,secrets", "-n", r.Namespace, "-o", "wide"},
+		{"describe", "pods", "-n", r.Namespace},
+		{"logs", "-n", r.Namespace, "-l", "app.kubernetes.io/instance=" + r.Name, "--tail", "60", "--prefix"},
+	} {
+		res := r.c.kubectlIn(t, "", args...)
+		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), truncate(res.Stdout, 8000), res.Stderr)
+	}
+}
+
+// TestHelmInstallEmbedded (issue 15, item 1): the chart in embedded mode on
+// the complete cluster. berth's own image comes from a bootstrap berth
+// through a Secret made from docker login's config; Docker Engine pushes
+// an image into the in-cluster berth through its NodePort Service; a Pod
+// (placed by the scheduler) runs that image, pulled by the kubelet through
+// the same Service with a Secret made by `berth secret create --robot
+// --apply`, and a Pod without the Secret is refused.
+func TestHelmInstallEmbedded(t *testing.T) {
+	skipIfShort(t)
+	docker := needDocker(t)
+	helm := needHelm(t)
+	needStaticBusybox(t)
+	c := startCluster(t)
+	img := publishBerthImage(t, c, docker)
+	rel := installChart(t, c, helm, img, "registry", "berth", "mode=embedded")
+	b := rel.Berth
+
+	// The chart's PVC is bound to a volume of the cluster's provisioner,
+	// and berth's data lives there.
+	pvc := c.kubectl(t, "get", "pvc", "-n", rel.Namespace, "-o", "jsonpath={.items[*].status.phase}")
+	if pvc != "Bound" {
+		t.Fatalf("the release's PVCs: %q, want one Bound", pvc)
+	}
+
+	// Docker Engine pushes through the Service.
+	createNamespace(t, b, "team")
+	d := newDockerClient(t, docker, b.Addr)
+	d.mustLogin("admin", rel.AdminPassword)
+	ctxDir := busyboxContext(t)
+	writeFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n"))
+	ref := d.ref("team/app:v1")
+	d.created = append(d.created, ref)
+	d.run("build", "-q", "-t", ref, ctxDir)
+	pushed := d.push(ref)
+	t.Logf("docker push %s through the NodePort: %s", ref, pushed)
+
+	// The pull Secret, made and applied by berth (a robot of team).
+	r := berthKube(t, append(b.adminEnv(), "KUBECONFIG="+c.Kubeconfig), "", "secret", "create", "regcred",
+		"--robot", "--scope", "team/*", "--expires", "1d", "--apply", "--kubeconfig", c.Kubeconfig, "-n", "default")
+	mustSucceed(t, "berth secret create regcred --robot --apply", r)
+
+	for _, p := range []struct {
+		name   string
+		secret bool
+	}{{"app", true}, {"no-secret", false}} {
+		spec := map[string]any{
+			"terminationGracePeriodSeconds": 1,
+			"containers":                    []map[string]any{{"name": "main", "image": ref, "imagePullPolicy": "Always"}},
+		}
+		if p.secret {
+			spec["imagePullSecrets"] = []map[string]any{{"name": "regcred"}}
+		}
+		c.apply(t, string(mustJSON(t, map[string]any{
+			"apiVersion": "v1", "kind": "Pod",
+			"metadata": map[string]any{"name": p.name, "namespace": "default"},
+			"spec":     spec,
+		})))
+	}
+	s := c.waitPodRunning(t, "default", "app", 3*time.Minute)
+	if got := s.Containers[0].ImageID; !strings.HasSuffix(got, "@"+pushed) {
+		t.Errorf("Pod app runs image %q, want the pushed %s", got, pushed)
+	}
+	denied := c.waitPod(t, "default", "no-secret", 2*time.Minute, func(s podState) bool {
+		return len(s.Containers) == 1 && (s.Containers[0].Waiting == "ErrImagePull" || s.Containers[0].Waiting == "ImagePullBackOff" || s.Containers[0].Running)
+	})
+	if denied.Containers[0].Running || !strings.Contains(denied.Containers[0].Message, "401") {
+		t.Errorf("Pod no-secret (no imagePullSecrets): %s; want a pull refused with 401", denied)
+	}
+}
