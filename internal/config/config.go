@@ -27,6 +27,7 @@ type Config struct {
 	MaxManifestSize int64
 	UploadTTL       time.Duration
 	ShutdownTimeout time.Duration
+	ShutdownDelay   time.Duration
 	DebugAddr       string
 	BodyTimeout     time.Duration
 	AdminPassword   string
@@ -111,6 +112,18 @@ func dur(p func(*Config) *time.Duration) func(*Config, string) error {
 		d, err := time.ParseDuration(v)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("want a positive duration such as 30s or 24h, got %q", v)
+		}
+		*p(c) = d
+		return nil
+	}
+}
+
+// durOrZero is dur that also takes 0 (off).
+func durOrZero(p func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			return fmt.Errorf("want a duration such as 5s, or 0s for none, got %q", v)
 		}
 		*p(c) = d
 		return nil
@@ -251,7 +264,8 @@ var Options = []Option{
 		c.PostgresCacheMiB = n
 		return nil
 	}},
-	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
+	{"shutdown_delay", "0s", "after SIGTERM, how long berth keeps serving (new connections too) while /readyz answers 503 and responses close their connections, before it stops accepting: the time a load balancer or a Kubernetes Service needs to stop sending it requests", durOrZero(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
+	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM (after shutdown_delay)", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }
 
 // RegisterFlags adds a flag per option, plus --config, to fs.

@@ -59,6 +59,8 @@ type Server struct {
 	// selfAddr is the main listener's address once Serve listens (for the
 	// console's probes of this registry).
 	selfAddr atomic.Pointer[string]
+	// draining is set once SIGTERM arrives: /readyz answers 503 from then.
+	draining atomic.Bool
 	// storageStats holds the per-namespace metrics, refreshed every
 	// statsInterval.
 	storageStats *metrics.Storage
@@ -196,6 +198,10 @@ func (s *Server) Close() error {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		http.Error(w, "not ready: shutting down", http.StatusServiceUnavailable)
+		return
+	}
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
 	if err := s.svc.Ready(ctx); err != nil {
@@ -260,6 +266,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		return fmt.Errorf("serve: %w", err)
 	case <-ctx.Done():
 	}
+	s.drain()
 	s.log.Info("shutting down", "timeout", s.cfg.ShutdownTimeout)
 	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
 	defer cancel()

@@ -558,10 +558,10 @@ EOF
 
 # ------------------------------------------------------------------ network
 
-# setup_netns creates the cluster's network namespace: loopback, and a bridge
-# without ports (the kernel has no dummy interfaces) holding the node's
-# address and a default route into nothing (components want one; a packet
-# sent there is dropped).
+# setup_netns creates the cluster's network namespace: loopback, and a veth
+# pair whose both ends stay inside (the kernel has no dummy interfaces). One
+# end holds the node's address and a default route into nothing (components
+# want one); its peer is down, so a packet sent there is dropped.
 setup_netns() {
 	if [ -e "$NETNS_PATH" ]; then
 		log "removing a stale network namespace $NETNS"
@@ -569,7 +569,7 @@ setup_netns() {
 	fi
 	ip netns add "$NETNS"
 	in_ns ip link set lo up
-	in_ns ip link add "$NODE_IF" type bridge
+	in_ns ip link add "$NODE_IF" type veth peer name "$NODE_IF-peer"
 	in_ns ip addr add "$NODE_IP/32" dev "$NODE_IF"
 	in_ns ip link set "$NODE_IF" up
 	in_ns ip route add default dev "$NODE_IF"

@@ -30,6 +30,8 @@ type bootImage struct {
 	DockerConfig string
 	// Registry is the bootstrap registry's host:port.
 	Registry string
+	// docker is logged in to the bootstrap registry.
+	docker *dockerClient
 }
 
 // publishBerthImage builds berth's image with `make image`, pushes it with
@@ -55,7 +57,34 @@ func publishBerthImage(t *testing.T, c *k8sCluster, docker string) *bootImage {
 		Tag:          version,
 		DockerConfig: filepath.Join(d.cfgDir, "config.json"),
 		Registry:     boot.Addr,
+		docker:       d,
 	}
+}
+
+// newVersion builds berth's image again with another version (so another
+// binary and image digest), pushes it next to the first and returns its
+// tag: what `helm upgrade` moves to.
+func (img *bootImage) newVersion(t *testing.T) string {
+	t.Helper()
+	version := "0.0.0-e2e." + randomHex(t, 4)
+	local := "berth-e2e/berth:" + version
+	makeImage(t, img.docker.bin, version, local)
+	ref := img.Repository + ":" + version
+	img.docker.run("tag", local, ref)
+	img.docker.created = append(img.docker.created, ref)
+	t.Logf("pushed %s as %s", ref, img.docker.push(ref))
+	return version
+}
+
+// prepareNamespace creates Kubernetes namespace ns with the Secret
+// berth-pull that `berth secret create --from-docker-config --apply` makes
+// from docker login's config for the bootstrap registry.
+func prepareNamespace(t *testing.T, c *k8sCluster, img *bootImage, ns string) {
+	t.Helper()
+	c.kubectl(t, "create", "namespace", ns)
+	mustSucceed(t, "berth secret create berth-pull --from-docker-config --apply", berthKube(t, []string{"KUBECONFIG=" + c.Kubeconfig}, "",
+		"secret", "create", "berth-pull", "--from-docker-config", img.DockerConfig, "--registry-host", img.Registry,
+		"--apply", "--kubeconfig", c.Kubeconfig, "-n", ns))
 }
 
 // createNamespace makes berth namespace name through the admin API.
@@ -82,19 +111,15 @@ type chartRelease struct {
 	Berth *authBerth
 }
 
-// installChart installs the chart as release name in namespace ns, with
-// the image from img (pulled with a Secret that `berth secret create
-// --from-docker-config --apply` makes in ns), a NodePort Service, and the
-// extra --set values; it waits until the release is Ready, publishes the
-// NodePort on the host and lets the node pull from it over plain HTTP.
-func installChart(t *testing.T, c *k8sCluster, helm string, img *bootImage, ns, name string, sets ...string) *chartRelease {
+// installChart installs the chart as release name in namespace ns (made
+// by prepareNamespace), with the image from img, a NodePort Service, the
+// extra --set values and secretValues (YAML, given in a file so that no
+// secret is on a command line); it waits until the release is Ready,
+// publishes the NodePort on the host and lets the node pull from it over
+// plain HTTP.
+func installChart(t *testing.T, c *k8sCluster, helm string, img *bootImage, ns, name, secretValues string, sets ...string) *chartRelease {
 	t.Helper()
 	r := &chartRelease{c: c, helm: helm, Namespace: ns, Name: name, NodePort: freeNodePort(t), AdminPassword: "adm-" + randomHex(t, 12)}
-	c.kubectl(t, "create", "namespace", ns)
-	kubeEnv := []string{"KUBECONFIG=" + c.Kubeconfig}
-	mustSucceed(t, "berth secret create berth-pull --from-docker-config --apply", berthKube(t, kubeEnv, "",
-		"secret", "create", "berth-pull", "--from-docker-config", img.DockerConfig, "--registry-host", img.Registry,
-		"--apply", "--kubeconfig", c.Kubeconfig, "-n", ns))
 	args := []string{"install", name, chartDir(t), "--namespace", ns, "--kubeconfig", c.Kubeconfig,
 		"--wait", "--timeout", chartInstallTimeout.String(),
 		"--set", "image.repository=" + img.Repository, "--set", "image.tag=" + img.Tag,
@@ -106,9 +131,8 @@ func installChart(t *testing.T, c *k8sCluster, helm string, img *bootImage, ns, 
 	for _, s := range sets {
 		args = append(args, "--set", s)
 	}
-	// The password goes in a values file: not on a command line.
 	values := filepath.Join(t.TempDir(), "secrets.yaml")
-	writeFile(t, values, []byte(fmt.Sprintf("auth:\n  adminPassword: %q\n", r.AdminPassword)))
+	writeFile(t, values, []byte(fmt.Sprintf("auth:\n  adminPassword: %q\n", r.AdminPassword)+secretValues))
 	args = append(args, "-f", values)
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -153,7 +177,8 @@ func TestHelmInstallEmbedded(t *testing.T) {
 	needStaticBusybox(t)
 	c := startCluster(t)
 	img := publishBerthImage(t, c, docker)
-	rel := installChart(t, c, helm, img, "registry", "berth", "mode=embedded")
+	prepareNamespace(t, c, img, "registry")
+	rel := installChart(t, c, helm, img, "registry", "berth", "", "mode=embedded")
 	b := rel.Berth
 
 	// The chart's PVC is bound to a volume of the cluster's provisioner,

@@ -495,12 +495,16 @@ func checkChartDeployment(t *testing.T, r *helmRendered, settings map[string]str
 		}
 	}
 
-	// Kubernetes waits longer than berth drains.
+	// Kubernetes waits longer than berth serves on (5 s by default) and
+	// drains.
 	d, err := time.ParseDuration(settings["shutdown_timeout"])
-	if err != nil {
-		t.Errorf("berth.yaml shutdown_timeout %q: %v", settings["shutdown_timeout"], err)
-	} else if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= d {
-		t.Errorf("terminationGracePeriodSeconds %v does not exceed shutdown_timeout %s", g, d)
+	delay, derr := time.ParseDuration(settings["shutdown_delay"])
+	if err != nil || derr != nil {
+		t.Errorf("berth.yaml shutdown_timeout %q, shutdown_delay %q: %v %v", settings["shutdown_timeout"], settings["shutdown_delay"], err, derr)
+	} else if g := pod.TerminationGracePeriodSeconds; g == nil || time.Duration(*g)*time.Second <= d+delay {
+		t.Errorf("terminationGracePeriodSeconds %v does not exceed shutdown_delay %s + shutdown_timeout %s", g, delay, d)
+	} else if delay <= 0 {
+		t.Errorf("shutdown_delay %s: the chart must keep berth serving while the Service drops it", delay)
 	}
 
 	// The selector, the Service and the pod labels agree.
@@ -943,7 +947,8 @@ func TestHelmChart(t *testing.T) {
 		helmTemplateFails(t, helm, "mode s3-postgres needs postgres.dsn", "--set", "mode=s3-postgres", "--set", "s3.bucket=b")
 		helmTemplateFails(t, helm, "set both s3.accessKeyId and s3.secretAccessKey",
 			"--set", "mode=s3-postgres", "--set", "s3.bucket=b", "--set", "postgres.dsn=x", "--set", "s3.accessKeyId=a")
-		helmTemplateFails(t, helm, "must exceed shutdownTimeoutSeconds", "--set", "terminationGracePeriodSeconds=30")
+		helmTemplateFails(t, helm, "must exceed shutdownDelaySeconds + shutdownTimeoutSeconds", "--set", "terminationGracePeriodSeconds=34")
+		helmTemplateFails(t, helm, "shutdownDelaySeconds must not be negative", "--set", "shutdownDelaySeconds=-1")
 		helmTemplateFails(t, helm, "must be a file name ending in .pem", "--set", "auth.signingKeys.key=x")
 		helmTemplateFails(t, helm, "config.admin_password is a secret", "--set", "config.admin_password="+sec.AdminPassword)
 		helmTemplateFails(t, helm, "config.postgres_dsn is a secret", "--set", "config.postgres_dsn=x")
@@ -957,7 +962,7 @@ func TestHelmChart(t *testing.T) {
 		managed := map[string]string{
 			"addr": "is set by the chart", "data_dir": "is set by the chart", "keys_dir": "is set by the chart",
 			"auth": "is set by the chart", "tls_cert": "is set by the chart", "tls_key": "is set by the chart",
-			"shutdown_timeout": "is set by the chart", "storage": "is set by the chart", "metadata": "is set by the chart",
+			"shutdown_timeout": "is set by the chart", "shutdown_delay": "is set by the chart", "storage": "is set by the chart", "metadata": "is set by the chart",
 			"s3_bucket": "is set by the chart", "s3_prefix": "is set by the chart", "s3_region": "is set by the chart",
 			"s3_endpoint": "is set by the chart", "s3_path_style": "is set by the chart", "s3_redirect": "is set by the chart",
 			"admin_password": "is a secret", "postgres_dsn": "is a secret",

@@ -175,7 +175,7 @@ upgrade keeps them), else key-0001.pem (generated).
 berth settings the chart writes itself, and those it refuses in .Values.config.
 */}}
 {{- define "berth.managedSettings" -}}
-{{- list "addr" "data_dir" "keys_dir" "auth" "tls_cert" "tls_key" "shutdown_timeout" "storage" "metadata" "s3_bucket" "s3_prefix" "s3_region" "s3_endpoint" "s3_path_style" "s3_redirect" | toJson }}
+{{- list "addr" "data_dir" "keys_dir" "auth" "tls_cert" "tls_key" "shutdown_timeout" "shutdown_delay" "storage" "metadata" "s3_bucket" "s3_prefix" "s3_region" "s3_endpoint" "s3_path_style" "s3_redirect" | toJson }}
 {{- end }}
 
 {{/* Settings that are secrets: never in the ConfigMap. */}}
@@ -203,7 +203,7 @@ berth settings the chart writes itself, and those it refuses in .Values.config.
 berth.yaml: every setting of the ConfigMap, none of them secret.
 */}}
 {{- define "berth.settings" -}}
-{{- $s := dict "addr" ":5000" "data_dir" "/data" "auth" .Values.auth.mode "shutdown_timeout" (printf "%ds" (int .Values.shutdownTimeoutSeconds)) }}
+{{- $s := dict "addr" ":5000" "data_dir" "/data" "auth" .Values.auth.mode "shutdown_timeout" (printf "%ds" (int .Values.shutdownTimeoutSeconds)) "shutdown_delay" (printf "%ds" (int .Values.shutdownDelaySeconds)) }}
 {{- if include "berth.tokenAuth" . }}
 {{- $_ := set $s "keys_dir" .Values.auth.keysDir }}
 {{- end }}
@@ -294,7 +294,7 @@ Validation: fails the install, upgrade or template with a message.
 {{- if has $k $secret }}
 {{- fail (printf "config.%s is a secret and the ConfigMap holds none: use auth.adminPassword / auth.existingSecret or postgres.dsn / postgres.existingSecret" $k) }}
 {{- else if has $k $managed }}
-{{- fail (printf "config.%s is set by the chart: use mode, auth, s3, tls, shutdownTimeoutSeconds instead (see values.yaml)" $k) }}
+{{- fail (printf "config.%s is set by the chart: use mode, auth, s3, tls, shutdownTimeoutSeconds, shutdownDelaySeconds instead (see values.yaml)" $k) }}
 {{- else if not (has $k $user) }}
 {{- fail (printf "config.%s is not a berth setting (known: %s)" $k (join ", " $user)) }}
 {{- end }}
@@ -302,8 +302,11 @@ Validation: fails the install, upgrade or template with a message.
 {{- if le (int .Values.shutdownTimeoutSeconds) 0 }}
 {{- fail "shutdownTimeoutSeconds must be positive" }}
 {{- end }}
-{{- if and .Values.terminationGracePeriodSeconds (le (int .Values.terminationGracePeriodSeconds) (int .Values.shutdownTimeoutSeconds)) }}
-{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed shutdownTimeoutSeconds (%v), or Kubernetes kills berth before its in-flight requests finish" .Values.terminationGracePeriodSeconds .Values.shutdownTimeoutSeconds) }}
+{{- if lt (int .Values.shutdownDelaySeconds) 0 }}
+{{- fail "shutdownDelaySeconds must not be negative" }}
+{{- end }}
+{{- if and .Values.terminationGracePeriodSeconds (le (int .Values.terminationGracePeriodSeconds) (add (int .Values.shutdownTimeoutSeconds) (int .Values.shutdownDelaySeconds))) }}
+{{- fail (printf "terminationGracePeriodSeconds (%v) must exceed shutdownDelaySeconds + shutdownTimeoutSeconds (%v + %v), or Kubernetes kills berth before its in-flight requests finish" .Values.terminationGracePeriodSeconds .Values.shutdownDelaySeconds .Values.shutdownTimeoutSeconds) }}
 {{- end }}
 {{- range $name, $pem := include "berth.signingKeysGiven" . | fromJson }}
 {{- if or (not (hasSuffix ".pem" $name)) (contains "/" $name) }}
