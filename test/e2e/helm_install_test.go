@@ -117,9 +117,13 @@ type chartRelease struct {
 // secret is on a command line); it waits until the release is Ready,
 // publishes the NodePort on the host and lets the node pull from it over
 // plain HTTP.
-func installChart(t *testing.T, c *k8sCluster, helm string, img *bootImage, ns, name, secretValues string, sets ...string) *chartRelease {
+// nodePort 0 picks a free one.
+func installChart(t *testing.T, c *k8sCluster, helm string, img *bootImage, ns, name string, nodePort int, secretValues string, sets ...string) *chartRelease {
 	t.Helper()
-	r := &chartRelease{c: c, helm: helm, Namespace: ns, Name: name, NodePort: freeNodePort(t), AdminPassword: "adm-" + randomHex(t, 12)}
+	if nodePort == 0 {
+		nodePort = freeNodePort(t)
+	}
+	r := &chartRelease{c: c, helm: helm, Namespace: ns, Name: name, NodePort: nodePort, AdminPassword: "adm-" + randomHex(t, 12)}
 	args := []string{"install", name, chartDir(t), "--namespace", ns, "--kubeconfig", c.Kubeconfig,
 		"--wait", "--timeout", chartInstallTimeout.String(),
 		"--set", "image.repository=" + img.Repository, "--set", "image.tag=" + img.Tag,
@@ -166,19 +170,27 @@ func (r *chartRelease) dumpDiagnostics(t *testing.T) {
 // TestHelmInstallEmbedded (issue 15, item 1): the chart in embedded mode on
 // the complete cluster. berth's own image comes from a bootstrap berth
 // through a Secret made from docker login's config; Docker Engine pushes
-// an image into the in-cluster berth through its NodePort Service; a Pod
-// (placed by the scheduler) runs that image, pulled by the kubelet through
-// the same Service with a Secret made by `berth secret create --robot
-// --apply`, and a Pod without the Secret is refused.
+// images into the in-cluster berth through its NodePort Service. Pods
+// (placed by the scheduler) run them, pulled by the kubelet through the
+// same Service: team/app with a Secret made by `berth secret create
+// --robot --apply`, node/app through the kubelet credential provider
+// (`berth credential-provider`, a robot that may pull node/* only); a Pod
+// of team/app without the Secret is refused.
 func TestHelmInstallEmbedded(t *testing.T) {
 	skipIfShort(t)
 	docker := needDocker(t)
 	helm := needHelm(t)
 	needStaticBusybox(t)
+	// The provider is part of the kubelet's configuration, so it is written
+	// before the cluster starts, for the NodePort the release will have.
+	nodePort := freeNodePort(t)
+	provider := writeCredentialProviderFor(t, fmt.Sprintf("127.0.0.1:%d", nodePort))
+	t.Setenv("KUBELET_CREDENTIAL_PROVIDER_CONFIG", provider.config)
+	t.Setenv("KUBELET_CREDENTIAL_PROVIDER_BIN_DIR", provider.binDir)
 	c := startCluster(t)
 	img := publishBerthImage(t, c, docker)
 	prepareNamespace(t, c, img, "registry")
-	rel := installChart(t, c, helm, img, "registry", "berth", "", "mode=embedded")
+	rel := installChart(t, c, helm, img, "registry", "berth", nodePort, "", "mode=embedded")
 	b := rel.Berth
 
 	// The chart's PVC is bound to a volume of the cluster's provisioner,
@@ -190,15 +202,24 @@ func TestHelmInstallEmbedded(t *testing.T) {
 
 	// Docker Engine pushes through the Service.
 	createNamespace(t, b, "team")
+	createNamespace(t, b, "node")
 	d := newDockerClient(t, docker, b.Addr)
 	d.mustLogin("admin", rel.AdminPassword)
 	ctxDir := busyboxContext(t)
 	writeFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n"))
-	ref := d.ref("team/app:v1")
-	d.created = append(d.created, ref)
+	ref, nodeRef := d.ref("team/app:v1"), d.ref("node/app:v1")
+	d.created = append(d.created, ref, nodeRef)
 	d.run("build", "-q", "-t", ref, ctxDir)
+	d.run("tag", ref, nodeRef)
 	pushed := d.push(ref)
-	t.Logf("docker push %s through the NodePort: %s", ref, pushed)
+	if got := d.push(nodeRef); got != pushed {
+		t.Fatalf("the same image pushed as %s is %s, as %s %s", nodeRef, got, ref, pushed)
+	}
+	t.Logf("docker push %s and %s through the NodePort: %s", ref, nodeRef, pushed)
+
+	// The node's credential provider gets its robot (node/*, pull only).
+	robot, secret := b.addRobot(t, "node", "kubelet", []string{"node/*"}, []string{"pull"}, "")
+	provider.setRobot(t, robot, secret)
 
 	// The pull Secret, made and applied by berth (a robot of team).
 	r := berthKube(t, append(b.adminEnv(), "KUBECONFIG="+c.Kubeconfig), "", "secret", "create", "regcred",
@@ -206,12 +227,12 @@ func TestHelmInstallEmbedded(t *testing.T) {
 	mustSucceed(t, "berth secret create regcred --robot --apply", r)
 
 	for _, p := range []struct {
-		name   string
-		secret bool
-	}{{"app", true}, {"no-secret", false}} {
+		name, image string
+		secret      bool
+	}{{"app", ref, true}, {"no-secret", ref, false}, {"via-provider", nodeRef, false}} {
 		spec := map[string]any{
 			"terminationGracePeriodSeconds": 1,
-			"containers":                    []map[string]any{{"name": "main", "image": ref, "imagePullPolicy": "Always"}},
+			"containers":                    []map[string]any{{"name": "main", "image": p.image, "imagePullPolicy": "Always"}},
 		}
 		if p.secret {
 			spec["imagePullSecrets"] = []map[string]any{{"name": "regcred"}}
@@ -222,14 +243,15 @@ func TestHelmInstallEmbedded(t *testing.T) {
 			"spec":     spec,
 		})))
 	}
-	s := c.waitPodRunning(t, "default", "app", 3*time.Minute)
-	if got := s.Containers[0].ImageID; !strings.HasSuffix(got, "@"+pushed) {
-		t.Errorf("Pod app runs image %q, want the pushed %s", got, pushed)
+	for _, name := range []string{"app", "via-provider"} {
+		s := c.waitPodRunning(t, "default", name, 3*time.Minute)
+		if got := s.Containers[0].ImageID; !strings.HasSuffix(got, "@"+pushed) {
+			t.Errorf("Pod %s runs image %q, want the pushed %s", name, got, pushed)
+		}
 	}
-	denied := c.waitPod(t, "default", "no-secret", 2*time.Minute, func(s podState) bool {
-		return len(s.Containers) == 1 && (s.Containers[0].Waiting == "ErrImagePull" || s.Containers[0].Waiting == "ImagePullBackOff" || s.Containers[0].Running)
-	})
-	if denied.Containers[0].Running || !strings.Contains(denied.Containers[0].Message, "401") {
-		t.Errorf("Pod no-secret (no imagePullSecrets): %s; want a pull refused with 401", denied)
+	// The provider's robot may not pull team/*: without the Secret, no pull.
+	denied := c.waitPullFailure(t, "no-secret")
+	if msg := denied.Containers[0].Message; !strings.Contains(msg, "401") && !strings.Contains(msg, "403") {
+		t.Errorf("Pod no-secret (no imagePullSecrets): %s; want a pull refused with 401 or 403", denied)
 	}
 }

@@ -204,7 +204,7 @@ func TestHelmS3PostgresUpgradeAndScale(t *testing.T) {
 	const ns = "registry"
 	prepareNamespace(t, c, img, ns)
 	storage := deployStorageServices(t, c, img, ns)
-	rel := installChart(t, c, helm, img, ns, "berth", storage.chartValues(),
+	rel := installChart(t, c, helm, img, ns, "berth", 0, storage.chartValues(),
 		"mode=s3-postgres", "replicaCount=2", "podDisruptionBudget.enabled=true", "config.token_ttl=30m")
 	rel.waitBerthPods(t, 2, 3*time.Minute)
 	b := rel.Berth

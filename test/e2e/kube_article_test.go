@@ -241,7 +241,7 @@ func TestKubernetesArticle(t *testing.T) {
 
 // credentialProvider is a kubelet credential provider setup for berth.
 type credentialProvider struct {
-	config, binDir string
+	config, binDir, robotFile string
 }
 
 // writeCredentialProvider writes what the kubelet needs to run `berth
@@ -249,6 +249,25 @@ type credentialProvider struct {
 // a bin dir holding berth under the provider's name, and the
 // CredentialProviderConfig.
 func writeCredentialProvider(t *testing.T, b *authBerth, robot, secret string) credentialProvider {
+	t.Helper()
+	p := writeCredentialProviderFor(t, b.Addr)
+	p.setRobot(t, robot, secret)
+	return p
+}
+
+// setRobot writes the robot file the provider reads at each pull.
+func (p credentialProvider) setRobot(t *testing.T, robot, secret string) {
+	t.Helper()
+	writeFile(t, p.robotFile, []byte(robot+":"+secret+"\n"))
+	if err := os.Chmod(p.robotFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// writeCredentialProviderFor writes the provider's bin dir and config for
+// images of the berth at addr (host:port, plain HTTP); the robot file is
+// for setRobot, before the first pull.
+func writeCredentialProviderFor(t *testing.T, addr string) credentialProvider {
 	t.Helper()
 	dir := t.TempDir()
 	binDir := filepath.Join(dir, "bin")
@@ -259,10 +278,6 @@ func writeCredentialProvider(t *testing.T, b *authBerth, robot, secret string) c
 		t.Fatal(err)
 	}
 	robotFile := filepath.Join(dir, "node-robot")
-	writeFile(t, robotFile, []byte(robot+":"+secret+"\n"))
-	if err := os.Chmod(robotFile, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	// matchImages: the kubelet compares ports literally (no globs), and
 	// "127.0.0.1:*" is not even a valid URL, so the exact host:port.
 	config := filepath.Join(dir, "credential-providers.yaml")
@@ -279,9 +294,9 @@ providers:
   - --server=%s
   - --robot-file=%s
   - --ttl=1h
-`, b.Addr, b.URL, robotFile)))
+`, addr, "http://"+addr, robotFile)))
 	t.Logf("credential provider: %s\n%s", config, tailFile(config, 20))
-	return credentialProvider{config: config, binDir: binDir}
+	return credentialProvider{config: config, binDir: binDir, robotFile: robotFile}
 }
 
 // anonymousManifestStatus is the status of an anonymous GET of repo's
