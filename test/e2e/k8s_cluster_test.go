@@ -80,7 +80,7 @@ func startCluster(t *testing.T) *k8sCluster {
 	if os.Geteuid() != 0 {
 		missing(t, "a Kubernetes cluster needs root (the kubelet and containerd do)")
 	}
-	for _, tool := range []string{"etcd", "kube-apiserver", "kubelet", "kubectl"} {
+	for _, tool := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "kubelet", "kubectl"} {
 		if findTool(tool) == "" {
 			missing(t, "%s not found on PATH or in %s (scripts/test-deps.sh builds it with scripts/k8s/build.sh; "+
 				"the first build takes 5-20 minutes)", tool, toolsBinDir())
