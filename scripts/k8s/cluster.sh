@@ -801,7 +801,11 @@ snapshot_globals() {
 	done >"$RUN/paths.before" || true
 	iptables-save 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | sort -u >"$RUN/chains.before" || true
 	host_links >"$RUN/links.before"
+	nft_tables >"$RUN/nft.before"
 }
+
+# nft_tables prints the host's nftables tables, sorted (nothing without nft).
+nft_tables() { if command -v nft >/dev/null 2>&1; then nft list tables 2>/dev/null | sort; fi; }
 
 # host_links prints the names of the host's network interfaces, sorted.
 host_links() { ip -o link show 2>/dev/null | awk -F': ' '{ sub(/@.*/, "", $2); print $2 }' | sort; }

@@ -88,7 +88,7 @@ cmd_down() {
 # left_behind reports (and fails on) anything of the cluster's that is still
 # there after down: processes, mounts under DIR, network namespaces, host
 # interfaces, addresses and routes in 198.18.0.0/15, iptables chains,
-# kubepods cgroups.
+# nftables tables, kubepods cgroups.
 left_behind() {
 	local found=() p c
 	p="$(pids_of "$DIR")"
@@ -112,6 +112,10 @@ left_behind() {
 		for c in $(iptables-save 2>/dev/null | sed -n 's/^:\(KUBE-[^ ]*\) .*/\1/p' | sort -u); do
 			grep -qxF "$c" "$RUN/chains.before" 2>/dev/null || found+=("iptables chain $c")
 		done
+	fi
+	if [ -f "$RUN/nft.before" ]; then
+		p="$(nft_tables | comm -13 "$RUN/nft.before" -)"
+		[ -z "$p" ] || found+=("nftables tables: $(echo "$p" | tr '\n' ' ')")
 	fi
 	for p in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
 		[ -d "$p" ] && found+=("cgroup $p")
