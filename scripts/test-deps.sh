@@ -12,7 +12,12 @@
 #     stopped and kept from starting at boot), and
 #     prometheus (the metrics test runs its own server scraping berth; the
 #     package's service is stopped), and chromium with fonts-dejavu-core
-#     (the console's browser tests drive it headless through chromedp).
+#     (the console's browser tests drive it headless through chromedp), and
+#     slapd with ldap-utils (OpenLDAP: the LDAP sign-in tests run their own
+#     slapd with its own cn=config in a temporary directory on loopback
+#     ports, and fill it with ldapadd and ldapmodify; the package's own
+#     server, which its postinst starts on port 389 with a dc=nodomain
+#     database, is stopped and kept from starting at boot).
 #   - Go tools built from the Go module proxy, each cached by version in
 #     $BERTH_TOOLS_DIR (default ~/.cache/berth-tools, outside the clone) and
 #     symlinked into $BERTH_TOOLS_DIR/bin:
@@ -43,7 +48,7 @@ VERSITYGW_VERSION="v1.8.0"
 # Its module has no release tags: a pseudo-version pins a commit.
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 
-APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus chromium fonts-dejavu-core)
+APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus chromium fonts-dejavu-core slapd ldap-utils)
 
 TOOLS_DIR="${BERTH_TOOLS_DIR:-$HOME/.cache/berth-tools}"
 BIN_DIR="$TOOLS_DIR/bin"
@@ -85,7 +90,7 @@ install_apt_packages() {
 # stop_service NAME PIDFILE makes sure a package's own service is neither
 # running nor started at boot: the tests and benchmarks start their own
 # instances (Distribution for the benchmarks, Prometheus for the metrics
-# test) with their own configuration and ports.
+# test, slapd for the LDAP tests) with their own configuration and ports.
 stop_service() {
 	local name=$1 pidfile=$2 i
 	if [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
@@ -193,6 +198,13 @@ main() {
 	install_apt_packages
 	stop_service docker-registry /var/run/docker-registry.pid
 	stop_service prometheus /run/prometheus/prometheus.pid
+	# slapd's postinst starts the system server (unless a policy-rc.d
+	# forbids it, as in Docker images) listening on ldap:/// (port 389 of
+	# every address): stop it and disable it at boot (Debian 12's slapd
+	# has only an init script, which systemd wraps in a generated unit:
+	# systemctl disable then runs update-rc.d). The pid file is its
+	# cn=config's olcPidFile, /var/run/slapd/slapd.pid.
+	stop_service slapd /run/slapd/slapd.pid
 	stop_postgresql_service
 	mkdir -p "$BIN_DIR"
 	go_tool crane "$CRANE_VERSION" build_crane

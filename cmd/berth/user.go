@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -13,8 +14,8 @@ import (
 func userCmd() *cobra.Command {
 	o := &adminOpts{}
 	return groupCmd("user", "Manage user accounts (admins only)",
-		"Create, list and delete user accounts and set their passwords. All\nof these need an admin account.",
-		o, userAddCmd(o), userListCmd(o), userPasswdCmd(o), userDeleteCmd(o))
+		"Create, list, disable and delete user accounts and set their\npasswords. All of these need an admin account.",
+		o, userAddCmd(o), userListCmd(o), userPasswdCmd(o), userDeleteCmd(o), userDisableCmd(o, true), userDisableCmd(o, false))
 }
 
 func userAddCmd(o *adminOpts) *cobra.Command {
@@ -97,9 +98,9 @@ func userListCmd(o *adminOpts) *cobra.Command {
 		}
 		rows := make([]string, 0, len(users))
 		for _, u := range users {
-			rows = append(rows, u.Name+"\t"+strconv.FormatBool(u.Admin)+"\t"+when(&u.CreatedAt))
+			rows = append(rows, u.Name+"\t"+strconv.FormatBool(u.Admin)+"\t"+u.Source+"\t"+strconv.FormatBool(u.Disabled)+"\t"+when(&u.CreatedAt))
 		}
-		return printTable(cmd.OutOrStdout(), "NAME\tADMIN\tCREATED", rows)
+		return printTable(cmd.OutOrStdout(), "NAME\tADMIN\tSOURCE\tDISABLED\tCREATED", rows)
 	}
 	return cmd
 }
@@ -160,6 +161,31 @@ func userDeleteCmd(o *adminOpts) *cobra.Command {
 				return err
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "Deleted user %s\n", args[0])
+			return nil
+		},
+	}
+}
+
+// userDisableCmd is `user disable` (disable) or `user enable`.
+func userDisableCmd(o *adminOpts, disable bool) *cobra.Command {
+	verb, short := "enable", "Let a disabled user sign in again"
+	if disable {
+		verb, short = "disable", "Stop a user from signing in (its tokens stop working)"
+	}
+	return &cobra.Command{
+		Use:     verb + " NAME",
+		Short:   short,
+		Example: "  berth user " + verb + " carol",
+		Args:    exactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := o.connect()
+			if err != nil {
+				return err
+			}
+			if err := c.SetUserDisabled(cmd.Context(), args[0], disable); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%sd user %s\n", strings.ToUpper(verb[:1])+verb[1:], args[0])
 			return nil
 		},
 	}

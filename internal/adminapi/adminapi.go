@@ -61,6 +61,7 @@ func (h *Handler) Register(mux *http.ServeMux) {
 		"GET /api/v1/users":                             h.listUsers,
 		"POST /api/v1/users":                            h.createUser,
 		"DELETE /api/v1/users/{name}":                   h.deleteUser,
+		"PATCH /api/v1/users/{name}":                    h.patchUser,
 		"PUT /api/v1/users/{name}/password":             h.setPassword,
 		"GET /api/v1/namespaces":                        h.listNamespaces,
 		"POST /api/v1/namespaces":                       h.createNamespace,
@@ -233,6 +234,9 @@ type userJSON struct {
 	Admin    bool    `json:"admin"`
 	Created  *string `json:"created_at,omitempty"`
 	Password string  `json:"password,omitempty"`
+	// Source is "local", or the directory the user signs in through.
+	Source   string `json:"source,omitempty"`
+	Disabled bool   `json:"disabled,omitempty"`
 }
 
 type namespaceJSON struct {

@@ -20,7 +20,7 @@ func (h *Handler) listUsers(_ http.ResponseWriter, r *http.Request, a *auth.Prin
 	}
 	out := []userJSON{}
 	for _, u := range users {
-		out = append(out, userJSON{Name: u.Name, Admin: u.Admin, Created: stamp(u.Created)})
+		out = append(out, userJSON{Name: u.Name, Admin: u.Admin, Created: stamp(u.Created), Source: u.Source, Disabled: u.Disabled})
 	}
 	return http.StatusOK, out, nil
 }
@@ -43,6 +43,20 @@ func (h *Handler) createUser(_ http.ResponseWriter, r *http.Request, a *auth.Pri
 
 func (h *Handler) deleteUser(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
 	return http.StatusNoContent, nil, h.auth.DeleteUser(r.Context(), a, r.PathValue("name"))
+}
+
+// patchUser serves PATCH /api/v1/users/{name} {"disabled": bool}.
+func (h *Handler) patchUser(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {
+	var in struct {
+		Disabled *bool `json:"disabled"`
+	}
+	if err := decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	if in.Disabled == nil {
+		return 0, nil, fmt.Errorf("%w: nothing to change (disabled)", auth.ErrInvalid)
+	}
+	return http.StatusNoContent, nil, h.auth.SetUserDisabled(r.Context(), a, r.PathValue("name"), *in.Disabled)
 }
 
 func (h *Handler) setPassword(_ http.ResponseWriter, r *http.Request, a *auth.Principal) (int, any, error) {

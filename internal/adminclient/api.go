@@ -20,6 +20,9 @@ type User struct {
 	Name      string    `json:"name"`
 	Admin     bool      `json:"admin"`
 	CreatedAt time.Time `json:"created_at"`
+	// Source is "local" or the directory the user signs in through.
+	Source   string `json:"source"`
+	Disabled bool   `json:"disabled"`
 }
 
 // NewUser is the body of POST /api/v1/users. An empty Password asks the

@@ -54,7 +54,7 @@ func (s *Service) requireOwner(ctx context.Context, actor *Principal, ns string)
 		return nil
 	}
 	if actor.Kind == UserKind {
-		roles, err := s.acc.UserRoles(ctx, actor.Name)
+		roles, err := s.userRoles(ctx, actor.Name)
 		if err != nil {
 			return err
 		}
@@ -164,7 +164,7 @@ func (s *Service) ListNamespaces(ctx context.Context, actor *Principal) ([]Names
 	}
 	roles := map[string]string{}
 	if actor.Kind == UserKind {
-		if roles, err = s.acc.UserRoles(ctx, actor.Name); err != nil {
+		if roles, err = s.userRoles(ctx, actor.Name); err != nil {
 			return nil, err
 		}
 	}
@@ -243,7 +243,7 @@ func (s *Service) SetMember(ctx context.Context, actor *Principal, ns, user stri
 	if _, err := s.acc.GetUser(ctx, user); err != nil {
 		return storeErr(err, "user "+user)
 	}
-	before, err := s.acc.UserRoles(ctx, user)
+	before, err := s.userRoles(ctx, user)
 	if err != nil {
 		return err
 	}

@@ -185,6 +185,18 @@ func (s *Service) check(ctx context.Context, name, secret string) (*Principal, e
 		return p, nil
 	}
 	u, err := s.acc.GetUser(ctx, name)
+	if s.opts.Directory != nil && secret != "" {
+		switch {
+		case errors.Is(err, metadata.ErrNotFound):
+			return s.checkDirectory(ctx, nil, name, secret)
+		case err == nil && u.Source == s.opts.Directory.Source():
+			return s.checkDirectory(ctx, u, name, secret)
+		}
+	}
+	if err == nil && u.Source != "" && u.Source != metadata.SourceLocal {
+		// A directory's person whose directory is not configured now.
+		return nil, ErrBadCredentials
+	}
 	if errors.Is(err, metadata.ErrNotFound) || err == nil && len(secret) > maxPasswordLen {
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(secret[:min(len(secret), maxPasswordLen)]))
 		return nil, ErrBadCredentials
@@ -194,6 +206,12 @@ func (s *Service) check(ctx context.Context, name, secret string) (*Principal, e
 	}
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(secret)) != nil {
 		return nil, ErrBadCredentials
+	}
+	if u.Disabled {
+		return nil, ErrDisabled
+	}
+	if s.opts.Directory != nil && s.opts.LocalLoginAdminOnly && !u.Admin {
+		return nil, ErrLocalLoginOff
 	}
 	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created, Via: ViaPassword}, nil
 }

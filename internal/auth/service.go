@@ -71,6 +71,12 @@ type Options struct {
 	// SharedLimits counts failed logins in the store, which replicas
 	// share, instead of in this process.
 	SharedLimits bool
+	// Directory, when set, signs people in with their directory passwords
+	// (single sign-on); local accounts keep working beside it.
+	Directory Directory
+	// LocalLoginAdminOnly refuses local passwords except admins' (break
+	// glass) when a Directory is set.
+	LocalLoginAdminOnly bool
 }
 
 // Service authenticates principals, decides what they may do and issues
@@ -279,6 +285,9 @@ func (s *Service) Principal(ctx context.Context, subject string) (*Principal, er
 	if err != nil {
 		return nil, err
 	}
+	if u.Disabled {
+		return nil, ErrDisabled
+	}
 	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created}, nil
 }
 
@@ -299,7 +308,7 @@ func (s *Service) roles(ctx context.Context, p *Principal) (map[string]string, e
 	if p.Kind != UserKind || p.Admin {
 		return nil, nil
 	}
-	return s.acc.UserRoles(ctx, p.Name)
+	return s.userRoles(ctx, p.Name)
 }
 
 // Grant returns, for each requested access, the actions p may take: the

@@ -7,6 +7,7 @@ package blobstore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"time"
@@ -27,6 +28,23 @@ var (
 	// length the client declared.
 	ErrChunkLength = errors.New("chunk length differs from the declared length")
 )
+
+// BusyError refuses a chunk that starts at the right offset while another
+// request holds the upload's writer claim there (a concurrent retry, or a
+// replica that died in the middle of a chunk): nothing was written, and
+// the same chunk may be sent again after RetryAfter, when the claim has
+// lapsed unless its holder is still at work. It is an ErrOffset.
+type BusyError struct {
+	Offset     int64
+	RetryAfter time.Duration
+}
+
+func (e *BusyError) Error() string {
+	return fmt.Sprintf("another request is writing at offset %d of the upload; retry in %s", e.Offset, e.RetryAfter.Round(time.Second))
+}
+
+// Unwrap makes a BusyError an ErrOffset.
+func (e *BusyError) Unwrap() error { return ErrOffset }
 
 // ReadError marks a failure to read the client's request body, as opposed
 // to a failure of the storage: the first is the client's fault (400), the

@@ -148,8 +148,10 @@ func testChunkClaims(t *testing.T, srv *testserver.S3Server) {
 		}
 	}
 	claimBy(time.Now(), 7)
-	if _, err := b.AppendUpload(ctx, id, 9*mib, bytes.NewReader(data[9*mib:18*mib]), 9*mib); !errors.Is(err, ErrOffset) {
-		t.Fatalf("a chunk at the offset of a fresh claim: %v, want ErrOffset", err)
+	_, err := b.AppendUpload(ctx, id, 9*mib, bytes.NewReader(data[9*mib:18*mib]), 9*mib)
+	var busy *BusyError
+	if !errors.Is(err, ErrOffset) || !errors.As(err, &busy) || busy.Offset != 9*mib || busy.RetryAfter <= 0 || busy.RetryAfter > writerLease {
+		t.Fatalf("a chunk at the offset of a fresh claim: %v, want a BusyError (an ErrOffset) at %d with a wait of at most %s", err, 9*mib, writerLease)
 	}
 	claimBy(time.Now().Add(-2*writerLease), 7)
 	if _, err := b.AppendUpload(ctx, id, 9*mib, bytes.NewReader(data[9*mib:18*mib]), 9*mib); err != nil {

@@ -164,8 +164,11 @@ func (s *S3) writeState(ctx context.Context, id string, u *s3Upload, pending *[]
 
 // writerLease is how long a request's reservation of part numbers keeps
 // other requests at its offset away without being renewed; a request
-// renews it every quarter of that while it uploads.
-const writerLease = time.Minute
+// renews it every quarter of that while it uploads. It is also how long a
+// chunk's retry waits (BusyError) after the replica writing it died: short,
+// because the conditional state writes, not the lease, keep a slow writer
+// and its successor from mixing their parts.
+const writerLease = 20 * time.Second
 
 // reserveBlock is how many part numbers a chunk of unknown length reserves
 // at a time (512 MiB of parts).
@@ -256,8 +259,8 @@ func (s *S3) AppendUpload(ctx context.Context, id string, offset int64, r io.Rea
 	if offset != u.Size {
 		return u.Size, ErrOffset
 	}
-	if u.Writer != "" && time.Since(u.WriterSince) < writerLease {
-		return u.Size, fmt.Errorf("%w: another request is writing at offset %d of upload %s", ErrOffset, u.Size, id)
+	if held := time.Since(u.WriterSince); u.Writer != "" && held < writerLease {
+		return u.Size, &BusyError{Offset: u.Size, RetryAfter: writerLease - held}
 	}
 	c := &claim{token: randomToken(), stored: *u}
 	h256, err := u.hash()

@@ -17,6 +17,15 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
+// LDAPConfig is the LDAP directory berth signs people in with (package
+// ldapauth's Config, as settings).
+type LDAPConfig struct {
+	URL, CACertFile, BindDN, BindPassword string
+	StartTLS                              bool
+	UserBase, UserFilter, UserAttr        string
+	GroupBase, GroupFilter, GroupAttr     string
+}
+
 // Config is the server configuration.
 type Config struct {
 	Addr            string
@@ -28,28 +37,33 @@ type Config struct {
 	UploadTTL       time.Duration
 	ShutdownTimeout time.Duration
 	ShutdownDelay   time.Duration
-	DebugAddr       string
-	BodyTimeout     time.Duration
-	AdminPassword   string
-	ExternalURL     string
-	TrustedProxies  string
-	TokenTTL        time.Duration
-	TLSCert         string
-	TLSKey          string
-	IdentityTokens  bool
-	GCInterval      time.Duration
-	GCGrace         time.Duration
-	KeysDir         string
-	Storage         string
-	S3Bucket        string
-	S3Prefix        string
-	S3Region        string
-	S3Endpoint      string
-	S3PathStyle     bool
-	S3Redirect      bool
-	Metadata        string
-	PostgresDSN     string
-	PostgresConns   int
+	// LDAP is single sign-on with a directory (empty URL: off).
+	LDAP LDAPConfig
+	// LocalLogin is "all" or "admins" (local passwords of admins only,
+	// when a directory is configured).
+	LocalLogin     string
+	DebugAddr      string
+	BodyTimeout    time.Duration
+	AdminPassword  string
+	ExternalURL    string
+	TrustedProxies string
+	TokenTTL       time.Duration
+	TLSCert        string
+	TLSKey         string
+	IdentityTokens bool
+	GCInterval     time.Duration
+	GCGrace        time.Duration
+	KeysDir        string
+	Storage        string
+	S3Bucket       string
+	S3Prefix       string
+	S3Region       string
+	S3Endpoint     string
+	S3PathStyle    bool
+	S3Redirect     bool
+	Metadata       string
+	PostgresDSN    string
+	PostgresConns  int
 	// PostgresCacheMiB is the budget of a replica's read cache of
 	// manifests and blob links (metadata postgres); 0 turns it off.
 	PostgresCacheMiB int
@@ -264,6 +278,18 @@ var Options = []Option{
 		c.PostgresCacheMiB = n
 		return nil
 	}},
+	{"ldap_url", "", "single sign-on with an LDAP directory: ldap://host:port or ldaps://host:port (empty: off); people sign in with their directory name and password, and their groups map to roles (berth group-map); see docs/sso.md", str(func(c *Config) *string { return &c.LDAP.URL })},
+	{"ldap_start_tls", "false", "upgrade the ldap:// connection with StartTLS", boolean(func(c *Config) *bool { return &c.LDAP.StartTLS })},
+	{"ldap_ca_cert", "", "PEM file of the certificates that verify the directory (ldaps or StartTLS); empty: the system's", str(func(c *Config) *string { return &c.LDAP.CACertFile })},
+	{"ldap_bind_dn", "", "the service account that searches the directory (empty: anonymous searches)", str(func(c *Config) *string { return &c.LDAP.BindDN })},
+	{"ldap_bind_password", "", "the service account's password (a secret: give it as BERTH_LDAP_BIND_PASSWORD)", str(func(c *Config) *string { return &c.LDAP.BindPassword })},
+	{"ldap_user_base", "", "where accounts are searched, e.g. ou=people,dc=example,dc=com", str(func(c *Config) *string { return &c.LDAP.UserBase })},
+	{"ldap_user_filter", "(uid=%s)", "finds one account by name (%s is the name, escaped); leave disabled accounts out here, e.g. for Active Directory (&(sAMAccountName=%s)(!(userAccountControl:1.2.840.113556.1.4.803:=2)))", str(func(c *Config) *string { return &c.LDAP.UserFilter })},
+	{"ldap_user_attr", "uid", "the attribute holding an account's name (sAMAccountName for Active Directory)", str(func(c *Config) *string { return &c.LDAP.UserAttr })},
+	{"ldap_group_base", "", "where groups are searched (empty: ldap_user_base)", str(func(c *Config) *string { return &c.LDAP.GroupBase })},
+	{"ldap_group_filter", "(member=%s)", "finds an account's groups (%s is the account's DN, escaped); empty: no groups", str(func(c *Config) *string { return &c.LDAP.GroupFilter })},
+	{"ldap_group_attr", "cn", "the attribute naming a group, as group mappings name it", str(func(c *Config) *string { return &c.LDAP.GroupAttr })},
+	{"local_login", "all", "with a directory configured: \"all\" (local accounts sign in with their passwords too) or \"admins\" (only admins do: break glass)", oneOf(func(c *Config) *string { return &c.LocalLogin }, "all", "admins")},
 	{"shutdown_delay", "0s", "after SIGTERM, how long berth keeps serving (new connections too) while /readyz answers 503 and responses close their connections, before it stops accepting: the time a load balancer or a Kubernetes Service needs to stop sending it requests", durOrZero(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM (after shutdown_delay)", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
+	"time"
 )
 
 // Code is an error code from the OCI Distribution Specification.
@@ -45,6 +47,9 @@ type Error struct {
 	Detail  any
 	// Err is the underlying cause; it is logged, never sent to clients.
 	Err error
+	// RetryAfter, when positive, is sent as a Retry-After header (whole
+	// seconds, rounded up): when the same request may succeed.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -135,6 +140,9 @@ func Write(w http.ResponseWriter, r *http.Request, err error) {
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Set("Content-Length", fmt.Sprint(len(body)))
+	if e.RetryAfter > 0 {
+		h.Set("Retry-After", strconv.FormatInt(int64((e.RetryAfter+time.Second-1)/time.Second), 10))
+	}
 	h.Del("Docker-Content-Digest")
 	w.WriteHeader(e.Status)
 	if r.Method != http.MethodHead {

@@ -15,6 +15,27 @@ type User struct {
 	PasswordHash string
 	Admin        bool
 	Created      time.Time
+	// Source is where the user comes from: SourceLocal (a password kept by
+	// berth) or a directory (SourceLDAP: no password here).
+	Source string
+	// Disabled users cannot sign in.
+	Disabled bool
+}
+
+// Where users come from.
+const (
+	SourceLocal = "local"
+	SourceLDAP  = "ldap"
+)
+
+// GroupMapping gives the members of a directory group a role in a
+// namespace.
+type GroupMapping struct {
+	ID        int64
+	Group     string
+	Namespace string
+	Role      string
+	Created   time.Time
 }
 
 // Namespace is the first component of repository names, with its settings.
@@ -72,6 +93,26 @@ type Accounts interface {
 	Members(ctx context.Context, ns string) ([]Member, error)
 	// UserRoles returns the user's role in each namespace it belongs to.
 	UserRoles(ctx context.Context, user string) (map[string]string, error)
+
+	// SetUserGroups replaces the directory groups of a user and, when
+	// they changed, raises its revocation epoch; it reports whether they
+	// changed.
+	SetUserGroups(ctx context.Context, user string, groups []string) (bool, error)
+	// UserGroups returns a user's directory groups, sorted.
+	UserGroups(ctx context.Context, user string) ([]string, error)
+	// GroupRoles returns the mappings of the user's groups.
+	GroupRoles(ctx context.Context, user string) ([]GroupMapping, error)
+	// AddGroupMapping adds (or changes the role of) a mapping and raises
+	// the revocation epoch of the group's members; it returns the id.
+	AddGroupMapping(ctx context.Context, m GroupMapping) (int64, error)
+	// GroupMappings lists the mappings by group and namespace.
+	GroupMappings(ctx context.Context) ([]GroupMapping, error)
+	// DeleteGroupMapping deletes a mapping and raises the revocation
+	// epoch of the group's members.
+	DeleteGroupMapping(ctx context.Context, id int64) error
+	// SetUserDisabled disables or enables a user; disabling raises its
+	// revocation epoch.
+	SetUserDisabled(ctx context.Context, name string, disabled bool) error
 
 	CreateRobot(ctx context.Context, r Robot) error
 	GetRobot(ctx context.Context, name string) (*Robot, error)

@@ -57,7 +57,12 @@ func (s *SQL) CountUsers(ctx context.Context) (int, error) {
 func (s *SQL) CreateUser(ctx context.Context, u User) error {
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		t := now()
-		if _, err := s.exec(ctx, tx, `INSERT INTO users (name, password_hash, admin, created_at) VALUES (?, ?, ?, ?)`, u.Name, u.PasswordHash, boolInt(u.Admin), t); err != nil {
+		source := u.Source
+		if source == "" {
+			source = SourceLocal
+		}
+		if _, err := s.exec(ctx, tx, `INSERT INTO users (name, password_hash, admin, created_at, source, disabled) VALUES (?, ?, ?, ?, ?, ?)`,
+			u.Name, u.PasswordHash, boolInt(u.Admin), t, source, boolInt(u.Disabled)); err != nil {
 			if isUnique(err) {
 				return ErrExists
 			}
@@ -79,22 +84,23 @@ func (s *SQL) CreateUser(ctx context.Context, u User) error {
 // GetUser implements Accounts.
 func (s *SQL) GetUser(ctx context.Context, name string) (*User, error) {
 	u := User{Name: name}
-	var admin int
+	var admin, disabled int
 	var created int64
-	err := s.queryRow(ctx, nil, `SELECT password_hash, admin, created_at FROM users WHERE name = ?`, name).Scan(&u.PasswordHash, &admin, &created)
+	err := s.queryRow(ctx, nil, `SELECT password_hash, admin, created_at, source, disabled FROM users WHERE name = ?`, name).
+		Scan(&u.PasswordHash, &admin, &created, &u.Source, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up user: %w", err)
 	}
-	u.Admin, u.Created = admin != 0, fromNano(created)
+	u.Admin, u.Created, u.Disabled = admin != 0, fromNano(created), disabled != 0
 	return &u, nil
 }
 
 // ListUsers implements Accounts.
 func (s *SQL) ListUsers(ctx context.Context) ([]User, error) {
-	rows, err := s.query(ctx, `SELECT name, admin, created_at FROM users ORDER BY name`)
+	rows, err := s.query(ctx, `SELECT name, admin, created_at, source, disabled FROM users ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list users: %w", err)
 	}
@@ -102,12 +108,12 @@ func (s *SQL) ListUsers(ctx context.Context) ([]User, error) {
 	var out []User
 	for rows.Next() {
 		var u User
-		var admin int
+		var admin, disabled int
 		var created int64
-		if err := rows.Scan(&u.Name, &admin, &created); err != nil {
+		if err := rows.Scan(&u.Name, &admin, &created, &u.Source, &disabled); err != nil {
 			return nil, fmt.Errorf("list users: %w", err)
 		}
-		u.Admin, u.Created = admin != 0, fromNano(created)
+		u.Admin, u.Created, u.Disabled = admin != 0, fromNano(created), disabled != 0
 		out = append(out, u)
 	}
 	return out, rows.Err()

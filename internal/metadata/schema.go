@@ -509,6 +509,27 @@ var migrations = []string{
 	`{{CACHE_TRIGGERS}}`,
 	// 19: LinkBlob in one round trip (dialect.linkFunction).
 	`{{LINK_FUNCTION}}`,
+	// 20: single sign-on. Where each user comes from ('local', or a
+	// directory such as 'ldap': such users have no password hash and are
+	// made on their first sign-in) and whether an admin disabled it; the
+	// groups the directory gave a user at its last sign-in; and the rules
+	// that map a group to a role in a namespace.
+	`ALTER TABLE users ADD COLUMN source TEXT NOT NULL DEFAULT 'local';
+	ALTER TABLE users ADD COLUMN disabled INTEGER NOT NULL DEFAULT 0;
+	CREATE TABLE user_groups (
+		username TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+		grp TEXT NOT NULL,
+		PRIMARY KEY (username, grp)
+	);
+	CREATE INDEX user_groups_grp ON user_groups(grp);
+	CREATE TABLE group_mappings (
+		id {{ID}},
+		grp TEXT NOT NULL,
+		namespace TEXT NOT NULL REFERENCES namespaces(name) ON DELETE CASCADE,
+		role TEXT NOT NULL,
+		created_at BIGINT NOT NULL,
+		UNIQUE (grp, namespace)
+	)`,
 }
 
 func (d dialect) render(m string) string {

@@ -395,9 +395,14 @@ func (s *Service) append(ctx context.Context, repo, id string, d reference.Diges
 	n, err := s.blobs.AppendUpload(ctx, id, offset, c.Body, c.Length)
 	var readErr *blobstore.ReadError
 	var denied *errcode.Error
+	var busy *blobstore.BusyError
 	switch {
 	case err == nil:
 		return n, nil
+	case errors.As(err, &busy):
+		e := errcode.WithStatus(errcode.BlobUploadInvalid, http416, "%v", busy)
+		e.RetryAfter = busy.RetryAfter
+		return n, e
 	case errors.As(err, &denied): // the quota, from quotaReader
 		s.quotaExceeded(ctx, repo, used, quota, fmt.Sprintf("more than %s for this upload", humanBytes(room)))
 		return n, denied

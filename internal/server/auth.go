@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
@@ -15,6 +16,8 @@ import (
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
+	"github.com/berth-registry/berth/internal/ldapauth"
+	"github.com/berth-registry/berth/internal/ssoapi"
 	"github.com/berth-registry/berth/internal/token"
 	"github.com/berth-registry/berth/internal/tokenapi"
 )
@@ -155,8 +158,13 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	svc := auth.New(acc, keys, auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens,
-		SharedLimits: cfg.Metadata == "postgres"}, slog.New(auditLog.Handler()))
+	opts := auth.Options{Issuer: "berth", Service: "berth", TokenTTL: cfg.TokenTTL, IdentityTokens: cfg.IdentityTokens,
+		SharedLimits: cfg.Metadata == "postgres", LocalLoginAdminOnly: cfg.LocalLogin == "admins"}
+	if opts.Directory, err = directory(cfg); err != nil {
+		closeAudit()
+		return nil, nil, nil, err
+	}
+	svc := auth.New(acc, keys, opts, slog.New(auditLog.Handler()))
 	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {
 		closeAudit()
@@ -172,5 +180,20 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	admin := adminapi.New(svc, log, o.clientIP)
 	admin.GC = runGC
 	auditapi.New(auditStore).Register(admin)
+	ssoapi.New(svc).Register(admin)
 	return &guard{auth: svc, origin: o, audit: auditLog}, admin, closeAudit, nil
+}
+
+// directory returns the configured identity directory, or nil.
+func directory(cfg *config.Config) (auth.Directory, error) {
+	l := cfg.LDAP
+	if l.URL == "" {
+		return nil, nil
+	}
+	d, err := ldapauth.New(ldapauth.Config{URL: l.URL, StartTLS: l.StartTLS, CACertFile: l.CACertFile, BindDN: l.BindDN, BindPassword: l.BindPassword,
+		UserBase: l.UserBase, UserFilter: l.UserFilter, UserAttr: l.UserAttr, GroupBase: l.GroupBase, GroupFilter: l.GroupFilter, GroupAttr: l.GroupAttr})
+	if err != nil {
+		return nil, fmt.Errorf("ldap: %w", err)
+	}
+	return d, nil
 }

@@ -282,24 +282,18 @@ func killDuringChunkedPush(t *testing.T, r *chartRelease, token string) {
 			r.c.kubectl(t, "delete", "pod", deleted, "-n", r.Namespace, "--grace-period=0", "--force")
 			t.Logf("deleted Pod %s (it served upload %s) at offset %d MiB", deleted, id, offset>>20)
 		}
-		var crash chan struct{}
+		i := int(offset / bigChunk)
+		body := bigBlobChunk(i)[offset%bigChunk:]
+		var res *gcsResp
+		var err error
 		if crashed == "" && offset >= 16*bigChunk {
 			retriesAfterDelete = retries
 			crashed = r.podServing(t, id)
-			crash = make(chan struct{})
-			go func(pod string) {
-				defer close(crash)
-				time.Sleep(200 * time.Millisecond) // the PATCH below is under way
-				r.killBerthProcess(t, pod)
-			}(crashed)
-		}
-		i := int(offset / bigChunk)
-		body := bigBlobChunk(i)[offset%bigChunk:]
-		res, err := cl.do(http.MethodPatch, loc, body, "Content-Type", "application/octet-stream",
-			"Content-Range", fmt.Sprintf("%d-%d", offset, offset+int64(len(body))-1))
-		if crash != nil {
-			<-crash
-			t.Logf("killed berth in Pod %s (it served upload %s) with SIGKILL at offset %d MiB", crashed, id, offset>>20)
+			res, err = r.patchDuringCrash(t, cl, loc, offset, body, crashed)
+			t.Logf("killed berth in Pod %s (it served upload %s) with SIGKILL halfway through the PATCH at %d MiB", crashed, id, offset>>20)
+		} else {
+			res, err = cl.do(http.MethodPatch, loc, body, "Content-Type", "application/octet-stream",
+				"Content-Range", fmt.Sprintf("%d-%d", offset, offset+int64(len(body))-1))
 		}
 		if err == nil && res.status == http.StatusAccepted {
 			loc = res.header.Get("Location")
@@ -313,7 +307,17 @@ func killDuringChunkedPush(t *testing.T, r *chartRelease, token string) {
 		if retries > 20 {
 			t.Fatalf("the upload does not go on after %d retries", retries)
 		}
-		time.Sleep(time.Second)
+		wait := time.Second
+		if res != nil && res.header.Get("Retry-After") != "" {
+			// Another request's claim on the chunk (the dead replica's):
+			// berth says when it lapses.
+			secs, err := strconv.Atoi(res.header.Get("Retry-After"))
+			if err != nil || secs <= 0 || secs > 20 {
+				t.Fatalf("Retry-After %q: want 1 to 20 seconds (the writer claim's lease)", res.header.Get("Retry-After"))
+			}
+			wait = time.Duration(secs) * time.Second
+		}
+		time.Sleep(wait)
 		st, err := cl.do(http.MethodGet, loc, nil)
 		if err != nil || st.status != http.StatusNoContent {
 			t.Logf("GET upload state: %v %s", err, st)
@@ -355,6 +359,79 @@ func killDuringChunkedPush(t *testing.T, r *chartRelease, token string) {
 	if got := "sha256:" + hex.EncodeToString(h.Sum(nil)); resp.StatusCode != http.StatusOK || err != nil || n != chunks*bigChunk || got != digest {
 		t.Errorf("GET the blob: %d, %d bytes hashing to %s (%v); want 200, %d bytes, %s", resp.StatusCode, n, got, err, chunks*bigChunk, digest)
 	}
+}
+
+// patchDuringCrash sends a PATCH of body at offset on the client's
+// connection (the one to the Pod serving the upload), and kills berth in
+// that Pod with SIGKILL when half the body is sent; the rest cannot
+// follow. It returns what the client sees.
+func (r *chartRelease) patchDuringCrash(t *testing.T, cl *registryClient, loc string, offset int64, body []byte, pod string) (*gcsResp, error) {
+	t.Helper()
+	half, resume := make(chan struct{}), make(chan struct{})
+	u := loc
+	if strings.HasPrefix(u, "/") {
+		u = cl.api.base + u
+	}
+	req, err := http.NewRequest(http.MethodPatch, u, &haltingReader{data: body, at: len(body) / 2, half: half, resume: resume})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ContentLength = int64(len(body))
+	req.Header.Set("Authorization", "Bearer "+cl.token)
+	req.Header.Set("Content-Type", "application/octet-stream")
+	req.Header.Set("Content-Range", fmt.Sprintf("%d-%d", offset, offset+int64(len(body))-1))
+	type answer struct {
+		res *gcsResp
+		err error
+	}
+	done := make(chan answer, 1)
+	go func() {
+		resp, err := cl.api.client.Do(req)
+		if err != nil {
+			done <- answer{err: err}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		done <- answer{res: &gcsResp{method: http.MethodPatch, url: u, status: resp.StatusCode, header: resp.Header, body: b}}
+	}()
+	select {
+	case <-half:
+	case a := <-done:
+		t.Fatalf("the PATCH ended before half its body was sent: %v %s", a.err, a.res)
+	}
+	r.killBerthProcess(t, pod)
+	time.Sleep(500 * time.Millisecond) // the kernel resets the connection
+	close(resume)
+	a := <-done
+	return a.res, a.err
+}
+
+// haltingReader reads data, stopping at offset at until resume is closed
+// (half is closed when it gets there).
+type haltingReader struct {
+	data         []byte
+	at, off      int
+	half, resume chan struct{}
+	halted       bool
+}
+
+func (h *haltingReader) Read(p []byte) (int, error) {
+	if h.off == h.at && !h.halted {
+		h.halted = true
+		close(h.half)
+		<-h.resume
+	}
+	if h.off >= len(h.data) {
+		return 0, io.EOF
+	}
+	end := len(h.data)
+	if h.off < h.at {
+		end = h.at
+	}
+	n := copy(p, h.data[h.off:end])
+	h.off += n
+	return n, nil
 }
 
 // killBerthProcess kills berth in Pod pod with SIGKILL: a crash, without

@@ -409,17 +409,24 @@ func newBusyboxImage(t *testing.T) *ociImage {
 	return img
 }
 
-// TestKubernetesSmoke runs a Pod whose image the kubelet pulls from berth
-// (no authentication) over plain HTTP: the cluster works end to end.
-func TestKubernetesSmoke(t *testing.T) {
+// clusterWithBusybox starts a cluster and an open berth on the host that
+// holds the busybox image (newBusyboxImage) as smoke/busybox:v1, which the
+// node may pull; it returns the cluster, the image and its reference.
+func clusterWithBusybox(t *testing.T) (*k8sCluster, *ociImage, string) {
+	t.Helper()
 	c := startCluster(t)
 	img := newBusyboxImage(t)
 	dir := t.TempDir()
 	b := startRawBerth(t, filepath.Join(dir, "data"), filepath.Join(dir, "berth.log"))
 	pushImageWithToken(t, b.URL, "", "smoke/busybox", "v1", img)
 	c.AddPlainHTTPRegistry(t, b.Addr)
+	return c, img, b.Addr + "/smoke/busybox:v1"
+}
 
-	image := b.Addr + "/smoke/busybox:v1"
+// TestKubernetesSmoke runs a Pod whose image the kubelet pulls from berth
+// (no authentication) over plain HTTP: the cluster works end to end.
+func TestKubernetesSmoke(t *testing.T) {
+	c, img, image := clusterWithBusybox(t)
 	pod, _ := json.Marshal(map[string]any{
 		"apiVersion": "v1",
 		"kind":       "Pod",

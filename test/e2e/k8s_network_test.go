@@ -40,13 +40,7 @@ func freeNodePort(t *testing.T) int {
 // the pod network, the host reads it through the forwarded NodePort, and a
 // replacement Pod finds the volume's data.
 func TestKubernetesServicesAndVolumes(t *testing.T) {
-	c := startCluster(t)
-	img := newBusyboxImage(t)
-	dir := t.TempDir()
-	b := startRawBerth(t, filepath.Join(dir, "data"), filepath.Join(dir, "berth.log"))
-	pushImageWithToken(t, b.URL, "", "smoke/busybox", "v1", img)
-	c.AddPlainHTTPRegistry(t, b.Addr)
-	image := b.Addr + "/smoke/busybox:v1"
+	c, _, image := clusterWithBusybox(t)
 	nodePort := freeNodePort(t)
 	want := "served from a volume " + randomHex(t, 8)
 

@@ -180,12 +180,12 @@ berth settings the chart writes itself, and those it refuses in .Values.config.
 
 {{/* Settings that are secrets: never in the ConfigMap. */}}
 {{- define "berth.secretSettings" -}}
-{{- list "admin_password" "postgres_dsn" | toJson }}
+{{- list "admin_password" "postgres_dsn" "ldap_bind_password" | toJson }}
 {{- end }}
 
 {{/* Settings .Values.config may hold (docs/configuration.md). */}}
 {{- define "berth.userSettings" -}}
-{{- list "external_url" "trusted_proxies" "token_ttl" "identity_tokens" "log_level" "log_format" "max_manifest_size" "upload_ttl" "body_timeout" "gc_interval" "gc_grace" "max_upload_sessions" "webhook_attempts" "webhook_backoff" "webhook_backoff_max" "metrics_addr" "metrics" "metrics_public" "console" "tracing" "audit_log" "audit_retention" "debug_addr" "postgres_conns" "postgres_cache_mib" | toJson }}
+{{- list "external_url" "trusted_proxies" "token_ttl" "identity_tokens" "log_level" "log_format" "max_manifest_size" "upload_ttl" "body_timeout" "gc_interval" "gc_grace" "max_upload_sessions" "webhook_attempts" "webhook_backoff" "webhook_backoff_max" "metrics_addr" "metrics" "metrics_public" "console" "tracing" "audit_log" "audit_retention" "debug_addr" "postgres_conns" "postgres_cache_mib" "ldap_url" "ldap_start_tls" "ldap_ca_cert" "ldap_bind_dn" "ldap_user_base" "ldap_user_filter" "ldap_user_attr" "ldap_group_base" "ldap_group_filter" "ldap_group_attr" "local_login" | toJson }}
 {{- end }}
 
 {{/* One setting's value as a quoted YAML string (numbers from values files arrive as float64). */}}
@@ -292,7 +292,7 @@ Validation: fails the install, upgrade or template with a message.
 {{- $user := include "berth.userSettings" . | fromJsonArray }}
 {{- range $k, $_ := .Values.config }}
 {{- if has $k $secret }}
-{{- fail (printf "config.%s is a secret and the ConfigMap holds none: use auth.adminPassword / auth.existingSecret or postgres.dsn / postgres.existingSecret" $k) }}
+{{- fail (printf "config.%s is a secret and the ConfigMap holds none: use auth.adminPassword / auth.existingSecret, postgres.dsn / postgres.existingSecret, or for ldap_bind_password extraEnv BERTH_LDAP_BIND_PASSWORD with valueFrom a Secret" $k) }}
 {{- else if has $k $managed }}
 {{- fail (printf "config.%s is set by the chart: use mode, auth, s3, tls, shutdownTimeoutSeconds, shutdownDelaySeconds instead (see values.yaml)" $k) }}
 {{- else if not (has $k $user) }}

@@ -1,0 +1,53 @@
+package adminclient
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// GroupMapping gives a directory group's members a role in a namespace.
+type GroupMapping struct {
+	ID        int64     `json:"id,omitempty"`
+	Group     string    `json:"group"`
+	Namespace string    `json:"namespace"`
+	Role      string    `json:"role"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+}
+
+// AddGroupMapping adds (or changes the role of) a group mapping.
+func (c *Client) AddGroupMapping(ctx context.Context, m GroupMapping) (GroupMapping, json.RawMessage, error) {
+	var out GroupMapping
+	raw, err := c.do(ctx, http.MethodPost, "/api/v1/group-mappings", m, &out)
+	return out, raw, err
+}
+
+// GroupMappings lists the group mappings and returns the raw response.
+func (c *Client) GroupMappings(ctx context.Context) ([]GroupMapping, json.RawMessage, error) {
+	var out []GroupMapping
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/group-mappings", nil, &out)
+	return out, raw, err
+}
+
+// DeleteGroupMapping deletes a group mapping.
+func (c *Client) DeleteGroupMapping(ctx context.Context, id int64) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/group-mappings/"+strconv.FormatInt(id, 10), nil, nil)
+	return err
+}
+
+// UserGroups returns the directory groups berth last read for a user.
+func (c *Client) UserGroups(ctx context.Context, name string) ([]string, error) {
+	var out []string
+	_, err := c.do(ctx, http.MethodGet, "/api/v1/users/"+seg(name)+"/groups", nil, &out)
+	return out, err
+}
+
+// SetUserDisabled disables or enables a user.
+func (c *Client) SetUserDisabled(ctx context.Context, name string, disabled bool) error {
+	_, err := c.do(ctx, http.MethodPatch, "/api/v1/users/"+seg(name), struct {
+		Disabled bool `json:"disabled"`
+	}{disabled}, nil)
+	return err
+}
