@@ -1,5 +1,6 @@
-// Package testserver starts real servers, versitygw (S3) and PostgreSQL,
-// for tests and for the benchmark program (bench): each runs a private
+// Package testserver starts real servers, versitygw and MinIO (S3),
+// PostgreSQL and OpenLDAP (slapd), for tests and for the benchmark program
+// (bench): each runs a private
 // instance on 127.0.0.1 over a temporary directory and answers before the
 // function returns.
 //
