@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -97,6 +98,44 @@ func printJSON(w io.Writer, raw json.RawMessage) error {
 	buf.WriteByte('\n')
 	_, err := buf.WriteTo(w)
 	return err
+}
+
+// listCmd is a `list` command (alias ls, -o table|json) that fetches
+// items and prints one row per item under header.
+func listCmd[T any](o *adminOpts, short, example string, fetch func(*adminclient.Client, context.Context) ([]T, json.RawMessage, error), header string, row func(T) string) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   short,
+		Example: example,
+		Args:    exactArgs(0),
+	}
+	output := outputFlag(cmd)
+	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
+		c, err := o.connect()
+		if err != nil {
+			return err
+		}
+		items, raw, err := fetch(c, cmd.Context())
+		if err != nil {
+			return err
+		}
+		return printList(cmd.OutOrStdout(), *output, raw, items, header, row)
+	}
+	return cmd
+}
+
+// printList prints a list command's answer: the server's JSON when format
+// is json, else a table of one row (tab-separated cells) per item.
+func printList[T any](w io.Writer, format string, raw json.RawMessage, items []T, header string, row func(T) string) error {
+	if format == "json" {
+		return printJSON(w, raw)
+	}
+	rows := make([]string, 0, len(items))
+	for _, it := range items {
+		rows = append(rows, row(it))
+	}
+	return printTable(w, header, rows)
 }
 
 // printTable prints rows of tab-separated cells under header, aligned.

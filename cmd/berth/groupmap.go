@@ -57,32 +57,10 @@ changes its role. GROUP is the group's name as the directory gives it
 }
 
 func groupMapListCmd(o *adminOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List the group mappings",
-		Args:    exactArgs(0),
-	}
-	output := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := o.connect()
-		if err != nil {
-			return err
-		}
-		ms, raw, err := c.GroupMappings(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *output == "json" {
-			return printJSON(cmd.OutOrStdout(), raw)
-		}
-		rows := make([]string, 0, len(ms))
-		for _, m := range ms {
-			rows = append(rows, strconv.FormatInt(m.ID, 10)+"\t"+m.Group+"\t"+m.Namespace+"\t"+m.Role)
-		}
-		return printTable(cmd.OutOrStdout(), "ID\tGROUP\tNAMESPACE\tROLE", rows)
-	}
-	return cmd
+	return listCmd(o, "List the group mappings", "  berth group-map list", (*adminclient.Client).GroupMappings,
+		"ID\tGROUP\tNAMESPACE\tROLE", func(m adminclient.GroupMapping) string {
+			return strconv.FormatInt(m.ID, 10) + "\t" + m.Group + "\t" + m.Namespace + "\t" + m.Role
+		})
 }
 
 func groupMapRemoveCmd(o *adminOpts) *cobra.Command {

@@ -25,7 +25,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), fsckCmd(), quotaCmd(), immutableCmd(), retentionCmd(), webhookCmd(), mirrorCmd(), auditCmd(), groupMapCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), certCmd(), loginCmd(), logoutCmd(), userCmd(), namespaceCmd(), robotCmd(), keysCmd(), secretCmd(), doctorCmd(), credentialProviderCmd(), gcCmd(), fsckCmd(), quotaCmd(), immutableCmd(), retentionCmd(), webhookCmd(), mirrorCmd(), auditCmd(), groupMapCmd(), tokenCmd())
 	root.AddCommand(replicateCmd())
 	return root
 }

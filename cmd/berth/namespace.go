@@ -79,14 +79,9 @@ func nsListCmd(o *adminOpts) *cobra.Command {
 		if err != nil {
 			return err
 		}
-		if *output == "json" {
-			return printJSON(cmd.OutOrStdout(), raw)
-		}
-		rows := make([]string, 0, len(list))
-		for _, n := range list {
-			rows = append(rows, strings.Join([]string{n.Name, visibility(n.Public), dash(n.Role), when(&n.CreatedAt)}, "\t"))
-		}
-		return printTable(cmd.OutOrStdout(), "NAME\tVISIBILITY\tROLE\tCREATED", rows)
+		return printList(cmd.OutOrStdout(), *output, raw, list, "NAME\tVISIBILITY\tROLE\tCREATED", func(n adminclient.Namespace) string {
+			return strings.Join([]string{n.Name, visibility(n.Public), dash(n.Role), when(&n.CreatedAt)}, "\t")
+		})
 	})
 	return cmd
 }

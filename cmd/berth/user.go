@@ -75,34 +75,10 @@ func printGenerated(w io.Writer, password string) {
 }
 
 func userListCmd(o *adminOpts) *cobra.Command {
-	cmd := &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List user accounts",
-		Example: `  berth user list
-  berth user list -o json`,
-		Args: exactArgs(0),
-	}
-	output := outputFlag(cmd)
-	cmd.RunE = func(cmd *cobra.Command, _ []string) error {
-		c, err := o.connect()
-		if err != nil {
-			return err
-		}
-		users, raw, err := c.ListUsers(cmd.Context())
-		if err != nil {
-			return err
-		}
-		if *output == "json" {
-			return printJSON(cmd.OutOrStdout(), raw)
-		}
-		rows := make([]string, 0, len(users))
-		for _, u := range users {
-			rows = append(rows, u.Name+"\t"+strconv.FormatBool(u.Admin)+"\t"+u.Source+"\t"+strconv.FormatBool(u.Disabled)+"\t"+when(&u.CreatedAt))
-		}
-		return printTable(cmd.OutOrStdout(), "NAME\tADMIN\tSOURCE\tDISABLED\tCREATED", rows)
-	}
-	return cmd
+	return listCmd(o, "List user accounts", "  berth user list\n  berth user list -o json", (*adminclient.Client).ListUsers,
+		"NAME\tADMIN\tSOURCE\tDISABLED\tCREATED", func(u adminclient.User) string {
+			return u.Name + "\t" + strconv.FormatBool(u.Admin) + "\t" + u.Source + "\t" + strconv.FormatBool(u.Disabled) + "\t" + when(&u.CreatedAt)
+		})
 }
 
 func userPasswdCmd(o *adminOpts) *cobra.Command {

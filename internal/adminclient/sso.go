@@ -51,3 +51,44 @@ func (c *Client) SetUserDisabled(ctx context.Context, name string, disabled bool
 	}{disabled}, nil)
 	return err
 }
+
+// PersonalToken is a personal access token; Secret only when created.
+type PersonalToken struct {
+	ID        int64     `json:"id"`
+	Name      string    `json:"name"`
+	Scopes    []string  `json:"scopes"`
+	Actions   []string  `json:"actions"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at,omitzero"`
+	LastUsed  time.Time `json:"last_used_at,omitzero"`
+	Revoked   bool      `json:"revoked"`
+	Secret    string    `json:"secret,omitempty"`
+}
+
+// NewPersonalToken is the body of POST /api/v1/tokens.
+type NewPersonalToken struct {
+	Name      string   `json:"name"`
+	Scopes    []string `json:"scopes,omitempty"`
+	Actions   []string `json:"actions,omitempty"`
+	ExpiresIn string   `json:"expires_in,omitempty"`
+}
+
+// CreatePersonalToken makes the signed-in person a token.
+func (c *Client) CreatePersonalToken(ctx context.Context, t NewPersonalToken) (PersonalToken, json.RawMessage, error) {
+	var out PersonalToken
+	raw, err := c.do(ctx, http.MethodPost, "/api/v1/tokens", t, &out)
+	return out, raw, err
+}
+
+// PersonalTokens lists the signed-in person's tokens.
+func (c *Client) PersonalTokens(ctx context.Context) ([]PersonalToken, json.RawMessage, error) {
+	var out []PersonalToken
+	raw, err := c.do(ctx, http.MethodGet, "/api/v1/tokens", nil, &out)
+	return out, raw, err
+}
+
+// RevokePersonalToken revokes one of the signed-in person's tokens.
+func (c *Client) RevokePersonalToken(ctx context.Context, id int64) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+strconv.FormatInt(id, 10), nil, nil)
+	return err
+}

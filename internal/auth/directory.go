@@ -16,6 +16,10 @@ type Directory interface {
 	// says it is. A wrong password, an unknown or a disabled account is
 	// ErrBadCredentials; other errors mean the directory could not answer.
 	Authenticate(ctx context.Context, name, password string) (*Identity, error)
+	// Lookup returns who the directory says name is now, without a
+	// password (for personal access tokens): ErrBadCredentials when the
+	// account is gone or disabled.
+	Lookup(ctx context.Context, name string) (*Identity, error)
 	// Source is the users' source recorded for the people it signs in
 	// (metadata.SourceLDAP).
 	Source() string

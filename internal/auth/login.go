@@ -40,6 +40,9 @@ const (
 	// ViaPullCredential: a short-lived pull credential, which can pull
 	// and nothing else.
 	ViaPullCredential
+	// ViaPersonalToken: a person's access token, for registry access
+	// only, within the token's scopes and actions.
+	ViaPersonalToken
 )
 
 // Login checks a user's password or a robot's secret (robots are named
@@ -158,6 +161,9 @@ func (s *Service) reserve(ctx context.Context, name, client string) (reservation
 
 // check verifies the secret presented for name.
 func (s *Service) check(ctx context.Context, name, secret string) (*Principal, error) {
+	if strings.HasPrefix(secret, personalTokenPrefix) && !strings.Contains(name, "+") {
+		return s.personalToken(ctx, name, secret)
+	}
 	if strings.HasPrefix(secret, pullCredentialPrefix) || strings.HasPrefix(secret, refreshPrefix) {
 		// A pull credential or refresh token of the account, used as its
 		// password: what the kubelet and docker configs can carry.
@@ -296,6 +302,8 @@ func (s *Service) LoginAdmin(ctx context.Context, name, secret, client string) (
 		return nil, fmt.Errorf("%w: a refresh token gives registry access only; use the password for the admin API", ErrForbidden)
 	case ViaPullCredential:
 		return nil, fmt.Errorf("%w: a pull credential can pull images and nothing else", ErrForbidden)
+	case ViaPersonalToken:
+		return nil, fmt.Errorf("%w: a personal access token gives registry access only; use your password for the admin API", ErrForbidden)
 	}
 	return p, nil
 }

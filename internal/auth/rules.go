@@ -61,7 +61,8 @@ type Principal struct {
 	Kind  Kind
 	Name  string // user name or robot name ("team+ci"); empty when anonymous
 	Admin bool
-	// Robot grants, for robots.
+	// A robot's grants; for a person signed in with a personal access
+	// token, the token's limits (no Scopes: every repository).
 	Scopes    []string
 	Actions   []string
 	ExpiresAt time.Time // zero: never
@@ -105,8 +106,14 @@ type NamespaceFacts struct {
 // principal that logged in with a pull credential may only pull.
 func Allowed(p *Principal, repo string, ns NamespaceFacts, now time.Time) []string {
 	acts := allowed(p, repo, ns, now)
-	if p.Via == ViaPullCredential {
+	switch p.Via {
+	case ViaPullCredential:
 		return Intersect([]string{Pull}, acts)
+	case ViaPersonalToken:
+		if !now.Before(p.ExpiresAt) || len(p.Scopes) > 0 && !slices.ContainsFunc(p.Scopes, func(s string) bool { return MatchScope(s, repo) }) {
+			return nil
+		}
+		return Intersect(p.Actions, acts)
 	}
 	return acts
 }

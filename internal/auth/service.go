@@ -337,7 +337,10 @@ func (s *Service) Grant(ctx context.Context, p *Principal, requested []token.Acc
 			}
 			allowed = Allowed(p, req.Name, s.facts(ctx, p, req.Name, roles), s.now())
 		case "registry":
-			if p.Kind != Anonymous && p.Via != ViaPullCredential {
+			// Not for a pull credential or a personal access token: the
+			// catalog shows what the account may pull, which may be more
+			// than the token may.
+			if p.Kind != Anonymous && p.Via != ViaPullCredential && p.Via != ViaPersonalToken {
 				allowed = []string{"*"} // the catalog lists only what the caller may pull
 			}
 		}

@@ -112,6 +112,29 @@ func (d *Directory) Authenticate(ctx context.Context, name, password string) (*a
 		// servers accept without checking anything.
 		return nil, auth.ErrBadCredentials
 	}
+	return d.identify(ctx, name, func(conn *ldap.Conn, dn string) error {
+		if err := conn.Bind(dn, password); err != nil {
+			if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+				return auth.ErrBadCredentials
+			}
+			return fmt.Errorf("ldap: bind as the account: %w", err)
+		}
+		return nil
+	})
+}
+
+// Lookup implements auth.Directory: the account and its groups as the
+// service account sees them now.
+func (d *Directory) Lookup(ctx context.Context, name string) (*auth.Identity, error) {
+	if name == "" {
+		return nil, auth.ErrBadCredentials
+	}
+	return d.identify(ctx, name, nil)
+}
+
+// identify finds name's account, runs check on it (the password bind),
+// and reads its groups.
+func (d *Directory) identify(ctx context.Context, name string, check func(conn *ldap.Conn, dn string) error) (*auth.Identity, error) {
 	conn, err := d.connect(ctx)
 	if err != nil {
 		return nil, err
@@ -131,11 +154,10 @@ func (d *Directory) Authenticate(ctx context.Context, name, password string) (*a
 		return nil, auth.ErrBadCredentials
 	}
 	entry := res.Entries[0]
-	if err := conn.Bind(entry.DN, password); err != nil {
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-			return nil, auth.ErrBadCredentials
+	if check != nil {
+		if err := check(conn, entry.DN); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("ldap: bind as the account: %w", err)
 	}
 	id := &auth.Identity{Name: strings.ToLower(entry.GetAttributeValue(d.cfg.UserAttr)), Groups: []string{}}
 	if d.cfg.GroupFilter == "" {

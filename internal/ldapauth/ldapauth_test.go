@@ -72,8 +72,18 @@ func TestAuthenticate(t *testing.T) {
 		})
 	}
 
-	// Group changes show at the next sign-in.
+	// Lookup (for personal access tokens): no password, the same answers.
 	d := directoryFor(t, srv, nil)
+	if id, err := d.Lookup(ctx, "alice"); err != nil || id.Name != "alice" || len(id.Groups) != 2 {
+		t.Errorf("Lookup(alice): %+v %v, want alice in 2 groups", id, err)
+	}
+	for _, name := range []string{"carol", "nobody", "*", ""} {
+		if _, err := d.Lookup(ctx, name); err != auth.ErrBadCredentials {
+			t.Errorf("Lookup(%q): %v, want ErrBadCredentials", name, err)
+		}
+	}
+
+	// Group changes show at the next sign-in.
 	srv.RemoveMember(t, "team-dev", "alice")
 	if id, err := d.Authenticate(ctx, "alice", "alice-pw-1"); err != nil || !slices.Equal(id.Groups, []string{"readers"}) {
 		t.Errorf("after leaving team-dev: %+v %v, want groups [readers]", id, err)

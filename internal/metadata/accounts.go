@@ -22,6 +22,23 @@ type User struct {
 	Disabled bool
 }
 
+// PersonalToken is a person's access token: a password for docker and CI,
+// stored by hash, limited to Scopes (repository patterns such as team/*;
+// none: every repository) and Actions.
+type PersonalToken struct {
+	ID           int64
+	Owner        string
+	OwnerCreated time.Time
+	Name         string
+	Hash         string
+	Scopes       []string
+	Actions      []string
+	Expires      time.Time
+	Created      time.Time
+	LastUsed     time.Time
+	Revoked      bool
+}
+
 // Where users come from.
 const (
 	SourceLocal = "local"
@@ -113,6 +130,19 @@ type Accounts interface {
 	// SetUserDisabled disables or enables a user; disabling raises its
 	// revocation epoch.
 	SetUserDisabled(ctx context.Context, name string, disabled bool) error
+
+	// CreatePersonalToken stores a personal access token (ErrExists when
+	// its owner has one of that name) and returns its id.
+	CreatePersonalToken(ctx context.Context, t PersonalToken) (int64, error)
+	// PersonalToken returns the token with that hash.
+	PersonalToken(ctx context.Context, hash string) (*PersonalToken, error)
+	// PersonalTokens lists an owner's tokens, newest first.
+	PersonalTokens(ctx context.Context, owner string) ([]PersonalToken, error)
+	// RevokePersonalToken revokes an owner's token and raises the owner's
+	// revocation epoch (ErrNotFound when the owner has no such token).
+	RevokePersonalToken(ctx context.Context, owner string, id int64) error
+	// TouchPersonalToken records a use.
+	TouchPersonalToken(ctx context.Context, id int64, t time.Time) error
 
 	CreateRobot(ctx context.Context, r Robot) error
 	GetRobot(ctx context.Context, name string) (*Robot, error)

@@ -530,6 +530,23 @@ var migrations = []string{
 		created_at BIGINT NOT NULL,
 		UNIQUE (grp, namespace)
 	)`,
+	// 21: personal access tokens: a person's passwords for docker and CI
+	// (by hash), limited to repository patterns and actions, never wider
+	// than the person's rights at each use.
+	`CREATE TABLE personal_tokens (
+		id {{ID}},
+		owner TEXT NOT NULL REFERENCES users(name) ON DELETE CASCADE,
+		owner_created BIGINT NOT NULL,
+		name TEXT NOT NULL,
+		hash TEXT NOT NULL UNIQUE,
+		scopes TEXT NOT NULL,
+		actions TEXT NOT NULL,
+		expires_at BIGINT NOT NULL,
+		created_at BIGINT NOT NULL,
+		last_used_at BIGINT NOT NULL,
+		revoked INTEGER NOT NULL,
+		UNIQUE (owner, name)
+	)`,
 }
 
 func (d dialect) render(m string) string {

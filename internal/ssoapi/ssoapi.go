@@ -1,7 +1,8 @@
 // Package ssoapi serves single sign-on's administration over the admin
-// API: the rules that map directory groups to roles in namespaces, and the
-// groups berth last read for a user. The rules themselves are package
-// auth's; this package only reads requests and renders answers.
+// API: the rules that map directory groups to roles in namespaces, the
+// groups berth last read for a user, and people's personal access tokens.
+// The rules themselves are package auth's; this package only reads
+// requests and renders answers.
 package ssoapi
 
 import (
@@ -12,6 +13,7 @@ import (
 
 	"github.com/berth-registry/berth/internal/adminapi"
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/metadata"
 )
 
 // Handler serves the endpoints.
@@ -26,6 +28,81 @@ func (h *Handler) Register(admin *adminapi.Handler) {
 	admin.Handle("POST /api/v1/group-mappings", h.add)
 	admin.Handle("DELETE /api/v1/group-mappings/{id}", h.remove)
 	admin.Handle("GET /api/v1/users/{name}/groups", h.groups)
+	admin.Handle("GET /api/v1/tokens", h.listTokens)
+	admin.Handle("POST /api/v1/tokens", h.createToken)
+	admin.Handle("DELETE /api/v1/tokens/{id}", h.revokeToken)
+}
+
+// TokenJSON is a personal access token on the wire; Secret only in the
+// answer that creates it.
+type TokenJSON struct {
+	ID        int64    `json:"id"`
+	Name      string   `json:"name"`
+	Scopes    []string `json:"scopes"`
+	Actions   []string `json:"actions"`
+	ExpiresAt string   `json:"expires_at"`
+	CreatedAt string   `json:"created_at,omitempty"`
+	LastUsed  string   `json:"last_used_at,omitempty"`
+	Revoked   bool     `json:"revoked"`
+	Secret    string   `json:"secret,omitempty"`
+}
+
+func tokenJSON(t *metadata.PersonalToken) TokenJSON {
+	stamp := func(at time.Time) string {
+		if at.IsZero() {
+			return ""
+		}
+		return at.UTC().Format(time.RFC3339)
+	}
+	scopes := t.Scopes
+	if scopes == nil {
+		scopes = []string{}
+	}
+	return TokenJSON{ID: t.ID, Name: t.Name, Scopes: scopes, Actions: t.Actions, ExpiresAt: stamp(t.Expires),
+		CreatedAt: stamp(t.Created), LastUsed: stamp(t.LastUsed), Revoked: t.Revoked}
+}
+
+func (h *Handler) listTokens(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
+	ts, err := h.auth.PersonalTokens(r.Context(), actor)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := make([]TokenJSON, 0, len(ts))
+	for i := range ts {
+		out = append(out, tokenJSON(&ts[i]))
+	}
+	return http.StatusOK, out, nil
+}
+
+func (h *Handler) createToken(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
+	var in struct {
+		Name      string   `json:"name"`
+		Scopes    []string `json:"scopes"`
+		Actions   []string `json:"actions"`
+		ExpiresIn string   `json:"expires_in"`
+	}
+	if err := adminapi.Decode(r, &in); err != nil {
+		return 0, nil, err
+	}
+	lifetime, err := auth.ParseExpiry(in.ExpiresIn)
+	if err != nil {
+		return 0, nil, err
+	}
+	t, secret, err := h.auth.CreatePersonalToken(r.Context(), actor, in.Name, in.Scopes, in.Actions, lifetime)
+	if err != nil {
+		return 0, nil, err
+	}
+	out := tokenJSON(t)
+	out.Secret = secret
+	return http.StatusCreated, out, nil
+}
+
+func (h *Handler) revokeToken(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, nil, fmt.Errorf("%w: the id is a positive number", auth.ErrInvalid)
+	}
+	return http.StatusNoContent, nil, h.auth.RevokePersonalToken(r.Context(), actor, id)
 }
 
 // MappingJSON is a group mapping on the wire.

@@ -7,8 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/berth-registry/berth/internal/testserver"
 )
@@ -73,12 +75,60 @@ func TestLDAPSignIn(t *testing.T) {
 		t.Errorf("alice's groups in berth: %q, want team-dev", got)
 	}
 
+	// Personal access tokens: alice makes them with her directory
+	// password; Docker logs in with one, within its scope and her rights.
+	aliceEnv := []string{"BERTH_REGISTRY=" + b.URL, "BERTH_USERNAME=alice", "BERTH_PASSWORD=" + passwords["alice"]}
+	pat := func(args ...string) personalTokenAnswer {
+		t.Helper()
+		var ans personalTokenAnswer
+		out := mustSucceed(t, "berth token create "+strings.Join(args, " "), berthKube(t, aliceEnv, "", append([]string{"token", "create", "-o", "json"}, args...)...))
+		mustUnmarshal(t, "berth token create -o json", []byte(out), &ans)
+		if !strings.HasPrefix(ans.Secret, "berth_pat_") || ans.ID == 0 {
+			t.Fatalf("berth token create answered %s", out)
+		}
+		passwords["token "+ans.Name] = ans.Secret
+		return ans
+	}
+	ci, wide, otherNS := pat("--name", "ci", "--scope", "team/*", "--actions", "pull,push"), pat("--name", "wide"), pat("--name", "other", "--scope", "other/*")
+	short := pat("--name", "short", "--expires", "2s")
+	dp := newDockerClient(t, docker, b.Addr)
+	dp.mustLogin("alice", ci.Secret)
+	patRef := dp.ref("team/app:pat")
+	dp.created = append(dp.created, patRef)
+	dp.run("tag", ref, patRef)
+	dp.push(patRef)
+	mustFailWith(t, "docker push to other/ with alice's token", dp.exec("push", other), "denied|unauthorized|insufficient")
+	// Never more than the owner may: a token for other/* gets nothing there.
+	if got := tokenAccess(t, b.token(t, "alice", otherNS.Secret, "repository:other/app:pull,push").Token); len(got) != 0 {
+		t.Errorf("alice's token for other/* was granted %v on other/app, where alice has no role", got)
+	}
+	// Registry access only: not the admin API, not another token.
+	patEnv := []string{"BERTH_REGISTRY=" + b.URL, "BERTH_USERNAME=alice", "BERTH_PASSWORD=" + wide.Secret}
+	mustFailWith(t, "berth token create with a token", berthKube(t, patEnv, "", "token", "create", "--name", "x"), "registry access only|403|forbidden")
+	// Revoked and expired tokens are refused; the list shows uses.
+	mustSucceed(t, "berth token revoke", berthKube(t, aliceEnv, "", "token", "revoke", strconv.FormatInt(wide.ID, 10)))
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", wide.Secret)); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "revoked") {
+		t.Errorf("a revoked token: %s, want 401 saying revoked", r)
+	}
+	time.Sleep(2500 * time.Millisecond)
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", short.Secret)); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "expired") {
+		t.Errorf("an expired token: %s, want 401 saying expired", r)
+	}
+	list := mustSucceed(t, "berth token list", berthKube(t, aliceEnv, "", "token", "list"))
+	if !regexp.MustCompile(`(?m)^\d+\s+ci\s+team/\*\s+pull,push\s+\d{4}-\d\d-\d\d \S+\s+\d{4}-\d\d-\d\d `).MatchString(list) {
+		t.Errorf("berth token list does not show ci's scope, actions and last use:\n%s", list)
+	}
+
 	// Leaving the group in the directory: the next token request (docker
-	// asks one per push) reads the groups again.
+	// asks one per push) reads the groups again, with her password or her
+	// personal token alike.
 	dir.RemoveMember(t, "team-dev", "alice")
 	d.run("tag", ref, d.ref("team/app:v2"))
 	d.created = append(d.created, d.ref("team/app:v2"))
 	mustFailWith(t, "docker push to team/ after leaving team-dev", d.exec("push", d.ref("team/app:v2")), "denied|unauthorized|insufficient")
+	if got := tokenAccess(t, b.token(t, "alice", ci.Secret, "repository:team/app:pull,push").Token); len(got) != 0 {
+		t.Errorf("alice's token after she left team-dev was granted %v on team/app", got)
+	}
 
 	// A person in no mapped group signs in and gets nothing but its own
 	// namespace; a directory-disabled account does not sign in.
@@ -143,6 +193,13 @@ func TestLDAPSignIn(t *testing.T) {
 			})
 		}
 	}
+}
+
+// personalTokenAnswer is what berth token create -o json prints.
+type personalTokenAnswer struct {
+	ID     int64  `json:"id"`
+	Name   string `json:"name"`
+	Secret string `json:"secret"`
 }
 
 // userGroups reads a user's directory groups through the admin API.
