@@ -60,7 +60,12 @@ func (s *Service) checkDirectory(ctx context.Context, u *metadata.User, name, se
 		if err != nil && !errors.Is(err, metadata.ErrExists) {
 			return nil, fmt.Errorf("create %s on first sign-in: %w", id.Name, err)
 		}
-		if u, err = s.acc.GetUser(ctx, id.Name); err != nil {
+		u, err = s.acc.GetUser(ctx, id.Name)
+		if errors.Is(err, metadata.ErrNotFound) {
+			// CreateUser refused: a namespace has the person's name.
+			return nil, fmt.Errorf("%w: no account can be made for %s: a namespace of that name exists (an admin can rename or delete it)", ErrBadCredentials, id.Name)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("read %s: %w", id.Name, err)
 		}
 		if u.Source != s.opts.Directory.Source() {

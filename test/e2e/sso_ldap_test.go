@@ -32,7 +32,7 @@ func TestLDAPSignIn(t *testing.T) {
 	needStaticBusybox(t)
 	dir := testserver.LDAP(t)
 	passwords := map[string]string{}
-	for _, u := range []string{"alice", "dave", "eve", "owner1"} {
+	for _, u := range []string{"alice", "dave", "eve", "owner1", "clash"} {
 		passwords[u] = "pw-" + u + "-" + randomHex(t, 8)
 		dir.AddUser(t, u, passwords[u])
 	}
@@ -142,6 +142,12 @@ func TestLDAPSignIn(t *testing.T) {
 	mustSucceed(t, "berth user disable dave", berthKube(t, b.adminEnv(), "", "user", "disable", "dave"))
 	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("dave", passwords["dave"])); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "disabled") {
 		t.Errorf("dave (disabled by an admin) signing in: %s, want 401 saying disabled", r)
+	}
+	// A person whose name a namespace already has gets no account (nor
+	// that namespace).
+	createNamespace(t, b, "clash")
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("clash", passwords["clash"])); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "namespace of that name exists") {
+		t.Errorf("clash signing in while a namespace has its name: %s, want 401 saying so", r)
 	}
 	// Local sign-in is for admins only: a local user is refused.
 	mustSucceed(t, "berth user add lu", berthKube(t, b.adminEnv(), "lu-pw-123456", "user", "add", "lu", "--password-stdin"))
