@@ -64,6 +64,11 @@ func (h *Handler) viewer(r *http.Request) (func(string) bool, error) {
 	if !on {
 		return func(string) bool { return true }, nil
 	}
+	if c, _ := r.Context().Value(claimsKey{}).(*token.Claims); c != nil && c.Limited {
+		// A token that grants less than its subject may do: only what it
+		// grants itself.
+		return func(repo string) bool { return c.Allows("repository", repo, "pull") }, nil
+	}
 	return h.guard.Viewer(r.Context(), sub)
 }
 

@@ -4,7 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
+	"sync"
+	"time"
 
 	"github.com/berth-registry/berth/internal/metadata"
 )
@@ -44,15 +45,16 @@ var ErrLocalLoginOff = fmt.Errorf("%w: local sign-in is off for this account, si
 // checkDirectory signs name in through the directory: the person's account
 // is made on the first sign-in (just in time) and their groups are stored
 // at each, so that group-mapped roles follow the directory. u is the
-// account when it exists (from the directory), else nil.
+// account when it exists (from the directory), else nil. name is in lower
+// case (Login).
 func (s *Service) checkDirectory(ctx context.Context, u *metadata.User, name, secret string) (*Principal, error) {
 	id, err := s.opts.Directory.Authenticate(ctx, name, secret)
 	if err != nil {
 		return nil, err
 	}
-	if id.Name != strings.ToLower(name) || validAccountName(id.Name) != nil {
-		// The directory matched another name (a case or filter
-		// surprise): never sign in as someone else.
+	if id.Name != name || validAccountName(id.Name) != nil {
+		// The directory matched another name (a filter surprise): never
+		// sign in as someone else.
 		return nil, ErrBadCredentials
 	}
 	if u == nil {
@@ -60,6 +62,7 @@ func (s *Service) checkDirectory(ctx context.Context, u *metadata.User, name, se
 		if err != nil && !errors.Is(err, metadata.ErrExists) {
 			return nil, fmt.Errorf("create %s on first sign-in: %w", id.Name, err)
 		}
+		created := err == nil
 		u, err = s.acc.GetUser(ctx, id.Name)
 		if errors.Is(err, metadata.ErrNotFound) {
 			// CreateUser refused: a namespace has the person's name.
@@ -71,15 +74,97 @@ func (s *Service) checkDirectory(ctx context.Context, u *metadata.User, name, se
 		if u.Source != s.opts.Directory.Source() {
 			return nil, ErrBadCredentials // a local account took the name meanwhile
 		}
-		s.audit.change("user created on first sign-in", "user", id.Name, "source", u.Source)
+		if created {
+			s.audit.change("user created on first sign-in", "user", id.Name, "source", u.Source)
+		}
 	}
 	if u.Disabled {
 		return nil, ErrDisabled
 	}
-	if _, err := s.acc.SetUserGroups(ctx, u.Name, id.Groups); err != nil {
+	changed, err := s.acc.SetUserGroups(ctx, u.Name, id.Groups)
+	if err != nil {
 		return nil, err
 	}
-	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created, Via: ViaPassword}, nil
+	s.checked.note(u.Name, s.now())
+	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created, Via: ViaPassword, groupsChanged: changed}, nil
+}
+
+// directoryRecheck is how long the directory's word on a person stands for
+// credentials that do not go through it (personal tokens, refresh tokens,
+// pull credentials, console sessions): a person disabled or moved out of a
+// group there loses access within this time (and the token lifetime).
+const directoryRecheck = time.Minute
+
+// recheckLog remembers when each directory person was last confirmed.
+type recheckLog struct {
+	mu sync.Mutex
+	at map[string]time.Time
+}
+
+func (l *recheckLog) note(name string, t time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.at == nil {
+		l.at = map[string]time.Time{}
+	}
+	l.at[name] = t
+}
+
+func (l *recheckLog) fresh(name string, now time.Time) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, ok := l.at[name]
+	return ok && now.Sub(t) < directoryRecheck
+}
+
+// admit decides whether an account may act now with a credential that is
+// not its password (checked by the caller): not disabled; a local
+// non-admin not while local sign-in is for admins only; a directory's
+// person still there (looked up at most once per directoryRecheck, its
+// groups stored again). It reports whether the groups changed.
+func (s *Service) admit(ctx context.Context, u *metadata.User) (groupsChanged bool, err error) {
+	if u.Disabled {
+		return false, ErrDisabled
+	}
+	d := s.opts.Directory
+	switch {
+	case u.Source == "" || u.Source == metadata.SourceLocal:
+		if d != nil && s.opts.LocalLoginAdminOnly && !u.Admin {
+			return false, ErrLocalLoginOff
+		}
+		return false, nil
+	case d == nil || u.Source != d.Source():
+		return false, ErrBadCredentials // its directory is not configured now
+	case s.checked.fresh(u.Name, s.now()):
+		return false, nil
+	}
+	id, err := d.Lookup(ctx, u.Name)
+	if err != nil {
+		return false, err
+	}
+	if id.Name != u.Name {
+		return false, ErrBadCredentials
+	}
+	changed, err := s.acc.SetUserGroups(ctx, u.Name, id.Groups)
+	if err != nil {
+		return false, err
+	}
+	s.checked.note(u.Name, s.now())
+	return changed, nil
+}
+
+// signInEpoch is the revocation epoch a sign-in's tokens carry: the one
+// read before the account was checked, or, when the check stored new
+// directory groups (which raised it by exactly one), the raised one. A
+// revocation by anything else in between still ends the tokens.
+func (s *Service) signInEpoch(ctx context.Context, name string, before int64, p *Principal) int64 {
+	if !p.groupsChanged {
+		return before
+	}
+	if now := s.revs.current(ctx, name); now == before+1 {
+		return now
+	}
+	return before
 }
 
 // userRoles returns a user's role in each namespace: its memberships and

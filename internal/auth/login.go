@@ -73,6 +73,9 @@ func (s *Service) count(err error) {
 }
 
 func (s *Service) login(ctx context.Context, name, secret, client string) (*Principal, error) {
+	// Account names are lower case: every spelling of one counts against
+	// the same limits (a directory matches names regardless of case).
+	name = strings.ToLower(name)
 	if len(name) > maxNameLen || name == "" {
 		// No account has such a name; it still costs the client an
 		// attempt, and is logged cut short.
@@ -115,7 +118,7 @@ func (s *Service) login(ctx context.Context, name, secret, client string) (*Prin
 		// account's limit.
 		s.known.remember(ctx, s.acc, name, clientKey(client), s.now())
 	}
-	p.Epoch = epoch
+	p.Epoch = s.signInEpoch(ctx, name, epoch, p)
 	s.audit.info(client, "login", "user", name, "client", client)
 	return p, nil
 }
@@ -213,11 +216,8 @@ func (s *Service) check(ctx context.Context, name, secret string) (*Principal, e
 	if bcrypt.CompareHashAndPassword([]byte(u.PasswordHash), []byte(secret)) != nil {
 		return nil, ErrBadCredentials
 	}
-	if u.Disabled {
-		return nil, ErrDisabled
-	}
-	if s.opts.Directory != nil && s.opts.LocalLoginAdminOnly && !u.Admin {
-		return nil, ErrLocalLoginOff
+	if _, err := s.admit(ctx, u); err != nil {
+		return nil, err
 	}
 	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created, Via: ViaPassword}, nil
 }
@@ -247,6 +247,9 @@ func (s *Service) bearer(ctx context.Context, secret, name string) (*Principal, 
 		return nil, err
 	}
 	p.Epoch = epoch
+	if name == "" {
+		p.Epoch = s.signInEpoch(ctx, g.Subject, epoch, p)
+	}
 	if !p.Created.Equal(g.SubjectCreated) {
 		return nil, ErrBadCredentials
 	}

@@ -74,6 +74,9 @@ type Principal struct {
 	// Epoch is the subject's revocation epoch when it logged in; its
 	// tokens carry it.
 	Epoch int64
+	// groupsChanged: signing in stored new directory groups, which raised
+	// the subject's epoch by one (Login takes the raised epoch).
+	groupsChanged bool
 }
 
 // Subject is the token subject of the principal.

@@ -99,6 +99,8 @@ type Service struct {
 	cache   map[string]*token.Claims // verified access tokens
 
 	counters Counters
+	// checked remembers when the directory last confirmed each person.
+	checked recheckLog
 	// alias maps a repository name a mirror serves under another name
 	// (Docker Hub's names without a namespace) to that name (SetAlias).
 	alias func(ctx context.Context, name string) (string, bool)
@@ -285,10 +287,11 @@ func (s *Service) Principal(ctx context.Context, subject string) (*Principal, er
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled {
-		return nil, ErrDisabled
+	changed, err := s.admit(ctx, u)
+	if err != nil {
+		return nil, err
 	}
-	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created}, nil
+	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created, groupsChanged: changed}, nil
 }
 
 // facts gathers what Allowed needs about repo's namespace for p.
@@ -395,6 +398,7 @@ func (s *Service) Issue(p *Principal, granted []token.Access) (string, *token.Cl
 		Issuer: s.opts.Issuer, Subject: p.Subject(), Audience: s.opts.Service,
 		IssuedAt: now.Unix(), NotBefore: now.Unix(), Expiry: now.Add(s.opts.TokenTTL).Unix(),
 		ID: randomSecret(12), Access: granted, Revocation: p.Epoch,
+		Limited: p.Via == ViaPersonalToken || p.Via == ViaPullCredential,
 	}
 	if c.Access == nil {
 		c.Access = []token.Access{}

@@ -127,27 +127,16 @@ func (s *Service) personalToken(ctx context.Context, name, secret string) (*Prin
 	if err != nil {
 		return nil, err
 	}
-	if u.Disabled {
-		return nil, ErrDisabled
-	}
-	if d := s.opts.Directory; d != nil && u.Source == d.Source() {
-		// The person's groups now, not at their last sign-in: a token's
-		// rights shrink with theirs.
-		id, err := d.Lookup(ctx, name)
-		if err != nil {
-			return nil, err
-		}
-		if _, err := s.acc.SetUserGroups(ctx, u.Name, id.Groups); err != nil {
-			return nil, err
-		}
-	} else if u.Source != "" && u.Source != metadata.SourceLocal {
-		return nil, ErrBadCredentials // its directory is not configured now
-	} else if s.opts.Directory != nil && s.opts.LocalLoginAdminOnly && !u.Admin {
-		return nil, ErrLocalLoginOff // a local account's tokens go with its sign-in
+	// Disabled, local sign-in off, or (for a directory's person) gone from
+	// the directory: refused; the person's groups as the directory says
+	// now, so that a token's rights shrink with theirs.
+	changed, err := s.admit(ctx, u)
+	if err != nil {
+		return nil, err
 	}
 	if s.now().Sub(t.LastUsed) > time.Minute {
 		_ = s.acc.TouchPersonalToken(ctx, t.ID, s.now())
 	}
 	return &Principal{Kind: UserKind, Name: u.Name, Admin: u.Admin, Created: u.Created, Via: ViaPersonalToken,
-		Scopes: t.Scopes, Actions: t.Actions, ExpiresAt: t.Expires}, nil
+		Scopes: t.Scopes, Actions: t.Actions, ExpiresAt: t.Expires, groupsChanged: changed}, nil
 }

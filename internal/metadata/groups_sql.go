@@ -28,7 +28,9 @@ func (s *SQL) SetUserGroups(ctx context.Context, user string, groups []string) (
 			return fmt.Errorf("replace the groups of %s: %w", user, err)
 		}
 		for _, g := range want {
-			if _, err := s.exec(ctx, tx, `INSERT INTO user_groups (username, grp) VALUES (?, ?)`, user, g); err != nil {
+			// A concurrent sign-in of the same person may have inserted
+			// the same rows (READ COMMITTED): no error for that.
+			if _, err := s.exec(ctx, tx, `INSERT INTO user_groups (username, grp) VALUES (?, ?) ON CONFLICT DO NOTHING`, user, g); err != nil {
 				return fmt.Errorf("replace the groups of %s: %w", user, err)
 			}
 		}

@@ -164,6 +164,9 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 		closeAudit()
 		return nil, nil, nil, err
 	}
+	if strings.HasPrefix(cfg.LDAP.URL, "ldap://") && !cfg.LDAP.StartTLS {
+		log.Warn("ldap_url is plain ldap:// without ldap_start_tls: people's passwords and the service password cross the network unencrypted")
+	}
 	svc := auth.New(acc, keys, opts, slog.New(auditLog.Handler()))
 	generated, err := svc.Bootstrap(ctx, cfg.AdminPassword)
 	if err != nil {

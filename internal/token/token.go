@@ -37,6 +37,11 @@ type Claims struct {
 	// Revocation is the subject's revocation epoch at issue: the token is
 	// refused once the subject's epoch has gone up (berth's own claim).
 	Revocation int64 `json:"rev,omitempty"`
+	// Limited marks a token whose credential grants less than its
+	// subject may do (a personal access token, a pull credential): what
+	// the registry decides from the subject's rights (a mount's source)
+	// must go by the token's Access instead (berth's own claim).
+	Limited bool `json:"lim,omitempty"`
 }
 
 // Allows reports whether the claims grant action on the resource.
