@@ -32,6 +32,8 @@
 #                    tests; needs a file system with extended attributes)
 #       minio        github.com/minio/minio (a second S3 server for the
 #                    S3 tests; about 7 CPU-minutes to build the first time)
+#       hydra        github.com/ory/hydra/v2 (the OpenID Connect provider
+#                    of the single sign-on tests; cgo, for its SQLite)
 #
 # Idempotent and fast on a rerun (seconds): apt-get runs only when a package
 # is missing, and a Go tool is built only when its version is not cached.
@@ -47,6 +49,8 @@ VERSITYGW_VERSION="v1.8.0"
 # run as a separate server; it is AGPL, its packages are never imported).
 # Its module has no release tags: a pseudo-version pins a commit.
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+# Ory Hydra, the OpenID Connect provider of the single sign-on tests.
+HYDRA_VERSION="v2.3.0"
 
 APT_PACKAGES=(docker.io busybox-static skopeo docker-registry containerd postgresql prometheus chromium fonts-dejavu-core slapd ldap-utils)
 
@@ -157,6 +161,28 @@ build_crictl() { build_go_install "$1" "$2" sigs.k8s.io/cri-tools/cmd/crictl; }
 build_versitygw() { build_go_install "$1" "$2" github.com/versity/versitygw/cmd/versitygw; }
 build_minio() { build_go_install "$1" "$2" github.com/minio/minio; }
 
+# build_hydra builds Ory Hydra (the OIDC provider of the single sign-on
+# tests) inside a throwaway module. Hydra's go.mod replaces gobuffalo/pop
+# by Ory's fork, and a dependency's replace directives are ignored, so the
+# throwaway module copies that replace from Hydra's own go.mod. Its
+# in-memory database is SQLite (mattn/go-sqlite3): cgo and the sqlite tag.
+build_hydra() {
+	local out="$1" version="$2" gomod pop
+	mkdir -p mod
+	(
+		cd mod
+		export GOFLAGS=-mod=mod GOWORK=off CGO_ENABLED=1
+		go mod init berth.invalid/hydra-build >/dev/null 2>&1
+		gomod="$(go mod download -json "github.com/ory/hydra/v2@$version" | sed -n 's/^[[:space:]]*"GoMod": "\(.*\)",\{0,1\}$/\1/p')"
+		pop="$(sed -n 's|^[[:space:]]*\(replace[[:space:]]*\)\{0,1\}github.com/gobuffalo/pop/v6 => \(github.com/ory/pop/v6\) \(v[^[:space:]]*\)$|\2@\3|p' "$gomod")"
+		[ -n "$pop" ] || { echo "no gobuffalo/pop replace in $gomod" >&2; exit 1; }
+		go get -tool "github.com/ory/hydra/v2@$version"
+		go mod edit -replace "github.com/gobuffalo/pop/v6=$pop"
+		go mod tidy
+		nice -n 10 go build -trimpath -buildvcs=false -tags sqlite,sqlite_omit_load_extension -o "$out" github.com/ory/hydra/v2
+	)
+}
+
 # build_conformance builds the conformance suite, a main package at the root
 # of its module, inside a throwaway module that requires it. The version is
 # injected as main.Version, which the suite prints as its commit.
@@ -213,6 +239,7 @@ main() {
 	go_tool crictl "$CRICTL_VERSION" build_crictl
 	go_tool versitygw "$VERSITYGW_VERSION" build_versitygw
 	go_tool minio "$MINIO_VERSION" build_minio
+	go_tool hydra "$HYDRA_VERSION" build_hydra
 	bash "$(dirname "${BASH_SOURCE[0]}")/helm.sh" >/dev/null # helm v3.22.0 for the Helm chart test (prints its path; progress on stderr)
 	bash "$(dirname "${BASH_SOURCE[0]}")/k8s/build.sh" # etcd, kube-apiserver, kubelet, kubectl, pause image
 	log "done in $((SECONDS - start))s; add $BIN_DIR to PATH (the Makefile's test target does)"

@@ -1,6 +1,7 @@
 // Package testserver starts real servers, versitygw and MinIO (S3),
-// PostgreSQL and OpenLDAP (slapd), for tests and for the benchmark program
-// (bench): each runs a private
+// PostgreSQL, OpenLDAP (slapd) and Ory Hydra (OpenID Connect, with a
+// login and consent app in this process), for tests and for the benchmark
+// program (bench): each runs a private
 // instance on 127.0.0.1 over a temporary directory and answers before the
 // function returns.
 //
