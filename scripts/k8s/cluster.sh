@@ -536,8 +536,10 @@ EOF
 # start_provisioner runs provisioner.sh, which gives each PersistentVolumeClaim
 # of StorageClass $STORAGE_CLASS a hostPath volume under DIR/volumes.
 start_provisioner() {
-	mkdir -p "$VOLUMES"
-	start_daemon provisioner env -i PATH="$SANE_PATH" \
+	mkdir -p "$VOLUMES" "$DIR/run/home"
+	# HOME is the cluster's: kubectl keeps its discovery cache in
+	# $HOME/.kube, which without HOME is ./.kube in the caller's directory.
+	start_daemon provisioner env -i PATH="$SANE_PATH" HOME="$DIR/run/home" \
 		bash "$K8S_LIB_DIR/provisioner.sh" "$KUBECTL" "$RUN/components.kubeconfig" \
 		"$STORAGE_CLASS" "$PROVISIONER" "$VOLUMES/"
 }
