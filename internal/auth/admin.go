@@ -308,6 +308,22 @@ func ParseExpiry(s string) (time.Duration, error) {
 	return d, nil
 }
 
+// validActions checks a credential's actions (pull, push, delete), sorted
+// and without repeats; none means defaults.
+func validActions(actions []string, defaults ...string) ([]string, error) {
+	if len(actions) == 0 {
+		actions = defaults
+	}
+	for _, a := range actions {
+		if a != Pull && a != Push && a != Delete {
+			return nil, fmt.Errorf("%w: action %q (want pull, push or delete)", ErrInvalid, a)
+		}
+	}
+	actions = slices.Clone(actions)
+	slices.Sort(actions)
+	return slices.Compact(actions), nil
+}
+
 // CreateRobot creates a robot account "<ns>+<name>" scoped to repository
 // patterns inside ns and to actions, and returns it with its secret, which
 // is never shown again.
@@ -330,16 +346,10 @@ func (s *Service) CreateRobot(ctx context.Context, actor *Principal, ns, name st
 			return nil, "", fmt.Errorf("%w: scope %q must be a repository or ns/* pattern inside %s", ErrInvalid, sc, ns)
 		}
 	}
-	if len(actions) == 0 {
-		actions = []string{Pull}
+	actions, err := validActions(actions, Pull)
+	if err != nil {
+		return nil, "", err
 	}
-	for _, a := range actions {
-		if a != Pull && a != Push && a != Delete {
-			return nil, "", fmt.Errorf("%w: action %q (want pull, push or delete)", ErrInvalid, a)
-		}
-	}
-	slices.Sort(actions)
-	actions = slices.Compact(actions)
 	secret := "berth_" + randomSecret(32)
 	r := metadata.Robot{Name: ns + "+" + name, Namespace: ns, SecretHash: secretHash(secret), Scopes: scopes, Actions: actions}
 	if lifetime > 0 {

@@ -202,10 +202,6 @@ func (s *Service) check(ctx context.Context, name, secret string) (*Principal, e
 			return s.checkDirectory(ctx, u, name, secret)
 		}
 	}
-	if err == nil && u.Source != "" && u.Source != metadata.SourceLocal {
-		// A directory's person whose directory is not configured now.
-		return nil, ErrBadCredentials
-	}
 	if errors.Is(err, metadata.ErrNotFound) || err == nil && len(secret) > maxPasswordLen {
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(secret[:min(len(secret), maxPasswordLen)]))
 		return nil, ErrBadCredentials

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
-	"slices"
 	"strings"
 	"time"
 
@@ -47,16 +46,10 @@ func (s *Service) CreatePersonalToken(ctx context.Context, actor *Principal, nam
 			return nil, "", fmt.Errorf("%w: scope %q must be a repository or a ns/* pattern", ErrInvalid, sc)
 		}
 	}
-	if len(actions) == 0 {
-		actions = []string{Pull, Push}
+	actions, err := validActions(actions, Pull, Push)
+	if err != nil {
+		return nil, "", err
 	}
-	for _, a := range actions {
-		if a != Pull && a != Push && a != Delete {
-			return nil, "", fmt.Errorf("%w: action %q (want pull, push or delete)", ErrInvalid, a)
-		}
-	}
-	slices.Sort(actions)
-	actions = slices.Compact(actions)
 	switch {
 	case lifetime == 0:
 		lifetime = DefaultTokenLifetime

@@ -337,20 +337,11 @@ func (s *SQL) GetRobot(ctx context.Context, name string) (*Robot, error) {
 
 // ListRobots implements Accounts.
 func (s *SQL) ListRobots(ctx context.Context, ns string) ([]Robot, error) {
-	rows, err := s.query(ctx, `SELECT `+robotCols+` FROM robots WHERE namespace = ? ORDER BY name`, ns)
+	out, err := scanAll(scanRobot)(s.query(ctx, `SELECT `+robotCols+` FROM robots WHERE namespace = ? ORDER BY name`, ns))
 	if err != nil {
 		return nil, fmt.Errorf("list robots: %w", err)
 	}
-	defer rows.Close()
-	var out []Robot
-	for rows.Next() {
-		r, err := scanRobot(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RevokeRobot implements Accounts.

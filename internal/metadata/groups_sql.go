@@ -13,17 +13,15 @@ func (s *SQL) SetUserGroups(ctx context.Context, user string, groups []string) (
 	want := slices.Clone(groups)
 	slices.Sort(want)
 	want = slices.Compact(want)
-	changed := false
-	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		rows, err := tx.QueryContext(ctx, s.dialect.placeholders(`SELECT grp FROM user_groups WHERE username = ? ORDER BY grp`), user)
-		have, err := strs(rows, err)
-		if err != nil {
-			return fmt.Errorf("read the groups of %s: %w", user, err)
-		}
-		if slices.Equal(have, want) {
-			return nil
-		}
-		changed = true
+	// Read first, off the write path: most sign-ins find the same groups.
+	have, err := s.UserGroups(ctx, user)
+	if err != nil {
+		return false, err
+	}
+	if slices.Equal(have, want) {
+		return false, nil
+	}
+	err = s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM user_groups WHERE username = ?`, user); err != nil {
 			return fmt.Errorf("replace the groups of %s: %w", user, err)
 		}
@@ -37,7 +35,7 @@ func (s *SQL) SetUserGroups(ctx context.Context, user string, groups []string) (
 		// Rights may have shrunk: tokens issued before stop working.
 		return s.revoke(ctx, tx, user)
 	})
-	return changed, err
+	return err == nil, err
 }
 
 // UserGroups implements Accounts.
@@ -51,27 +49,19 @@ func (s *SQL) UserGroups(ctx context.Context, user string) ([]string, error) {
 
 const mappingCols = `m.id, m.grp, m.namespace, m.role, m.created_at`
 
-func scanMappings(rows *sql.Rows, err error) ([]GroupMapping, error) {
-	if err != nil {
+func scanMapping(row interface{ Scan(...any) error }) (*GroupMapping, error) {
+	var m GroupMapping
+	var created int64
+	if err := row.Scan(&m.ID, &m.Group, &m.Namespace, &m.Role, &created); err != nil {
 		return nil, err
 	}
-	defer rows.Close()
-	var out []GroupMapping
-	for rows.Next() {
-		var m GroupMapping
-		var created int64
-		if err := rows.Scan(&m.ID, &m.Group, &m.Namespace, &m.Role, &created); err != nil {
-			return nil, err
-		}
-		m.Created = fromNano(created)
-		out = append(out, m)
-	}
-	return out, rows.Err()
+	m.Created = fromNano(created)
+	return &m, nil
 }
 
 // GroupRoles implements Accounts.
 func (s *SQL) GroupRoles(ctx context.Context, user string) ([]GroupMapping, error) {
-	out, err := scanMappings(s.query(ctx, `SELECT `+mappingCols+` FROM group_mappings m
+	out, err := scanAll(scanMapping)(s.query(ctx, `SELECT `+mappingCols+` FROM group_mappings m
 		JOIN user_groups g ON g.grp = m.grp WHERE g.username = ? ORDER BY m.namespace, m.grp`, user))
 	if err != nil {
 		return nil, fmt.Errorf("read the group roles of %s: %w", user, err)
@@ -81,7 +71,7 @@ func (s *SQL) GroupRoles(ctx context.Context, user string) ([]GroupMapping, erro
 
 // GroupMappings implements Accounts.
 func (s *SQL) GroupMappings(ctx context.Context) ([]GroupMapping, error) {
-	out, err := scanMappings(s.query(ctx, `SELECT `+mappingCols+` FROM group_mappings m ORDER BY m.grp, m.namespace`))
+	out, err := scanAll(scanMapping)(s.query(ctx, `SELECT `+mappingCols+` FROM group_mappings m ORDER BY m.grp, m.namespace`))
 	if err != nil {
 		return nil, fmt.Errorf("list group mappings: %w", err)
 	}

@@ -89,20 +89,11 @@ func (s *SQL) UpdateMirror(ctx context.Context, m Mirror) error {
 
 // Mirrors lists the mirrors by name.
 func (s *SQL) Mirrors(ctx context.Context) ([]Mirror, error) {
-	rows, err := s.query(ctx, `SELECT `+mirrorCols+` FROM mirrors ORDER BY name`)
+	out, err := scanAll(scanMirror)(s.query(ctx, `SELECT `+mirrorCols+` FROM mirrors ORDER BY name`))
 	if err != nil {
 		return nil, fmt.Errorf("list mirrors: %w", err)
 	}
-	defer rows.Close()
-	var out []Mirror
-	for rows.Next() {
-		m, err := scanMirror(rows)
-		if err != nil {
-			return nil, fmt.Errorf("read mirror: %w", err)
-		}
-		out = append(out, *m)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RemoveMirror deletes a mirror and its tag checks; what it cached stays

@@ -107,20 +107,11 @@ func scanReplication(row interface{ Scan(...any) error }) (*ReplicationRule, err
 
 // ReplicationRules lists the rules, by name.
 func (s *SQL) ReplicationRules(ctx context.Context) ([]ReplicationRule, error) {
-	rows, err := s.query(ctx, `SELECT `+replicationCols+replicationJoin+` ORDER BY e.name`)
+	out, err := scanAll(scanReplication)(s.query(ctx, `SELECT `+replicationCols+replicationJoin+` ORDER BY e.name`))
 	if err != nil {
 		return nil, fmt.Errorf("list replication rules: %w", err)
 	}
-	defer rows.Close()
-	out := []ReplicationRule{}
-	for rows.Next() {
-		r, err := scanReplication(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list replication rules: %w", err)
-		}
-		out = append(out, *r)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // ReplicationRuleByID returns the rule of an endpoint (ErrNotFound when

@@ -684,6 +684,27 @@ func (s *SQL) names(ctx context.Context, q string, args ...any) ([]string, error
 	return out, nil
 }
 
+// scanAll returns a reader of a query's rows, each read with scan (never
+// nil), that closes them; it takes the query's results as they come:
+// scanAll(scanRobot)(s.query(...)).
+func scanAll[T any](scan func(interface{ Scan(...any) error }) (*T, error)) func(*sql.Rows, error) ([]T, error) {
+	return func(rows *sql.Rows, err error) ([]T, error) {
+		if err != nil {
+			return nil, err
+		}
+		defer rows.Close()
+		out := []T{}
+		for rows.Next() {
+			v, err := scan(rows)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, *v)
+		}
+		return out, rows.Err()
+	}
+}
+
 // strs reads a query's rows of one text column (never nil) and closes
 // them; it takes the query's results as they come.
 func strs(rows *sql.Rows, err error) ([]string, error) {

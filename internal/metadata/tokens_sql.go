@@ -54,20 +54,11 @@ func (s *SQL) PersonalToken(ctx context.Context, hash string) (*PersonalToken, e
 
 // PersonalTokens implements Accounts.
 func (s *SQL) PersonalTokens(ctx context.Context, owner string) ([]PersonalToken, error) {
-	rows, err := s.query(ctx, `SELECT `+personalTokenCols+` FROM personal_tokens WHERE owner = ? ORDER BY created_at DESC, id DESC`, owner)
+	out, err := scanAll(scanPersonalToken)(s.query(ctx, `SELECT `+personalTokenCols+` FROM personal_tokens WHERE owner = ? ORDER BY created_at DESC, id DESC`, owner))
 	if err != nil {
 		return nil, fmt.Errorf("list personal tokens: %w", err)
 	}
-	defer rows.Close()
-	out := []PersonalToken{}
-	for rows.Next() {
-		t, err := scanPersonalToken(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, *t)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // RevokePersonalToken implements Accounts.

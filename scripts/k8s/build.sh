@@ -166,54 +166,34 @@ build_k8s() {
 	summary+=("${todo[*]} $K8S_VERSION built in $((SECONDS - start))s")
 }
 
-# build_pause builds the pause program and packages it as an image tarball.
-build_pause() {
-	local dir tmp
-	dir="$(pause_dir)"
-	if [ -f "$dir/pause.tar" ]; then
-		summary+=("pause image cached")
+# build_program NAME FILE [PACKAGE] builds the Go program scripts/k8s/NAME
+# into program_dir NAME, unless FILE is there already; PACKAGE, a function,
+# is then given the build directory holding the binary NAME, to make FILE.
+build_program() {
+	local name="$1" file="$2" package="${3:-}" dir tmp
+	dir="$(program_dir "$name")"
+	if [ -e "$dir/$file" ]; then
+		summary+=("$name cached")
 		return
 	fi
-	note "building the pause image into $dir"
-	tmp="$(mktemp -d "$TOOLS_DIR/.build-pause.XXXXXX")"
+	note "building $name into $dir"
+	tmp="$(mktemp -d "$TOOLS_DIR/.build-$name.XXXXXX")"
 	(
-		cd "$K8S_LIB_DIR/pause"
+		cd "$K8S_LIB_DIR/$name"
 		GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
-			go build -trimpath -ldflags "-s -w" -o "$tmp/pause" . >>"$LOG" 2>&1
-		"$K8S_LIB_DIR/pause/image.sh" "$tmp/pause" "$PAUSE_IMAGE" "$tmp/pause.tar" >>"$LOG" 2>&1
+			go build -trimpath -ldflags "-s -w" -o "$tmp/$name" . >>"$LOG" 2>&1
+		[ -z "$package" ] || "$package" "$tmp" >>"$LOG" 2>&1
 	) || {
 		rm -rf "$tmp"
-		die "building the pause image failed"
-	}
-	rm -rf "$dir"
-	mkdir -p "$dir"
-	mv "$tmp/pause.tar" "$dir/pause.tar"
-	rm -rf "$tmp"
-	summary+=("pause image built")
-}
-
-# build_nsfwd builds scripts/k8s/nsfwd.
-build_nsfwd() {
-	local dir tmp
-	dir="$(nsfwd_dir)"
-	if [ -x "$dir/nsfwd" ]; then
-		summary+=("nsfwd cached")
-		return
-	fi
-	note "building nsfwd into $dir"
-	tmp="$(mktemp -d "$TOOLS_DIR/.build-nsfwd.XXXXXX")"
-	(
-		cd "$K8S_LIB_DIR/nsfwd"
-		GOWORK=off GOFLAGS=-buildvcs=false CGO_ENABLED=0 \
-			go build -trimpath -ldflags "-s -w" -o "$tmp/nsfwd" . >>"$LOG" 2>&1
-	) || {
-		rm -rf "$tmp"
-		die "building nsfwd failed"
+		die "building $name failed"
 	}
 	rm -rf "$dir"
 	mv "$tmp" "$dir"
-	summary+=("nsfwd built")
+	summary+=("$name built")
 }
+
+# package_pause makes the sandbox image tarball DIR/pause.tar of DIR/pause.
+package_pause() { "$K8S_LIB_DIR/pause/image.sh" "$1/pause" "$PAUSE_IMAGE" "$1/pause.tar"; }
 
 main() {
 	local start=$SECONDS summary=() b
@@ -225,8 +205,8 @@ main() {
 	flock 9
 	note "=== scripts/k8s/build.sh: k8s $K8S_VERSION, etcd $ETCD_VERSION"
 	install_apt_packages
-	build_pause
-	build_nsfwd
+	build_program pause pause.tar package_pause
+	build_program nsfwd nsfwd
 	build_etcd
 	build_k8s
 	ln -sfn "$ETCD_DIR/etcd" "$BIN_DIR/etcd"

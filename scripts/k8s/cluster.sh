@@ -123,7 +123,7 @@ set_paths() {
 	KUBECONFIG_FILE="$DIR/kubeconfig"
 	KUBECTL="$K8S_DIR/kubectl"
 	VOLUMES="$DIR/volumes"
-	NSFWD="$(nsfwd_dir)/nsfwd"
+	NSFWD="$(program_dir nsfwd)/nsfwd"
 }
 
 # in_ns CMD... runs CMD in the cluster's network namespace (and only that
@@ -708,7 +708,7 @@ cmd_up() {
 		command -v "$b" >/dev/null 2>&1 ||
 			unmet "$b not found; install the test dependencies with: bash scripts/test-deps.sh"
 	done
-	PAUSE_TAR="$(pause_dir)/pause.tar"
+	PAUSE_TAR="$(program_dir pause)/pause.tar"
 	for b in "$ETCD_DIR/etcd" "${K8S_BINARIES[@]/#/$K8S_DIR/}" "$PAUSE_TAR" "$NSFWD" \
 		"$CNI_BIN_DIR/bridge" "$CNI_BIN_DIR/host-local" "$CNI_BIN_DIR/portmap"; do
 		[ -e "$b" ] || unmet "$b is missing; build it with: bash scripts/k8s/build.sh"

@@ -16,21 +16,12 @@ K8S_DIR="$TOOLS_DIR/k8s-$K8S_VERSION"
 ETCD_DIR="$TOOLS_DIR/etcd-$ETCD_VERSION"
 K8S_BINARIES=(kube-apiserver kubelet kubectl kube-scheduler kube-controller-manager kube-proxy)
 
-# pause_dir prints the cache directory of the pause image tarball. Its name
-# carries a hash of the program's source and of the packaging code, so a
-# change to either builds a new image.
-pause_dir() {
+# program_dir NAME prints the cache directory of the build of scripts/k8s/NAME
+# (pause: the sandbox image tarball; nsfwd: the forwarder between the host
+# and the cluster's network namespace). Its name carries a hash of every file
+# of the program, packaging included, so a change to any builds it anew.
+program_dir() {
 	local sum
-	sum="$(cat "$K8S_LIB_DIR/pause/main.go" "$K8S_LIB_DIR/pause/go.mod" "$K8S_LIB_DIR/pause/image.sh" |
-		sha256sum | cut -c1-12)"
-	echo "$TOOLS_DIR/pause-$sum"
-}
-
-# nsfwd_dir prints the cache directory of the nsfwd binary (the forwarder
-# between the host and the cluster's network namespace), named by a hash of
-# its source.
-nsfwd_dir() {
-	local sum
-	sum="$(cat "$K8S_LIB_DIR"/nsfwd/*.go "$K8S_LIB_DIR/nsfwd/go.mod" | sha256sum | cut -c1-12)"
-	echo "$TOOLS_DIR/nsfwd-$sum"
+	sum="$(find "$K8S_LIB_DIR/$1" -type f -print0 | sort -z | xargs -0 cat | sha256sum | cut -c1-12)"
+	echo "$TOOLS_DIR/$1-$sum"
 }

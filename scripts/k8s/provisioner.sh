@@ -8,6 +8,7 @@
 # can write (hostPath volumes get no fsGroup). The PersistentVolume
 # controller then binds the two. A Released volume of its own (its claim
 # deleted; reclaim policy Delete) loses its directory and is deleted.
+# kubectl's errors go to its log (cluster.sh: DIR/logs/provisioner.log).
 set -uo pipefail
 
 KUBECTL="$1" KUBECONFIG_FILE="$2" CLASS="$3" PROVISIONER="$4" VOLUMES="${5%/}"
@@ -50,13 +51,13 @@ reclaim() {
 }
 
 while :; do
-	k get pvc -A -o jsonpath="{range .items[?(@.spec.storageClassName==\"$CLASS\")]}{.metadata.namespace}{\" \"}{.metadata.name}{\" \"}{.metadata.uid}{\" \"}{.spec.resources.requests.storage}{\" \"}{.spec.accessModes[0]}{\" \"}{.spec.volumeName}{\"\\n\"}{end}" 2>/dev/null |
+	k get pvc -A -o jsonpath="{range .items[?(@.spec.storageClassName==\"$CLASS\")]}{.metadata.namespace}{\" \"}{.metadata.name}{\" \"}{.metadata.uid}{\" \"}{.spec.resources.requests.storage}{\" \"}{.spec.accessModes[0]}{\" \"}{.spec.volumeName}{\"\\n\"}{end}" |
 		while read -r ns name uid size mode volume; do
 			[ -z "$volume" ] || continue
 			k get pv "pvc-$uid" >/dev/null 2>&1 && continue
 			provision "$ns" "$name" "$uid" "$size" "${mode:-ReadWriteOnce}" || log "provisioning $ns/$name failed"
 		done
-	k get pv -o jsonpath="{range .items[?(@.status.phase==\"Released\")]}{.metadata.name}{\" \"}{.metadata.annotations.pv\\.kubernetes\\.io/provisioned-by}{\" \"}{.spec.hostPath.path}{\"\\n\"}{end}" 2>/dev/null |
+	k get pv -o jsonpath="{range .items[?(@.status.phase==\"Released\")]}{.metadata.name}{\" \"}{.metadata.annotations.pv\\.kubernetes\\.io/provisioned-by}{\" \"}{.spec.hostPath.path}{\"\\n\"}{end}" |
 		while read -r pv by path; do
 			[ "$by" = "$PROVISIONER" ] && reclaim "$pv" "$path"
 		done

@@ -73,6 +73,19 @@ func (d *dockerClient) logout() {
 	d.run("logout", d.host)
 }
 
+// buildBusybox builds a FROM scratch image of the static busybox (running
+// `busybox sleep 3600`) tagged as each of refs, which cleanup removes.
+func (d *dockerClient) buildBusybox(refs ...string) {
+	d.t.Helper()
+	ctxDir := busyboxContext(d.t)
+	writeFile(d.t, filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n"))
+	d.created = append(d.created, refs...)
+	d.run("build", "-q", "-t", refs[0], ctxDir)
+	for _, r := range refs[1:] {
+		d.run("tag", refs[0], r)
+	}
+}
+
 // rmi removes local images, ignoring ones that are not there.
 func (d *dockerClient) rmi(refs ...string) {
 	d.t.Helper()

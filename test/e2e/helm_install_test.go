@@ -205,12 +205,8 @@ func TestHelmInstallEmbedded(t *testing.T) {
 	createNamespace(t, b, "node")
 	d := newDockerClient(t, docker, b.Addr)
 	d.mustLogin("admin", rel.AdminPassword)
-	ctxDir := busyboxContext(t)
-	writeFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\nENTRYPOINT [\"/bin/busybox\"]\nCMD [\"sleep\", \"3600\"]\n"))
 	ref, nodeRef := d.ref("team/app:v1"), d.ref("node/app:v1")
-	d.created = append(d.created, ref, nodeRef)
-	d.run("build", "-q", "-t", ref, ctxDir)
-	d.run("tag", ref, nodeRef)
+	d.buildBusybox(ref, nodeRef)
 	pushed := d.push(ref)
 	if got := d.push(nodeRef); got != pushed {
 		t.Fatalf("the same image pushed as %s is %s, as %s %s", nodeRef, got, ref, pushed)

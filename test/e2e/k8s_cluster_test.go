@@ -342,7 +342,7 @@ func (c *k8sCluster) dumpDiagnostics(t *testing.T) {
 		r := c.kubectlIn(t, "", args...)
 		t.Logf("kubectl %s:\n%s%s", strings.Join(args, " "), truncate(r.Stdout, 8000), r.Stderr)
 	}
-	for _, name := range []string{"kubelet", "containerd", "kube-apiserver"} {
+	for _, name := range []string{"kubelet", "containerd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy", "provisioner"} {
 		t.Logf("%s.log (end):\n%s", name, tailFile(filepath.Join(c.Dir, "logs", name+".log"), 40))
 	}
 }

@@ -59,12 +59,8 @@ func TestLDAPSignIn(t *testing.T) {
 	// Docker logs in with the directory password and pushes to team/.
 	d := newDockerClient(t, docker, b.Addr)
 	d.mustLogin("alice", passwords["alice"])
-	ctxDir := busyboxContext(t)
-	writeFile(t, filepath.Join(ctxDir, "Dockerfile"), []byte("FROM scratch\nCOPY busybox /bin/busybox\n"))
 	ref, other := d.ref("team/app:v1"), d.ref("other/app:v1")
-	d.created = append(d.created, ref, other)
-	d.run("build", "-q", "-t", ref, ctxDir)
-	d.run("tag", ref, other)
+	d.buildBusybox(ref, other)
 	d.push(ref)
 	mustFailWith(t, "docker push to other/ as alice", d.exec("push", other), "denied|unauthorized|insufficient")
 	users := mustSucceed(t, "berth user list", berthKube(t, b.adminEnv(), "", "user", "list"))
