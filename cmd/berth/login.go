@@ -19,7 +19,7 @@ import (
 func loginCmd() *cobra.Command {
 	o := &adminOpts{}
 	var username string
-	var passwordStdin bool
+	var passwordStdin, oidc, noBrowser bool
 	cmd := &cobra.Command{
 		Use:   "login [URL]",
 		Short: "Log in to a berth server and make it the current one",
@@ -33,12 +33,19 @@ A URL without a scheme means https://; write http:// explicitly for a
 server without TLS. Without URL, --registry, $BERTH_REGISTRY or the
 current server is used.
 
+With --oidc the server's single sign-on provider signs you in instead: a
+link is printed (and opened in your browser) and the browser comes back to
+a port on 127.0.0.1 that berth listens on; a session (12 hours by default)
+is stored instead of a password. People without a password in berth use
+it to run berth token create.
+
 The user name comes from --username, else $BERTH_USERNAME, else a prompt.
 The password comes from standard input with --password-stdin, else
 $BERTH_PASSWORD, else a prompt on the terminal that does not echo.`,
 		Example: `  berth login registry.example.com
   berth login http://127.0.0.1:5000 --username admin
-  echo "$PASSWORD" | berth login registry.example.com -u ci --password-stdin`,
+  echo "$PASSWORD" | berth login registry.example.com -u ci --password-stdin
+  berth login registry.example.com --oidc`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			t, base, err := o.targetOf(args)
@@ -53,6 +60,19 @@ $BERTH_PASSWORD, else a prompt on the terminal that does not echo.`,
 			cfg, err := adminclient.LoadConfig(path)
 			if err != nil {
 				return err
+			}
+			if oidc {
+				s, err := loginOIDC(cmd, t, base, !noBrowser)
+				if err != nil {
+					return err
+				}
+				cfg.SetCredentials(base, s.User, s.Secret)
+				cfg.Current = base
+				if err := cfg.Save(path); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "Logged in to %s as %s until %s; session saved in %s\n", base, s.User, s.ExpiresAt, path)
+				return nil
 			}
 			if username == "" {
 				username = os.Getenv("BERTH_USERNAME")
@@ -113,6 +133,8 @@ $BERTH_PASSWORD, else a prompt on the terminal that does not echo.`,
 	o.register(cmd.Flags())
 	cmd.Flags().StringVarP(&username, "username", "u", "", "user name (default: $BERTH_USERNAME, else prompt)")
 	cmd.Flags().BoolVar(&passwordStdin, "password-stdin", false, "read the password from standard input")
+	cmd.Flags().BoolVar(&oidc, "oidc", false, "sign in through the server's OpenID Connect provider in a browser (a session of oidc_session_ttl is stored instead of a password)")
+	cmd.Flags().BoolVar(&noBrowser, "no-browser", false, "with --oidc: only print the sign-in link, do not open a browser")
 	return cmd
 }
 

@@ -92,3 +92,20 @@ func (c *Client) RevokePersonalToken(ctx context.Context, id int64) error {
 	_, err := c.do(ctx, http.MethodDelete, "/api/v1/tokens/"+strconv.FormatInt(id, 10), nil, nil)
 	return err
 }
+
+// OIDCSession is a session a person got by signing in through OpenID
+// Connect: Secret stands for their password until ExpiresAt.
+type OIDCSession struct {
+	User      string `json:"user"`
+	Secret    string `json:"secret"`
+	ExpiresAt string `json:"expires_at"`
+}
+
+// OIDCSession trades the one-time code a browser sign-in handed the CLI
+// on loopback, with the PKCE verifier of the challenge the CLI started
+// it with, for a session.
+func (c *Client) OIDCSession(ctx context.Context, code, verifier string) (OIDCSession, error) {
+	var s OIDCSession
+	_, err := c.do(ctx, http.MethodPost, "/oidc/token", map[string]string{"code": code, "code_verifier": verifier}, &s)
+	return s, err
+}

@@ -43,6 +43,10 @@ const (
 	// ViaPersonalToken: a person's access token, for registry access
 	// only, within the token's scopes and actions.
 	ViaPersonalToken
+	// ViaSession: a session secret a person was given at a sign-in
+	// through an identity provider (IssueSession): what a password may
+	// do, for as long as the session lasts.
+	ViaSession
 )
 
 // Login checks a user's password or a robot's secret (robots are named
@@ -167,9 +171,10 @@ func (s *Service) check(ctx context.Context, name, secret string) (*Principal, e
 	if strings.HasPrefix(secret, personalTokenPrefix) && !strings.Contains(name, "+") {
 		return s.personalToken(ctx, name, secret)
 	}
-	if strings.HasPrefix(secret, pullCredentialPrefix) || strings.HasPrefix(secret, refreshPrefix) {
-		// A pull credential or refresh token of the account, used as its
-		// password: what the kubelet and docker configs can carry.
+	if strings.HasPrefix(secret, pullCredentialPrefix) || strings.HasPrefix(secret, refreshPrefix) || strings.HasPrefix(secret, sessionPrefix) {
+		// A pull credential, refresh token or session of the account,
+		// used as its password: what the kubelet, docker and berth
+		// configs can carry.
 		return s.bearer(ctx, secret, name)
 	}
 	if strings.Contains(name, "+") {
@@ -249,9 +254,13 @@ func (s *Service) bearer(ctx context.Context, secret, name string) (*Principal, 
 	if !p.Created.Equal(g.SubjectCreated) {
 		return nil, ErrBadCredentials
 	}
-	p.Via = ViaRefresh
-	if strings.HasPrefix(secret, pullCredentialPrefix) {
+	switch {
+	case strings.HasPrefix(secret, pullCredentialPrefix):
 		p.Via = ViaPullCredential
+	case strings.HasPrefix(secret, sessionPrefix):
+		p.Via = ViaSession
+	default:
+		p.Via = ViaRefresh
 	}
 	return p, nil
 }

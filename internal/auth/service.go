@@ -74,9 +74,18 @@ type Options struct {
 	// Directory, when set, signs people in with their directory passwords
 	// (single sign-on); local accounts keep working beside it.
 	Directory Directory
+	// OIDC, when set, is the OpenID Connect provider people sign in
+	// through (package oidcauth, which calls SignInWith).
+	OIDC IdentityProvider
 	// LocalLoginAdminOnly refuses local passwords except admins' (break
-	// glass) when a Directory is set.
+	// glass) when a Directory or OIDC is set.
 	LocalLoginAdminOnly bool
+	// Recheck is how often an identity provider is asked again about a
+	// person whose credential does not go through it (DefaultRecheck).
+	Recheck time.Duration
+	// SessionTTL is the lifetime of the sessions IssueSession makes (for
+	// the CLI of people who sign in through OIDC; default 12 h).
+	SessionTTL time.Duration
 }
 
 // Service authenticates principals, decides what they may do and issues
@@ -154,6 +163,12 @@ func New(acc Store, keys *token.Keys, opts Options, audit *slog.Logger) *Service
 	}
 	if opts.KnownAddressTTL <= 0 {
 		opts.KnownAddressTTL = 30 * 24 * time.Hour
+	}
+	if opts.Recheck <= 0 {
+		opts.Recheck = DefaultRecheck
+	}
+	if opts.SessionTTL <= 0 {
+		opts.SessionTTL = 12 * time.Hour
 	}
 	s := &Service{acc: acc, keys: keys, opts: opts,
 		pairs:    NewLimiter(opts.MaxFailures, opts.FailureWindow),
@@ -431,7 +446,26 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 const (
 	refreshPrefix        = "berth-refresh-"
 	pullCredentialPrefix = "berth-pull-"
+	sessionPrefix        = "berth-session-"
 )
+
+// IssueSession gives a person who signed in without a password (through
+// OpenID Connect) a session secret for the CLI, valid for
+// Options.SessionTTL: it stands for their password wherever one is asked
+// (the admin API, docker login), and each use asks the identity provider
+// about the person again (at most once per Options.Recheck).
+func (s *Service) IssueSession(ctx context.Context, p *Principal) (string, time.Time, error) {
+	if p == nil || p.Kind != UserKind || p.Via != ViaPassword {
+		return "", time.Time{}, fmt.Errorf("%w: a session is issued at a sign-in", ErrForbidden)
+	}
+	secret := sessionPrefix + randomSecret(32)
+	expires := s.now().Add(s.opts.SessionTTL)
+	if err := s.acc.SaveRefreshToken(ctx, secretHash(secret), metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: expires}); err != nil {
+		return "", time.Time{}, fmt.Errorf("save session: %w", err)
+	}
+	s.audit.change("session issued", "user", p.Name, "expires", expires.UTC().Format(time.RFC3339))
+	return secret, expires, nil
+}
 
 // IssuePullCredential gives p a short-lived password of its own, valid for
 // ttl: the kubelet credential provider trades a node's long-lived robot

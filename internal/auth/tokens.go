@@ -35,7 +35,7 @@ var tokenName = regexp.MustCompile(`^[a-z0-9][a-z0-9._-]{0,63}$`)
 // reach), actions a subset of pull, push, delete (none: pull and push),
 // lifetime at most MaxTokenLifetime (0: DefaultTokenLifetime).
 func (s *Service) CreatePersonalToken(ctx context.Context, actor *Principal, name string, scopes, actions []string, lifetime time.Duration) (*metadata.PersonalToken, string, error) {
-	if actor == nil || actor.Kind != UserKind || actor.Via != ViaPassword {
+	if actor == nil || actor.Kind != UserKind || actor.Via != ViaPassword && actor.Via != ViaSession {
 		return nil, "", fmt.Errorf("%w: personal access tokens are made by a signed-in person", ErrForbidden)
 	}
 	if !tokenName.MatchString(name) {

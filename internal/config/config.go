@@ -26,6 +26,20 @@ type LDAPConfig struct {
 	GroupBase, GroupFilter, GroupAttr     string
 }
 
+// OIDCConfig is the OpenID Connect provider people sign in through
+// (package oidcauth's Config, as settings).
+type OIDCConfig struct {
+	Issuer, ClientID, ClientSecret string
+	// Scopes are space-separated.
+	Scopes                     string
+	UsernameClaim, GroupsClaim string
+	CACertFile                 string
+	// Name is what the sign-in page calls the provider.
+	Name string
+	// SessionTTL is the lifetime of `berth login --oidc` sessions.
+	SessionTTL time.Duration
+}
+
 // Config is the server configuration.
 type Config struct {
 	Addr            string
@@ -39,6 +53,12 @@ type Config struct {
 	ShutdownDelay   time.Duration
 	// LDAP is single sign-on with a directory (empty URL: off).
 	LDAP LDAPConfig
+	// OIDC is single sign-on through an OpenID Connect provider (empty
+	// issuer: off).
+	OIDC OIDCConfig
+	// SSORecheck is how often an identity provider is asked again about
+	// a person whose credential does not go through it.
+	SSORecheck time.Duration
 	// LocalLogin is "all" or "admins" (local passwords of admins only,
 	// when a directory is configured).
 	LocalLogin     string
@@ -289,7 +309,17 @@ var Options = []Option{
 	{"ldap_group_base", "", "where groups are searched (empty: ldap_user_base)", str(func(c *Config) *string { return &c.LDAP.GroupBase })},
 	{"ldap_group_filter", "(member=%s)", "finds an account's groups (%s is the account's DN, escaped); empty: no groups", str(func(c *Config) *string { return &c.LDAP.GroupFilter })},
 	{"ldap_group_attr", "cn", "the attribute naming a group, as group mappings name it", str(func(c *Config) *string { return &c.LDAP.GroupAttr })},
-	{"local_login", "all", "with a directory configured: \"all\" (local accounts sign in with their passwords too) or \"admins\" (only admins do: break glass)", oneOf(func(c *Config) *string { return &c.LocalLogin }, "all", "admins")},
+	{"oidc_issuer", "", "single sign-on through an OpenID Connect provider: its issuer URL, e.g. https://login.example.com/realms/eng (empty: off); register berth's callback <external_url>/oidc/callback there; see docs/sso.md", str(func(c *Config) *string { return &c.OIDC.Issuer })},
+	{"oidc_client_id", "", "berth's client id at the OpenID Connect provider", str(func(c *Config) *string { return &c.OIDC.ClientID })},
+	{"oidc_client_secret", "", "berth's client secret there (a secret: give it as BERTH_OIDC_CLIENT_SECRET); it also keys what berth seals (sign-in cookies, the provider's refresh tokens), so changing it asks everyone signed in through OIDC to sign in again", str(func(c *Config) *string { return &c.OIDC.ClientSecret })},
+	{"oidc_scopes", "openid profile offline_access", "scopes asked for, space-separated; offline_access (a refresh token) lets berth read people's groups again, and some providers need groups to send the groups claim", str(func(c *Config) *string { return &c.OIDC.Scopes })},
+	{"oidc_username_claim", "preferred_username", "the ID token claim that names the berth account (lower-cased; it must be a valid account name)", str(func(c *Config) *string { return &c.OIDC.UsernameClaim })},
+	{"oidc_groups_claim", "groups", "the ID token claim that lists the person's groups, as group mappings name them", str(func(c *Config) *string { return &c.OIDC.GroupsClaim })},
+	{"oidc_ca_cert", "", "PEM file of the certificates that verify the provider (empty: the system's)", str(func(c *Config) *string { return &c.OIDC.CACertFile })},
+	{"oidc_name", "single sign-on", "what the console's sign-in button calls the provider (\"Sign in with ...\")", str(func(c *Config) *string { return &c.OIDC.Name })},
+	{"oidc_session_ttl", "12h", "lifetime of the session berth login --oidc stores (it stands for a password: the admin API, berth token create)", dur(func(c *Config) *time.Duration { return &c.OIDC.SessionTTL })},
+	{"sso_recheck", "1m", "how often berth asks the directory or OpenID Connect provider again about a person using a personal access token, session or refresh token: removal from a group there takes effect within this time plus token_ttl", dur(func(c *Config) *time.Duration { return &c.SSORecheck })},
+	{"local_login", "all", "with a directory or OpenID Connect provider configured: \"all\" (local accounts sign in with their passwords too) or \"admins\" (only admins do: break glass)", oneOf(func(c *Config) *string { return &c.LocalLogin }, "all", "admins")},
 	{"shutdown_delay", "0s", "after SIGTERM, how long berth keeps serving (new connections too) while /readyz answers 503 and responses close their connections, before it stops accepting: the time a load balancer or a Kubernetes Service needs to stop sending it requests", durOrZero(func(c *Config) *time.Duration { return &c.ShutdownDelay })},
 	{"shutdown_timeout", "30s", "how long in-flight requests may run after SIGTERM (after shutdown_delay)", dur(func(c *Config) *time.Duration { return &c.ShutdownTimeout })},
 }

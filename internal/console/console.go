@@ -106,6 +106,9 @@ type Options struct {
 	// days).
 	SessionTTL, MaxSessionAge time.Duration
 	Log                       *slog.Logger
+	// SSOName, when set, offers single sign-on on the sign-in page under
+	// that name (package oidcauth serves /oidc/login).
+	SSOName string
 }
 
 // Handler serves the console.

@@ -198,7 +198,7 @@ func (h *Handler) loginPage(w http.ResponseWriter, r *http.Request, v *viewer, m
 		next = r.PostForm.Get("next")
 	}
 	return h.render(w, r, "login", status, page{Title: "Sign in", Viewer: v, Data: map[string]string{
-		"CSRF": tok, "Message": msg, "Next": localPath(next), "User": r.PostForm.Get("user")}})
+		"CSRF": tok, "Message": msg, "Next": localPath(next), "User": r.PostForm.Get("user"), "SSO": h.opts.SSOName}})
 }
 
 // signIn checks a user's password with the same limits as the token
@@ -229,6 +229,16 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, v *viewer) erro
 	case p.Kind != auth.UserKind:
 		return h.loginPage(w, r, v, "Robot accounts cannot sign in to the console; sign in as a user.", http.StatusForbidden)
 	}
+	return h.StartSession(w, r, p, r.PostForm.Get("next"))
+}
+
+// StartSession starts a console session for a person who signed in (with
+// a password here, or through single sign-on) and sends the browser to
+// next (a path of this console, else /).
+func (h *Handler) StartSession(w http.ResponseWriter, r *http.Request, p *auth.Principal, next string) error {
+	if p.Kind != auth.UserKind {
+		return errorf(http.StatusForbidden, "Robot accounts cannot sign in to the console; sign in as a user.")
+	}
 	id := randomToken()
 	now := h.now()
 	s := metadata.ConsoleSession{IDHash: hashID(id), Subject: p.Subject(), Epoch: p.Epoch, CSRF: randomToken(),
@@ -241,7 +251,7 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, v *viewer) erro
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
 		SameSite: http.SameSiteLaxMode, Expires: now.Add(h.opts.MaxSessionAge)})
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/login", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil})
-	http.Redirect(w, r, localPath(r.PostForm.Get("next")), http.StatusSeeOther)
+	http.Redirect(w, r, localPath(next), http.StatusSeeOther)
 	return nil
 }
 

@@ -16,7 +16,8 @@ type User struct {
 	Admin        bool
 	Created      time.Time
 	// Source is where the user comes from: SourceLocal (a password kept by
-	// berth) or a directory (SourceLDAP: no password here).
+	// berth), a directory (SourceLDAP) or an OpenID Connect provider
+	// (SourceOIDC): no password here for those.
 	Source string
 	// Disabled users cannot sign in.
 	Disabled bool
@@ -43,6 +44,7 @@ type PersonalToken struct {
 const (
 	SourceLocal = "local"
 	SourceLDAP  = "ldap"
+	SourceOIDC  = "oidc"
 )
 
 // GroupMapping gives the members of a directory group a role in a
@@ -130,6 +132,11 @@ type Accounts interface {
 	// SetUserDisabled disables or enables a user; disabling raises its
 	// revocation epoch.
 	SetUserDisabled(ctx context.Context, name string, disabled bool) error
+	// SaveProviderToken keeps what an identity provider gave a user to
+	// ask about them later (an OIDC refresh token, sealed by the caller).
+	SaveProviderToken(ctx context.Context, user string, sealed string) error
+	// ProviderToken returns it (ErrNotFound when there is none).
+	ProviderToken(ctx context.Context, user string) (string, error)
 
 	// CreatePersonalToken stores a personal access token (ErrExists when
 	// its owner has one of that name) and returns its id.

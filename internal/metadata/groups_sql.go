@@ -132,3 +132,26 @@ func (s *SQL) SetUserDisabled(ctx context.Context, name string, disabled bool) e
 		return s.revoke(ctx, tx, name)
 	})
 }
+
+// SaveProviderToken implements Accounts.
+func (s *SQL) SaveProviderToken(ctx context.Context, user string, sealed string) error {
+	_, err := s.exec(ctx, nil, `INSERT INTO provider_tokens (username, sealed, updated_at) VALUES (?, ?, ?)
+		ON CONFLICT (username) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`, user, sealed, now())
+	if err != nil {
+		return fmt.Errorf("save the provider token of %s: %w", user, err)
+	}
+	return nil
+}
+
+// ProviderToken implements Accounts.
+func (s *SQL) ProviderToken(ctx context.Context, user string) (string, error) {
+	var sealed string
+	err := s.queryRow(ctx, nil, `SELECT sealed FROM provider_tokens WHERE username = ?`, user).Scan(&sealed)
+	if err == sql.ErrNoRows {
+		return "", ErrNotFound
+	}
+	if err != nil {
+		return "", fmt.Errorf("read the provider token of %s: %w", user, err)
+	}
+	return sealed, nil
+}

@@ -547,6 +547,14 @@ var migrations = []string{
 		revoked INTEGER NOT NULL,
 		UNIQUE (owner, name)
 	)`,
+	// 22: what an OpenID Connect provider gave each person at sign-in to
+	// read their groups again later (a refresh token, sealed by berth with
+	// a key the database does not hold).
+	`CREATE TABLE provider_tokens (
+		username TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,
+		sealed TEXT NOT NULL,
+		updated_at BIGINT NOT NULL
+	)`,
 }
 
 func (d dialect) render(m string) string {

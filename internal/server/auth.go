@@ -17,6 +17,7 @@ import (
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/gc"
 	"github.com/berth-registry/berth/internal/ldapauth"
+	"github.com/berth-registry/berth/internal/oidcauth"
 	"github.com/berth-registry/berth/internal/ssoapi"
 	"github.com/berth-registry/berth/internal/token"
 	"github.com/berth-registry/berth/internal/tokenapi"
@@ -109,6 +110,8 @@ type guard struct {
 	// audit is the audit log, for other records than the auth service's
 	// (audit.Log.Record).
 	audit *audit.Log
+	// oidc is the OpenID Connect provider (nil: none configured).
+	oidc *oidcauth.Provider
 }
 
 func (g *guard) Verify(ctx context.Context, tok string) (*token.Claims, error) {
@@ -164,6 +167,15 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 		closeAudit()
 		return nil, nil, nil, err
 	}
+	oidc, err := oidcProvider(cfg, acc)
+	if err != nil {
+		closeAudit()
+		return nil, nil, nil, err
+	}
+	if oidc != nil {
+		opts.OIDC = oidc
+	}
+	opts.Recheck, opts.SessionTTL = cfg.SSORecheck, cfg.OIDC.SessionTTL
 	if strings.HasPrefix(cfg.LDAP.URL, "ldap://") && !cfg.LDAP.StartTLS {
 		log.Warn("ldap_url is plain ldap:// without ldap_start_tls: people's passwords and the service password cross the network unencrypted")
 	}
@@ -184,7 +196,7 @@ func setupAuth(ctx context.Context, cfg *config.Config, acc auth.Store, log *slo
 	admin.GC = runGC
 	auditapi.New(auditStore).Register(admin)
 	ssoapi.New(svc).Register(admin)
-	return &guard{auth: svc, origin: o, audit: auditLog}, admin, closeAudit, nil
+	return &guard{auth: svc, origin: o, audit: auditLog, oidc: oidc}, admin, closeAudit, nil
 }
 
 // directory returns the configured identity directory, or nil.

@@ -11,7 +11,7 @@ import (
 // mountConsole serves the web console at / (ag is nil without
 // authentication: the console then shows everything to everyone, as the
 // API does).
-func (s *Server) mountConsole(mux *http.ServeMux, ag *guard) error {
+func (s *Server) mountConsole(mux *http.ServeMux, ag *guard) (*console.Handler, error) {
 	opts := console.Options{Registry: s.svc, Store: s.meta, Log: s.log, RunGC: s.gc.RunWith, SelfAddr: func() string {
 		if a := s.selfAddr.Load(); a != nil {
 			return *a
@@ -21,13 +21,16 @@ func (s *Server) mountConsole(mux *http.ServeMux, ag *guard) error {
 	if ag != nil {
 		opts.Accounts = ag.auth
 		opts.ClientIP = ag.origin.clientIP
+		if ag.oidc != nil {
+			opts.SSOName = s.cfg.OIDC.Name
+		}
 	}
 	h, err := console.New(opts)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	h.Register(mux)
-	return nil
+	return h, nil
 }
 
 // pruneConsoleSessions deletes the console sessions that expired.

@@ -28,6 +28,7 @@ import (
 	"github.com/berth-registry/berth/internal/metrics"
 	"github.com/berth-registry/berth/internal/mirror"
 	"github.com/berth-registry/berth/internal/mirrorapi"
+	"github.com/berth-registry/berth/internal/oidcauth"
 	"github.com/berth-registry/berth/internal/registry"
 	"github.com/berth-registry/berth/internal/replicate"
 	"github.com/berth-registry/berth/internal/retention"
@@ -164,11 +165,18 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*Server, er
 		g, s.closeAudit = ag, closeAudit
 		s.metrics.Register(metrics.Auth(ag.auth.Counters())...)
 	}
+	var sessions oidcauth.Sessions
 	if !cfg.ConsoleOff {
-		if err := s.mountConsole(mux, ag); err != nil {
+		c, err := s.mountConsole(mux, ag)
+		if err != nil {
 			st.close()
 			return nil, err
 		}
+		sessions = c
+	}
+	if ag != nil && ag.oidc != nil {
+		oidcauth.NewHandler(oidcauth.Options{Provider: ag.oidc, Accounts: ag.auth, Sessions: sessions,
+			BaseURL: ag.origin.baseURL, ClientIP: ag.origin.clientIP, Log: log}).Register(mux)
 	}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", s.ready)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -312,4 +314,37 @@ func (h *HydraServer) hook(w http.ResponseWriter, r *http.Request) {
 	claims := h.claims(in.Session.IDToken.Claims.Subject)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(map[string]any{"session": map[string]any{"id_token": claims, "access_token": claims}})
+}
+
+// Browse plays a browser with jar: it opens start (the authorization URL,
+// or a relying party's sign-in link that redirects there), follows the
+// redirects through Hydra and the login and consent app, and returns the
+// first redirect to a URL that starts with stop (the relying party's
+// callback) without following it.
+func (h *HydraServer) Browse(ctx context.Context, jar http.CookieJar, start, stop string) (*url.URL, error) {
+	var found *url.URL
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(r *http.Request, via []*http.Request) error {
+		if strings.HasPrefix(r.URL.String(), stop) {
+			found = r.URL
+			return http.ErrUseLastResponse
+		}
+		if len(via) > 20 {
+			return errors.New("more than 20 redirects")
+		}
+		return nil
+	}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, start, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := browser.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
+	resp.Body.Close()
+	if found == nil {
+		return nil, fmt.Errorf("the sign-in never reached %s: last answer %d from %s: %s", stop, resp.StatusCode, resp.Request.URL, body)
+	}
+	return found, nil
 }

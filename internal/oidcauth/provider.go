@@ -1,0 +1,318 @@
+// Package oidcauth signs people in through an OpenID Connect provider
+// (authorization code flow with PKCE, state and nonce): the console's
+// sign-in and `berth login --oidc`. The person's account, groups and
+// roles are package auth's (SignInWith); this package checks what the
+// provider says, keeps the provider's refresh token sealed so that berth
+// can ask about the person again later (auth.IdentityProvider's Lookup),
+// and serves the sign-in pages.
+package oidcauth
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/coreos/go-oidc/v3/oidc"
+	"golang.org/x/oauth2"
+
+	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/metadata"
+)
+
+// Config is the provider berth signs people in with.
+type Config struct {
+	// Issuer is the provider's issuer URL (its discovery document is at
+	// Issuer/.well-known/openid-configuration).
+	Issuer string
+	// ClientID and ClientSecret are berth's client at the provider (a
+	// confidential client; the secret also keys what berth seals).
+	ClientID, ClientSecret string
+	// Scopes asked for (default openid, profile, offline_access: the
+	// refresh token lets berth read a person's groups again).
+	Scopes []string
+	// UsernameClaim names the account (default preferred_username);
+	// GroupsClaim lists the groups (default groups).
+	UsernameClaim, GroupsClaim string
+	// HTTPClient talks to the provider (default: one with a 30 s timeout).
+	HTTPClient *http.Client
+	// Now is the clock ID tokens are checked against (default time.Now).
+	Now func() time.Time
+}
+
+// Store keeps each person's sealed refresh token (metadata.Accounts).
+type Store interface {
+	SaveProviderToken(ctx context.Context, user string, sealed string) error
+	ProviderToken(ctx context.Context, user string) (string, error)
+}
+
+// Provider is an OpenID Connect provider as berth uses it.
+type Provider struct {
+	cfg   Config
+	store Store
+	seal  sealer
+
+	mu   sync.Mutex
+	disc *oidc.Provider // discovered on first use, kept once it worked
+
+	locks sync.Map // user -> *sync.Mutex: one refresh per person at a time
+}
+
+// New returns the provider; its discovery document is read at first use
+// (the provider may start after berth).
+func New(cfg Config, store Store) (*Provider, error) {
+	if cfg.Issuer == "" || cfg.ClientID == "" {
+		return nil, errors.New("oidc: issuer and client id are required")
+	}
+	if cfg.ClientSecret == "" {
+		return nil, errors.New("oidc: a client secret is required (berth is a confidential client; give it as BERTH_OIDC_CLIENT_SECRET)")
+	}
+	if len(cfg.Scopes) == 0 {
+		cfg.Scopes = []string{oidc.ScopeOpenID, "profile", oidc.ScopeOfflineAccess}
+	}
+	if !containsScope(cfg.Scopes, oidc.ScopeOpenID) {
+		cfg.Scopes = append([]string{oidc.ScopeOpenID}, cfg.Scopes...)
+	}
+	if cfg.UsernameClaim == "" {
+		cfg.UsernameClaim = "preferred_username"
+	}
+	if cfg.GroupsClaim == "" {
+		cfg.GroupsClaim = "groups"
+	}
+	if cfg.HTTPClient == nil {
+		cfg.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	return &Provider{cfg: cfg, store: store, seal: sealer{secret: []byte(cfg.ClientSecret)}}, nil
+}
+
+func containsScope(scopes []string, s string) bool {
+	for _, x := range scopes {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Source implements auth.IdentityProvider.
+func (p *Provider) Source() string { return metadata.SourceOIDC }
+
+// ctx carries the provider's HTTP client for go-oidc and oauth2.
+func (p *Provider) ctx(ctx context.Context) context.Context {
+	return oidc.ClientContext(ctx, p.cfg.HTTPClient)
+}
+
+// discover returns the provider's endpoints and keys.
+func (p *Provider) discover(ctx context.Context) (*oidc.Provider, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.disc != nil {
+		return p.disc, nil
+	}
+	d, err := oidc.NewProvider(p.ctx(ctx), p.cfg.Issuer)
+	if err != nil {
+		return nil, fmt.Errorf("oidc discovery at %s: %w", p.cfg.Issuer, err)
+	}
+	p.disc = d
+	return d, nil
+}
+
+// oauth2Config is the client for redirectURL.
+func (p *Provider) oauth2Config(d *oidc.Provider, redirectURL string) *oauth2.Config {
+	ep := d.Endpoint()
+	// client_secret_basic, the method every provider must support: with
+	// auto-detection a refused code or refresh token is retried with
+	// client_secret_post, and the provider's second answer (that method
+	// is not allowed) hides the first.
+	ep.AuthStyle = oauth2.AuthStyleInHeader
+	return &oauth2.Config{ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret, Endpoint: ep,
+		RedirectURL: redirectURL, Scopes: p.cfg.Scopes}
+}
+
+// authURL is where a browser signs in: the provider's authorization
+// endpoint with state, nonce and the PKCE challenge of verifier.
+func (p *Provider) authURL(ctx context.Context, redirectURL, state, nonce, verifier string) (string, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return "", err
+	}
+	return p.oauth2Config(d, redirectURL).AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
+}
+
+// identity is a person as an ID token names them.
+type identity struct {
+	auth.Identity
+	subject string
+}
+
+// SignIn is a person the provider vouched for at a sign-in.
+type SignIn struct {
+	auth.Identity
+	subject, refresh string
+}
+
+// Exchange trades the authorization code for tokens and checks the ID
+// token: signature, issuer, audience, expiry and nonce. A name berth has
+// seen with another subject (the provider let someone take a name that
+// was another person's) is refused.
+func (p *Provider) Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*SignIn, error) {
+	d, err := p.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tok, err := p.oauth2Config(d, redirectURL).Exchange(p.ctx(ctx), code, oauth2.VerifierOption(verifier))
+	if err != nil {
+		return nil, fmt.Errorf("%w: the provider refused the code: %v", auth.ErrBadCredentials, err)
+	}
+	id, err := p.verify(ctx, d, tok, nonce)
+	if err != nil {
+		return nil, err
+	}
+	if sealed, err := p.store.ProviderToken(ctx, id.Name); err == nil {
+		var k kept
+		if p.seal.open("refresh token", id.Name, sealed, &k) == nil && k.Subject != id.subject {
+			return nil, fmt.Errorf("%w: account %s belongs to another person at the provider (subject changed)", auth.ErrBadCredentials, id.Name)
+		}
+	}
+	return &SignIn{Identity: id.Identity, subject: id.subject, refresh: tok.RefreshToken}, nil
+}
+
+// Keep stores the sign-in's refresh token, sealed, for Lookup, once the
+// person's account exists. Without one (the provider gave none) berth
+// cannot ask about the person later: their tokens and sessions work until
+// the next recheck only, and Keep says so.
+func (p *Provider) Keep(ctx context.Context, s *SignIn) error {
+	if s.refresh == "" {
+		return fmt.Errorf("the provider gave no refresh token for %s: add offline_access to oidc_scopes (and allow it for berth's client), or the person's tokens stop working within a minute", s.Name)
+	}
+	return p.keep(ctx, s.Name, s.subject, s.refresh)
+}
+
+// kept is what berth keeps of a person's provider session.
+type kept struct {
+	Refresh string `json:"rt"`
+	Subject string `json:"sub"`
+}
+
+// keep seals and stores user's refresh token.
+func (p *Provider) keep(ctx context.Context, user, subject, refresh string) error {
+	sealed, err := p.seal.seal("refresh token", user, kept{Refresh: refresh, Subject: subject})
+	if err != nil {
+		return err
+	}
+	return p.store.SaveProviderToken(ctx, user, sealed)
+}
+
+// verify checks the token response's ID token and reads the person from
+// it; nonce, when not empty, must be the ID token's.
+func (p *Provider) verify(ctx context.Context, d *oidc.Provider, tok *oauth2.Token, nonce string) (*identity, error) {
+	raw, _ := tok.Extra("id_token").(string)
+	if raw == "" {
+		return nil, fmt.Errorf("%w: the provider sent no ID token (is openid among oidc_scopes?)", auth.ErrBadCredentials)
+	}
+	idt, err := d.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, Now: p.cfg.Now}).Verify(p.ctx(ctx), raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: ID token refused: %v", auth.ErrBadCredentials, err)
+	}
+	if nonce != "" && subtle.ConstantTimeCompare([]byte(idt.Nonce), []byte(nonce)) != 1 {
+		return nil, fmt.Errorf("%w: ID token refused: its nonce is not this sign-in's", auth.ErrBadCredentials)
+	}
+	claims := map[string]any{}
+	if err := idt.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("%w: ID token claims: %v", auth.ErrBadCredentials, err)
+	}
+	return p.identity(idt.Subject, claims)
+}
+
+// identity reads the account name and groups from claims.
+func (p *Provider) identity(subject string, claims map[string]any) (*identity, error) {
+	name, _ := claims[p.cfg.UsernameClaim].(string)
+	if name == "" {
+		return nil, fmt.Errorf("%w: the ID token has no %q claim (set oidc_username_claim)", auth.ErrBadCredentials, p.cfg.UsernameClaim)
+	}
+	id := &identity{Identity: auth.Identity{Name: strings.ToLower(name)}, subject: subject}
+	switch g := claims[p.cfg.GroupsClaim].(type) {
+	case []any:
+		for _, v := range g {
+			if s, ok := v.(string); ok && s != "" {
+				id.Groups = append(id.Groups, s)
+			}
+		}
+	case string:
+		if g != "" {
+			id.Groups = []string{g}
+		}
+	}
+	return id, nil
+}
+
+// Lookup implements auth.IdentityProvider: it refreshes the person's
+// provider session with the kept refresh token and reads their groups
+// from the new ID token (or, without one, from the userinfo endpoint).
+// No kept token, or one the provider refuses, is ErrBadCredentials: the
+// person must sign in again.
+func (p *Provider) Lookup(ctx context.Context, name string) (*auth.Identity, error) {
+	l, _ := p.locks.LoadOrStore(name, &sync.Mutex{})
+	mu := l.(*sync.Mutex)
+	mu.Lock()
+	defer mu.Unlock()
+	sealed, err := p.store.ProviderToken(ctx, name)
+	if errors.Is(err, metadata.ErrNotFound) {
+		return nil, fmt.Errorf("%w: no provider session for %s: sign in again (berth login --oidc, or the console)", auth.ErrBadCredentials, name)
+	}
+	if err != nil {
+		return nil, err
+	}
+	var k kept
+	if err := p.seal.open("refresh token", name, sealed, &k); err != nil {
+		return nil, fmt.Errorf("%w: the provider session of %s cannot be read (client secret changed?): sign in again", auth.ErrBadCredentials, name)
+	}
+	d, err := p.discover(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The redirect URL plays no part in a refresh.
+	tok, err := p.oauth2Config(d, "").TokenSource(p.ctx(ctx), &oauth2.Token{RefreshToken: k.Refresh}).Token()
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
+		return nil, fmt.Errorf("%w: the provider ended the session of %s (%s): sign in again", auth.ErrBadCredentials, name, re.ErrorCode)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("oidc refresh for %s: %w", name, err)
+	}
+	if tok.RefreshToken != "" && tok.RefreshToken != k.Refresh {
+		// Rotated: the old one is spent.
+		if err := p.keep(context.WithoutCancel(ctx), name, k.Subject, tok.RefreshToken); err != nil {
+			return nil, err
+		}
+	}
+	var id *identity
+	if raw, _ := tok.Extra("id_token").(string); raw != "" {
+		if id, err = p.verify(ctx, d, tok, ""); err != nil {
+			return nil, err
+		}
+	} else {
+		info, err := d.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(tok))
+		if err != nil {
+			return nil, fmt.Errorf("oidc userinfo for %s: %w", name, err)
+		}
+		claims := map[string]any{}
+		if err := info.Claims(&claims); err != nil {
+			return nil, fmt.Errorf("oidc userinfo for %s: %w", name, err)
+		}
+		if id, err = p.identity(info.Subject, claims); err != nil {
+			return nil, err
+		}
+	}
+	if id.subject != k.Subject {
+		return nil, fmt.Errorf("%w: the provider answered for another subject", auth.ErrBadCredentials)
+	}
+	return &id.Identity, nil
+}
