@@ -135,8 +135,11 @@ func (s *SQL) SetUserDisabled(ctx context.Context, name string, disabled bool) e
 
 // SaveProviderToken implements Accounts.
 func (s *SQL) SaveProviderToken(ctx context.Context, user string, sealed string) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO provider_tokens (username, sealed, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT (username) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`, user, sealed, now())
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `INSERT INTO provider_tokens (username, sealed, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (username) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`, user, sealed, now())
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("save the provider token of %s: %w", user, err)
 	}

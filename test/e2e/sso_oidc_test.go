@@ -1,0 +1,331 @@
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"io"
+	"io/fs"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/berth-registry/berth/internal/testserver"
+)
+
+// TestOIDCSignIn (issue 16, items 1, 3 and 4): people sign in through a
+// real OpenID Connect provider (Ory Hydra, with a login and consent app
+// that gives each person's groups claim). In the console, a browser signs
+// in and lands signed in; `berth login --oidc` signs the CLI in over a
+// loopback redirect; the person, in group team-dev mapped to writer on
+// team, makes a personal access token with the CLI session, and Docker
+// Engine logs in with it, pushes to team/app and is refused on other/app.
+// Removed from team-dev at the provider, the person loses push at the
+// next token request after sso_recheck. Forged, replayed and
+// state-swapped callbacks are refused, as are a CLI code with the wrong
+// PKCE verifier or traded twice; an SSO-only owner makes a robot pull
+// Secret as before; no secret shows in berth's log or data directory.
+func TestOIDCSignIn(t *testing.T) {
+	skipIfShort(t)
+	docker := needDocker(t)
+	needStaticBusybox(t)
+	hydra := testserver.Hydra(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	clientSecret := "oidc-client-" + randomHex(t, 16)
+	adminPass := "admin-" + randomHex(t, 12)
+	p := start(t, launch{
+		Args: []string{"--oidc-issuer", hydra.Issuer, "--oidc-client-id", "berth",
+			"--oidc-scopes", "openid profile groups offline_access", "--oidc-name", "Hydra",
+			"--sso-recheck", "2s", "--local-login", "admins"},
+		Env: []string{"BERTH_ADMIN_PASSWORD=" + adminPass, "BERTH_OIDC_CLIENT_SECRET=" + clientSecret},
+	})
+	b := &authBerth{proc: p, AdminPassword: adminPass}
+	callback := b.URL + "/oidc/callback"
+	if err := hydra.CreateClient(ctx, "berth", clientSecret, callback); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range []string{"team", "other"} {
+		createNamespace(t, b, ns)
+	}
+	mustSucceed(t, "berth group-map add team-dev", berthKube(t, b.adminEnv(), "", "group-map", "add", "team-dev", "--namespace", "team", "--role", "writer"))
+	mustSucceed(t, "berth group-map add team-owners", berthKube(t, b.adminEnv(), "", "group-map", "add", "team-owners", "--namespace", "team", "--role", "owner"))
+	noRedirect := func(jar http.CookieJar) *http.Client {
+		return &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	get := func(c *http.Client, u string, header ...string) (*http.Response, string) {
+		t.Helper()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(body)
+	}
+
+	// The console: the sign-in page offers the provider; a browser goes
+	// through it and comes back signed in.
+	hydra.SignInAs("alice", "team-dev")
+	jar, _ := cookiejar.New(nil)
+	browser := noRedirect(jar)
+	if _, page := get(browser, b.URL+"/login"); !strings.Contains(page, "Sign in with Hydra") {
+		t.Fatalf("the console's sign-in page offers no single sign-on:\n%s", page)
+	}
+	back, err := hydra.Browse(ctx, jar, b.URL+"/oidc/login?next=/namespaces", callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// (Cookies do not tell ports apart: Hydra's on 127.0.0.1 are there too.)
+	var flowCookies []*http.Cookie
+	for _, c := range jar.Cookies(&url.URL{Scheme: "http", Host: b.Addr, Path: "/oidc/"}) {
+		if c.Name == "berth_oidc" {
+			flowCookies = append(flowCookies, c)
+		}
+	}
+	resp, body := get(browser, back.String())
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/namespaces" {
+		t.Fatalf("the callback answered %d (Location %q), want 303 to /namespaces: %s", resp.StatusCode, resp.Header.Get("Location"), body)
+	}
+	if _, page := get(browser, b.URL+"/namespaces"); !strings.Contains(page, "alice") || !strings.Contains(page, "Sign out") {
+		t.Errorf("after the sign-in the console does not show alice signed in:\n%s", page)
+	}
+	users := mustSucceed(t, "berth user list", berthKube(t, b.adminEnv(), "", "user", "list"))
+	if !regexp.MustCompile(`(?m)^alice\s+false\s+oidc\s+false\s`).MatchString(users) {
+		t.Errorf("berth user list does not show alice as an enabled oidc user made on first sign-in:\n%s", users)
+	}
+	if got := strings.Join(b.userGroups(t, "alice"), ","); got != "team-dev" {
+		t.Errorf("alice's groups in berth: %q, want team-dev", got)
+	}
+
+	// Replayed callbacks: in the same browser (its sign-in cookie is
+	// spent), and with the sign-in cookie saved before (the code is spent
+	// at the provider).
+	if resp, body := get(browser, back.String()); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("the callback replayed in the same browser: %d, want 400: %s", resp.StatusCode, body)
+	}
+	if len(flowCookies) != 1 {
+		t.Fatalf("sign-in cookies before the callback: %v, want one", flowCookies)
+	}
+	fresh := noRedirect(nil)
+	if resp, body := get(fresh, back.String(), "Cookie", flowCookies[0].String()); resp.StatusCode != http.StatusUnauthorized || resp.Header.Get("Set-Cookie") != "" && strings.Contains(resp.Header.Get("Set-Cookie"), "berth_session") {
+		t.Errorf("the callback replayed with the saved sign-in cookie: %d, want 401 and no session: %s", resp.StatusCode, body)
+	}
+	// Forged callbacks: no sign-in in this browser; another browser's
+	// answer (state) with this browser's sign-in (a login CSRF).
+	if resp, _ := get(fresh, callback+"?code=forged&state=forged"); resp.StatusCode != http.StatusBadRequest {
+		t.Errorf("a callback without a sign-in in progress: %d, want 400", resp.StatusCode)
+	}
+	victimJar, _ := cookiejar.New(nil)
+	victim := noRedirect(victimJar)
+	if resp, _ := get(victim, b.URL+"/oidc/login"); resp.StatusCode != http.StatusFound || !strings.HasPrefix(resp.Header.Get("Location"), hydra.Issuer) {
+		t.Fatalf("/oidc/login: %d to %q, want 302 to the provider", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	attackerJar, _ := cookiejar.New(nil)
+	attackerBack, err := hydra.Browse(ctx, attackerJar, b.URL+"/oidc/login", callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := get(victim, attackerBack.String()); resp.StatusCode != http.StatusBadRequest || !strings.Contains(body, "state") {
+		t.Errorf("another browser's callback in a browser with its own sign-in: %d, want 400 for the state: %s", resp.StatusCode, body)
+	}
+	for _, c := range victimJar.Cookies(&url.URL{Scheme: "http", Host: b.Addr, Path: "/"}) {
+		if c.Name == "berth_session" {
+			t.Error("a forged callback started a console session")
+		}
+	}
+
+	// The CLI signs in over a loopback redirect and makes a personal
+	// access token with its session.
+	cliDir := t.TempDir()
+	cliEnv := []string{"BERTH_CONFIG_DIR=" + cliDir}
+	out, code := oidcCLILogin(t, ctx, hydra, b.URL, cliDir)
+	if !strings.Contains(out, "as alice") {
+		t.Errorf("berth login --oidc printed %q, want it logged in as alice", out)
+	}
+	var pat personalTokenAnswer
+	mustUnmarshal(t, "berth token create", []byte(mustSucceed(t, "berth token create with the OIDC session",
+		berthKube(t, cliEnv, "", "token", "create", "--name", "ci", "--scope", "team/*", "-o", "json"))), &pat)
+	if !strings.HasPrefix(pat.Secret, "berth_pat_") {
+		t.Fatalf("berth token create answered %+v", pat)
+	}
+	// The one-time code the browser handed the CLI: spent, and useless
+	// with another verifier.
+	for _, verifier := range []string{randomHex(t, 32), ""} {
+		body, _ := json.Marshal(map[string]string{"code": code, "code_verifier": verifier})
+		if r := authDo(t, http.MethodPost, b.URL+"/oidc/token", body); r.Status != http.StatusBadRequest {
+			t.Errorf("the CLI's code again (verifier %q): %s, want 400", verifier, r)
+		}
+	}
+
+	// Docker Engine logs in with the token: push to team/, not other/.
+	d := newDockerClient(t, docker, b.Addr)
+	d.mustLogin("alice", pat.Secret)
+	ref, other := d.ref("team/app:v1"), d.ref("other/app:v1")
+	d.buildBusybox(ref, other)
+	d.push(ref)
+	mustFailWith(t, "docker push to other/ with alice's token", d.exec("push", other), "denied|unauthorized|insufficient")
+
+	// Removed from team-dev at the provider: after sso_recheck the next
+	// token request (docker asks one per push) refreshes her provider
+	// session, reads her groups and refuses the push.
+	hydra.SetGroups("alice")
+	time.Sleep(2500 * time.Millisecond)
+	v2 := d.ref("team/app:v2")
+	d.created = append(d.created, v2)
+	d.run("tag", ref, v2)
+	mustFailWith(t, "docker push to team/ after leaving team-dev", d.exec("push", v2), "denied|unauthorized|insufficient")
+	if got := b.userGroups(t, "alice"); len(got) != 0 {
+		t.Errorf("alice's groups in berth after leaving team-dev: %v, want none", got)
+	}
+	// Back in the group: push works again, with the same token.
+	hydra.SetGroups("alice", "team-dev")
+	time.Sleep(2500 * time.Millisecond)
+	d.push(v2)
+
+	// An admin disables alice: her token and session stop working.
+	mustSucceed(t, "berth user disable alice", berthKube(t, b.adminEnv(), "", "user", "disable", "alice"))
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", pat.Secret)); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "disabled") {
+		t.Errorf("alice's token after she was disabled: %s, want 401 saying disabled", r)
+	}
+	mustFailWith(t, "berth token list with a disabled person's session", berthKube(t, cliEnv, "", "token", "list"), "disabled|401|invalid")
+
+	// A local account's name cannot be taken through the provider.
+	hydra.SignInAs("admin", "team-owners")
+	adminJar, _ := cookiejar.New(nil)
+	adminBack, err := hydra.Browse(ctx, adminJar, b.URL+"/oidc/login", callback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp, body := get(noRedirect(adminJar), adminBack.String()); resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "not from oidc") {
+		t.Errorf("the provider signing in as the local admin: %d, want 403: %s", resp.StatusCode, body)
+	}
+
+	// An SSO-only owner makes a robot pull Secret with her session; the
+	// robot pulls team/app.
+	hydra.SignInAs("olga", "team-owners")
+	olgaDir := t.TempDir()
+	oidcCLILogin(t, ctx, hydra, b.URL, olgaDir)
+	ps, _ := makePullSecret(t, []string{"BERTH_CONFIG_DIR=" + olgaDir}, "", "regcred", "--robot", "--scope", "team/*", "--registry-host", b.Addr)
+	entry := ps.Config.Auths[b.Addr]
+	if tok := b.token(t, entry.Username, entry.Password, "repository:team/app:pull"); !strings.Contains(strings.Join(tokenAccess(t, tok.Token), " "), "team/app:pull") {
+		t.Errorf("the robot of olga's Secret was granted %v on team/app, want pull", tokenAccess(t, tok.Token))
+	}
+
+	// No secret in berth's log or data directory: the client secret, the
+	// personal token, the CLI sessions.
+	secrets := map[string]string{"the client secret": clientSecret, "alice's token": pat.Secret}
+	for _, dir := range []string{cliDir, olgaDir} {
+		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`berth-session-[A-Za-z0-9_-]+`).FindAllString(decodedAuths(t, raw), -1) {
+			secrets["a session in "+dir] = m
+		}
+	}
+	if len(secrets) != 4 {
+		t.Errorf("found %d secrets to look for, want 4 (two sessions)", len(secrets))
+	}
+	for what, s := range secrets {
+		for _, root := range []string{p.DataDir, p.LogPath} {
+			_ = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
+				if err != nil || e.IsDir() {
+					return nil
+				}
+				if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(s)) {
+					t.Errorf("%s is in %s", what, path)
+				}
+				return nil
+			})
+		}
+	}
+}
+
+// oidcCLILogin runs `berth login URL --oidc --no-browser` with its config
+// in configDir, plays the browser on the link it prints (through the
+// provider, then to the CLI's loopback port) and returns what the CLI
+// printed and the one-time code the browser handed it.
+func oidcCLILogin(t *testing.T, ctx context.Context, hydra *testserver.HydraServer, registry, configDir string) (string, string) {
+	t.Helper()
+	home := t.TempDir()
+	cmd := exec.CommandContext(ctx, berthBin, "login", registry, "--oidc", "--no-browser")
+	cmd.Env = append(envWithout(os.Environ(), "BERTH_"), "HOME="+home, "BERTH_CONFIG_DIR="+configDir)
+	var stdout bytes.Buffer
+	cmd.Stdout = &stdout
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill() }()
+	link := ""
+	var printed strings.Builder
+	sc := bufio.NewScanner(stderr)
+	for sc.Scan() {
+		printed.WriteString(sc.Text() + "\n")
+		if l := strings.TrimSpace(sc.Text()); strings.HasPrefix(l, registry+"/oidc/login?") {
+			link = l
+			break
+		}
+	}
+	if link == "" {
+		t.Fatalf("berth login --oidc printed no sign-in link:\n%s", printed.String())
+	}
+	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	u, _ := url.Parse(link)
+	loopback := "http://127.0.0.1:" + u.Query().Get("cli_port") + "/"
+	jar, _ := cookiejar.New(nil)
+	back, err := hydra.Browse(ctx, jar, link, loopback)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.Get(back.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "Signed in") {
+		t.Errorf("the CLI's loopback page: %d %s", resp.StatusCode, page)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("berth login --oidc: %v\n%s", err, printed.String())
+	}
+	return stdout.String(), back.Query().Get("code")
+}
+
+// decodedAuths returns a berth CLI config with its base64 auth values
+// decoded (user:secret).
+func decodedAuths(t *testing.T, raw []byte) string {
+	t.Helper()
+	var cfg struct {
+		Servers map[string]struct {
+			Auth string `json:"auth"`
+		} `json:"servers"`
+	}
+	mustUnmarshal(t, "berth config", raw, &cfg)
+	var out strings.Builder
+	for _, s := range cfg.Servers {
+		b, _ := base64.StdEncoding.DecodeString(s.Auth)
+		out.Write(b)
+		out.WriteByte('\n')
+	}
+	return out.String()
+}
