@@ -137,6 +137,14 @@ func (s *Service) SetPassword(ctx context.Context, actor *Principal, name, passw
 	if !(actor.Kind == UserKind && (actor.Admin || actor.Name == name)) {
 		return "", fmt.Errorf("%w: only admins may change another user's password", ErrForbidden)
 	}
+	u, err := s.acc.GetUser(ctx, name)
+	if err != nil {
+		return "", storeErr(err, "user "+name)
+	}
+	if !localUser(u) {
+		// A password here would outlive the provider's word on the person.
+		return "", fmt.Errorf("%w: %s signs in through %s; berth keeps no password for it", ErrInvalid, name, u.Source)
+	}
 	h, generated, err := passwordHash(password)
 	if err != nil {
 		return "", err

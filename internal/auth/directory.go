@@ -189,7 +189,7 @@ func (s *Service) admit(ctx context.Context, u *metadata.User) (groupsChanged bo
 	}
 	prov := s.provider(u.Source)
 	switch {
-	case u.Source == "" || u.Source == metadata.SourceLocal:
+	case localUser(u):
 		if s.ssoOn() && s.opts.LocalLoginAdminOnly && !u.Admin {
 			return false, ErrLocalLoginOff
 		}
@@ -247,6 +247,9 @@ func (s *Service) userRoles(ctx context.Context, user string) (map[string]string
 	}
 	return roles, nil
 }
+
+// localUser reports whether u signs in with a password berth keeps.
+func localUser(u *metadata.User) bool { return u.Source == "" || u.Source == metadata.SourceLocal }
 
 // ssoOn reports whether an identity provider is configured.
 func (s *Service) ssoOn() bool { return s.opts.Directory != nil || s.opts.OIDC != nil }

@@ -207,7 +207,10 @@ func (s *Service) check(ctx context.Context, name, secret string) (*Principal, e
 			return s.checkDirectory(ctx, u, name, secret)
 		}
 	}
-	if errors.Is(err, metadata.ErrNotFound) || err == nil && len(secret) > maxPasswordLen {
+	if errors.Is(err, metadata.ErrNotFound) || err == nil && (len(secret) > maxPasswordLen || !localUser(u)) {
+		// Unknown, or a provider's person (berth checks no password of
+		// theirs, whatever hash the row holds): the same time as a
+		// compare.
 		_ = bcrypt.CompareHashAndPassword(dummyHash, []byte(secret[:min(len(secret), maxPasswordLen)]))
 		return nil, ErrBadCredentials
 	}

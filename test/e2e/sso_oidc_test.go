@@ -197,6 +197,14 @@ func TestOIDCSignIn(t *testing.T) {
 	time.Sleep(2500 * time.Millisecond)
 	d.push(v2)
 
+	// No password for a provider's person: neither she (with her
+	// session) nor an admin can set one, and no password signs her in.
+	mustFailWith(t, "berth user passwd alice (her session)", berthKube(t, cliEnv, "alice-pw-123456", "user", "passwd", "alice", "--password-stdin"), "signs in through oidc")
+	mustFailWith(t, "berth user passwd alice (admin)", berthKube(t, b.adminEnv(), "alice-pw-123456", "user", "passwd", "alice", "--password-stdin"), "signs in through oidc")
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", "alice-pw-123456")); r.Status != http.StatusUnauthorized {
+		t.Errorf("alice with a password: %s, want 401", r)
+	}
+
 	// An admin disables alice: her token and session stop working.
 	mustSucceed(t, "berth user disable alice", berthKube(t, b.adminEnv(), "", "user", "disable", "alice"))
 	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", pat.Secret)); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "disabled") {
