@@ -3,6 +3,7 @@ package adminclient
 import (
 	"errors"
 	"fmt"
+	"strings"
 )
 
 // Target says which server a CLI command talks to and how. Empty fields
@@ -124,6 +125,11 @@ func Connect(t Target) (*Client, error) {
 		}
 		opts.Username, opts.Password = user, pass
 		opts.AuthHint = "run: berth login " + base
+		if strings.HasPrefix(pass, "berth-session-") {
+			// A single sign-on session (berth login --oidc): it expired
+			// or the person's access changed.
+			opts.AuthHint = "sign in again: berth login --oidc " + base
+		}
 	}
 	return New(opts)
 }

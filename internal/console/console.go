@@ -85,6 +85,9 @@ type Accounts interface {
 	AddRetentionPolicy(ctx context.Context, actor *auth.Principal, p metadata.RetentionPolicy) (int64, error)
 	RetentionPolicies(ctx context.Context, actor *auth.Principal) ([]metadata.RetentionPolicy, error)
 	DeleteRetentionPolicy(ctx context.Context, actor *auth.Principal, id int64) error
+	CreatePersonalToken(ctx context.Context, actor *auth.Principal, name string, scopes, actions []string, lifetime time.Duration) (*metadata.PersonalToken, string, error)
+	PersonalTokens(ctx context.Context, actor *auth.Principal) ([]metadata.PersonalToken, error)
+	RevokePersonalToken(ctx context.Context, actor *auth.Principal, id int64) error
 }
 
 // Options configure the console.
@@ -190,6 +193,8 @@ var endpoints = map[string]endpoint{
 		return h.policies(w, r, v, policiesPage{}, http.StatusOK)
 	},
 	"POST /admin/policies": (*Handler).changePolicies,
+	"GET /tokens":          (*Handler).tokens,
+	"POST /tokens":         (*Handler).changeTokens,
 }
 
 // staticPattern serves the style sheet and script.

@@ -172,13 +172,27 @@ func TestOIDCSignIn(t *testing.T) {
 		}
 	}
 
-	// Docker Engine logs in with the token: push to team/, not other/.
+	// The CLI's token may push to team/ and nothing in other/.
+	if got := strings.Join(tokenAccess(t, b.token(t, "alice", pat.Secret, "repository:team/app:pull,push").Token), " "); got != "team/app:pull,push" {
+		t.Errorf("alice's CLI token was granted %q on team/app, want pull,push", got)
+	}
+	if got := tokenAccess(t, b.token(t, "alice", pat.Secret, "repository:other/app:pull,push").Token); len(got) != 0 {
+		t.Errorf("alice's CLI token was granted %v on other/app", got)
+	}
+
+	// In the console she makes a token too; Docker Engine logs in with
+	// it: push to team/, not other/.
+	webPAT := consoleToken(t, browser, b.URL, "web")
 	d := newDockerClient(t, docker, b.Addr)
-	d.mustLogin("alice", pat.Secret)
+	d.mustLogin("alice", webPAT)
 	ref, other := d.ref("team/app:v1"), d.ref("other/app:v1")
 	d.buildBusybox(ref, other)
 	d.push(ref)
 	mustFailWith(t, "docker push to other/ with alice's token", d.exec("push", other), "denied|unauthorized|insufficient")
+	list := mustSucceed(t, "berth token list", berthKube(t, cliEnv, "", "token", "list"))
+	if !regexp.MustCompile(`(?m)^\d+\s+web\s+\(all yours\)\s+pull,push\s+\d{4}-\d\d-\d\d \S+\s+\d{4}-\d\d-\d\d `).MatchString(list) {
+		t.Errorf("berth token list does not show the console's token with its last use:\n%s", list)
+	}
 
 	// Removed from team-dev at the provider: after sso_recheck the next
 	// token request (docker asks one per push) refreshes her provider
@@ -207,7 +221,7 @@ func TestOIDCSignIn(t *testing.T) {
 
 	// An admin disables alice: her token and session stop working.
 	mustSucceed(t, "berth user disable alice", berthKube(t, b.adminEnv(), "", "user", "disable", "alice"))
-	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", pat.Secret)); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "disabled") {
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", webPAT)); r.Status != http.StatusUnauthorized || !strings.Contains(string(r.Body), "disabled") {
 		t.Errorf("alice's token after she was disabled: %s, want 401 saying disabled", r)
 	}
 	mustFailWith(t, "berth token list with a disabled person's session", berthKube(t, cliEnv, "", "token", "list"), "disabled|401|invalid")
@@ -236,7 +250,7 @@ func TestOIDCSignIn(t *testing.T) {
 
 	// No secret in berth's log or data directory: the client secret, the
 	// personal token, the CLI sessions.
-	secrets := map[string]string{"the client secret": clientSecret, "alice's token": pat.Secret}
+	secrets := map[string]string{"the client secret": clientSecret, "alice's token": pat.Secret, "alice's console token": webPAT}
 	for _, dir := range []string{cliDir, olgaDir} {
 		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 		if err != nil {
@@ -246,8 +260,8 @@ func TestOIDCSignIn(t *testing.T) {
 			secrets["a session in "+dir] = m
 		}
 	}
-	if len(secrets) != 4 {
-		t.Errorf("found %d secrets to look for, want 4 (two sessions)", len(secrets))
+	if len(secrets) != 5 {
+		t.Errorf("found %d secrets to look for, want 5 (two sessions)", len(secrets))
 	}
 	for what, s := range secrets {
 		for _, root := range []string{p.DataDir, p.LogPath} {
@@ -336,4 +350,35 @@ func decodedAuths(t *testing.T, raw []byte) string {
 		out.WriteByte('\n')
 	}
 	return out.String()
+}
+
+// consoleToken makes a personal access token named name on the console's
+// tokens page in a signed-in browser and returns its secret.
+func consoleToken(t *testing.T, browser *http.Client, base, name string) string {
+	t.Helper()
+	resp, err := browser.Get(base + "/tokens")
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := regexp.MustCompile(`name="csrf" value="([^"]+)"`).FindSubmatch(page)
+	if resp.StatusCode != http.StatusOK || m == nil {
+		t.Fatalf("the console's tokens page: %d\n%s", resp.StatusCode, page)
+	}
+	form := url.Values{"csrf": {string(m[1])}, "name": {name}, "scopes": {""}, "action-pull": {"1"}, "action-push": {"1"}, "expires": {"7d"}}
+	req, _ := http.NewRequest(http.MethodPost, base+"/tokens", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	req.Header.Set("Origin", base)
+	resp, err = browser.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	secret := regexp.MustCompile(`id="token-secret">(berth_pat_[A-Za-z0-9_-]+)<`).FindSubmatch(page)
+	if resp.StatusCode != http.StatusCreated || secret == nil {
+		t.Fatalf("making a token in the console: %d\n%s", resp.StatusCode, page)
+	}
+	return string(secret[1])
 }
