@@ -185,7 +185,7 @@ berth settings the chart writes itself, and those it refuses in .Values.config.
 
 {{/* Settings .Values.config may hold (docs/configuration.md). */}}
 {{- define "berth.userSettings" -}}
-{{- list "external_url" "trusted_proxies" "token_ttl" "identity_tokens" "log_level" "log_format" "max_manifest_size" "upload_ttl" "body_timeout" "gc_interval" "gc_grace" "max_upload_sessions" "webhook_attempts" "webhook_backoff" "webhook_backoff_max" "metrics_addr" "metrics" "metrics_public" "console" "tracing" "audit_log" "audit_retention" "debug_addr" "postgres_conns" "postgres_cache_mib" "ldap_url" "ldap_start_tls" "ldap_ca_cert" "ldap_bind_dn" "ldap_user_base" "ldap_user_filter" "ldap_user_attr" "ldap_group_base" "ldap_group_filter" "ldap_group_attr" "local_login" | toJson }}
+{{- list "external_url" "trusted_proxies" "token_ttl" "identity_tokens" "log_level" "log_format" "max_manifest_size" "upload_ttl" "body_timeout" "gc_interval" "gc_grace" "max_upload_sessions" "webhook_attempts" "webhook_backoff" "webhook_backoff_max" "metrics_addr" "metrics" "metrics_public" "console" "tracing" "audit_log" "audit_retention" "debug_addr" "postgres_conns" "postgres_cache_mib" "ldap_url" "ldap_start_tls" "ldap_ca_cert" "ldap_bind_dn" "ldap_user_base" "ldap_user_filter" "ldap_user_attr" "ldap_group_base" "ldap_group_filter" "ldap_group_attr" "oidc_issuer" "oidc_client_id" "oidc_scopes" "oidc_username_claim" "oidc_groups_claim" "oidc_ca_cert" "oidc_name" "oidc_session_ttl" "sso_recheck" "local_login" | toJson }}
 {{- end }}
 
 {{/* One setting's value as a quoted YAML string (numbers from values files arrive as float64). */}}
