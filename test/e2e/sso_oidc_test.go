@@ -33,7 +33,8 @@ import (
 // next token request after sso_recheck. Forged, replayed and
 // state-swapped callbacks are refused, as are a CLI code with the wrong
 // PKCE verifier or traded twice; an SSO-only owner makes a robot pull
-// Secret as before; no secret shows in berth's log or data directory.
+// Secret as before, and the kubelet credential provider works with its
+// robot; no secret shows in berth's log or data directory.
 func TestOIDCSignIn(t *testing.T) {
 	skipIfShort(t)
 	docker := needDocker(t)
@@ -246,6 +247,19 @@ func TestOIDCSignIn(t *testing.T) {
 	entry := ps.Config.Auths[b.Addr]
 	if tok := b.token(t, entry.Username, entry.Password, "repository:team/app:pull"); !strings.Contains(strings.Join(tokenAccess(t, tok.Token), " "), "team/app:pull") {
 		t.Errorf("the robot of olga's Secret was granted %v on team/app, want pull", tokenAccess(t, tok.Token))
+	}
+	// The kubelet credential provider with that robot: a short-lived pull
+	// credential that pulls team/app.
+	r := runCredentialProvider(t, b, writeRobotFile(t, entry.Username, entry.Password), b.Addr+"/team/app:v1")
+	var cp credentialProviderResponse
+	mustUnmarshal(t, "credential-provider", []byte(mustSucceed(t, "berth credential-provider", r)), &cp)
+	var pulled bool
+	for _, a := range cp.Auth {
+		tok := b.token(t, a.Username, a.Password, "repository:team/app:pull")
+		pulled = a.Username == entry.Username && strings.HasPrefix(a.Password, "berth-pull-") && strings.Join(tokenAccess(t, tok.Token), " ") == "team/app:pull"
+	}
+	if !pulled || len(cp.Auth) != 1 {
+		t.Errorf("the credential provider with olga's robot answered %+v, want one pull credential that pulls team/app", cp.Auth)
 	}
 
 	// No secret in berth's log or data directory: the client secret, the
