@@ -274,9 +274,16 @@ func (h *Handler) signOut(w http.ResponseWriter, r *http.Request, v *viewer) err
 }
 
 // localPath returns next if it is a path of this console, else "/": a
-// sign-in never redirects to another site.
+// sign-in never redirects to another site. Control characters and
+// backslashes are refused outright: browsers drop tabs and newlines from
+// a Location and read "\" as "/", so "/\t/evil.example" would leave.
 func localPath(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || strings.ContainsAny(next, "\r\n") {
+	if len(next) > 1024 || !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") ||
+		strings.ContainsFunc(next, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }) {
+		return "/"
+	}
+	u, err := url.Parse(next)
+	if err != nil || u.Scheme != "" || u.Host != "" || u.User != nil {
 		return "/"
 	}
 	return next

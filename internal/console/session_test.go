@@ -124,3 +124,26 @@ func TestSessionExpiry(t *testing.T) {
 		t.Error("a session unused for longer than SessionTTL is still valid")
 	}
 }
+
+// TestLocalPath: a sign-in's next page stays on this console. "/\t/x"
+// passed before (browsers drop the tab and go to //x, another site).
+func TestLocalPath(t *testing.T) {
+	for next, want := range map[string]string{
+		"/namespaces":                   "/namespaces",
+		"/repo?name=team/app":           "/repo?name=team/app",
+		"":                              "/",
+		"https://evil.example/":         "/",
+		"//evil.example/":               "/",
+		"/\\evil.example/":              "/",
+		"/\t/evil.example/":             "/",
+		"/\n/evil.example/":             "/",
+		"/\r\n/evil.example":            "/",
+		"/\x7f/evil.example":            "/",
+		"/a\\b":                         "/",
+		"/" + strings.Repeat("a", 2000): "/",
+	} {
+		if got := localPath(next); got != want {
+			t.Errorf("localPath(%q) = %q, want %q", next, got, want)
+		}
+	}
+}
