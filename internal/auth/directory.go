@@ -41,7 +41,16 @@ type Identity struct {
 	Name string
 	// Groups are the names of the directory groups the person belongs to.
 	Groups []string
+	// Subject is the provider's stable id of the person (OIDC's sub;
+	// empty for a directory): an account made for one subject never
+	// signs in another.
+	Subject string
 }
+
+// ErrCheckedElsewhere is what an IdentityProvider's Lookup answers when
+// another replica asked about the person within the recheck interval, or
+// is asking now: the groups it stored stand.
+var ErrCheckedElsewhere = errors.New("asked about recently by another replica")
 
 // ErrDisabled refuses a user an admin disabled (a kind of
 // ErrBadCredentials, not counted as a guess).
@@ -77,7 +86,7 @@ func (s *Service) signInAs(ctx context.Context, prov IdentityProvider, u *metada
 		return nil, fmt.Errorf("%w: %q is not a valid account name here (lower-case letters, digits and . _ - between them)", ErrBadCredentials, id.Name)
 	}
 	if u == nil {
-		err := s.acc.CreateUser(ctx, metadata.User{Name: id.Name, Source: prov.Source()})
+		err := s.acc.CreateUser(ctx, metadata.User{Name: id.Name, Source: prov.Source(), Subject: id.Subject})
 		if err != nil && !errors.Is(err, metadata.ErrExists) {
 			return nil, fmt.Errorf("create %s on first sign-in: %w", id.Name, err)
 		}
@@ -98,6 +107,10 @@ func (s *Service) signInAs(ctx context.Context, prov IdentityProvider, u *metada
 		// A local account, or another provider's, has the name: a
 		// provider never signs in as an account it did not make.
 		return nil, fmt.Errorf("%w: account %s is not from %s", ErrBadCredentials, u.Name, prov.Source())
+	}
+	if u.Subject != id.Subject {
+		// The provider gave the name to someone else (renamed accounts).
+		return nil, fmt.Errorf("%w: account %s belongs to another person at %s (subject changed)", ErrBadCredentials, u.Name, prov.Source())
 	}
 	if u.Disabled {
 		return nil, ErrDisabled
@@ -200,10 +213,14 @@ func (s *Service) admit(ctx context.Context, u *metadata.User) (groupsChanged bo
 		return false, nil
 	}
 	id, err := prov.Lookup(ctx, u.Name)
+	if errors.Is(err, ErrCheckedElsewhere) {
+		s.checked.note(u.Name, s.now())
+		return false, nil
+	}
 	if err != nil {
 		return false, err
 	}
-	if id.Name != u.Name {
+	if id.Name != u.Name || id.Subject != u.Subject {
 		return false, ErrBadCredentials
 	}
 	changed, err := s.acc.SetUserGroups(ctx, u.Name, id.Groups)

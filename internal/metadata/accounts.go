@@ -9,6 +9,9 @@ import (
 // ErrExists is returned when creating something that already exists.
 var ErrExists = errors.New("already exists")
 
+// ErrBusy is returned when another holds what was asked for (a lease).
+var ErrBusy = errors.New("busy")
+
 // User is an account that logs in with a password.
 type User struct {
 	Name         string
@@ -21,6 +24,10 @@ type User struct {
 	Source string
 	// Disabled users cannot sign in.
 	Disabled bool
+	// Subject is who an OpenID Connect provider says the user is (the
+	// ID token's sub), set when the account is made: a later sign-in
+	// under the same name must come with the same subject.
+	Subject string
 }
 
 // PersonalToken is a person's access token: a password for docker and CI,
@@ -133,10 +140,16 @@ type Accounts interface {
 	// revocation epoch.
 	SetUserDisabled(ctx context.Context, name string, disabled bool) error
 	// SaveProviderToken keeps what an identity provider gave a user to
-	// ask about them later (an OIDC refresh token, sealed by the caller).
-	SaveProviderToken(ctx context.Context, user string, sealed string) error
-	// ProviderToken returns it (ErrNotFound when there is none).
-	ProviderToken(ctx context.Context, user string) (string, error)
+	// ask about them later (an OIDC refresh token, sealed by the caller),
+	// and ends any lease on it; fresh records the user as asked about now.
+	SaveProviderToken(ctx context.Context, user string, sealed string, fresh bool) error
+	// ClaimProviderToken leases a user's provider token until leaseUntil
+	// for one refresh, shared by replicas, and returns it: ErrNotFound
+	// when there is none, ErrBusy when another holds the lease at at or
+	// it was saved at or after freshAfter (asked about recently).
+	ClaimProviderToken(ctx context.Context, user string, at, leaseUntil, freshAfter time.Time) (string, error)
+	// ReleaseProviderToken ends a lease without saving (a failed refresh).
+	ReleaseProviderToken(ctx context.Context, user string) error
 
 	// CreatePersonalToken stores a personal access token (ErrExists when
 	// its owner has one of that name) and returns its id.

@@ -61,8 +61,8 @@ func (s *SQL) CreateUser(ctx context.Context, u User) error {
 		if source == "" {
 			source = SourceLocal
 		}
-		if _, err := s.exec(ctx, tx, `INSERT INTO users (name, password_hash, admin, created_at, source, disabled) VALUES (?, ?, ?, ?, ?, ?)`,
-			u.Name, u.PasswordHash, boolInt(u.Admin), t, source, boolInt(u.Disabled)); err != nil {
+		if _, err := s.exec(ctx, tx, `INSERT INTO users (name, password_hash, admin, created_at, source, disabled, subject) VALUES (?, ?, ?, ?, ?, ?, ?)`,
+			u.Name, u.PasswordHash, boolInt(u.Admin), t, source, boolInt(u.Disabled), u.Subject); err != nil {
 			if isUnique(err) {
 				return ErrExists
 			}
@@ -86,8 +86,8 @@ func (s *SQL) GetUser(ctx context.Context, name string) (*User, error) {
 	u := User{Name: name}
 	var admin, disabled int
 	var created int64
-	err := s.queryRow(ctx, nil, `SELECT password_hash, admin, created_at, source, disabled FROM users WHERE name = ?`, name).
-		Scan(&u.PasswordHash, &admin, &created, &u.Source, &disabled)
+	err := s.queryRow(ctx, nil, `SELECT password_hash, admin, created_at, source, disabled, subject FROM users WHERE name = ?`, name).
+		Scan(&u.PasswordHash, &admin, &created, &u.Source, &disabled, &u.Subject)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, ErrNotFound
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 )
 
 // SetUserGroups implements Accounts.
@@ -134,10 +135,14 @@ func (s *SQL) SetUserDisabled(ctx context.Context, name string, disabled bool) e
 }
 
 // SaveProviderToken implements Accounts.
-func (s *SQL) SaveProviderToken(ctx context.Context, user string, sealed string) error {
+func (s *SQL) SaveProviderToken(ctx context.Context, user string, sealed string, fresh bool) error {
+	updated := "excluded.updated_at"
+	if !fresh {
+		updated = "provider_tokens.updated_at"
+	}
 	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
-		_, err := s.exec(ctx, tx, `INSERT INTO provider_tokens (username, sealed, updated_at) VALUES (?, ?, ?)
-			ON CONFLICT (username) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`, user, sealed, now())
+		_, err := s.exec(ctx, tx, `INSERT INTO provider_tokens (username, sealed, updated_at, lease_until) VALUES (?, ?, ?, 0)
+			ON CONFLICT (username) DO UPDATE SET sealed = excluded.sealed, updated_at = `+updated+`, lease_until = 0`, user, sealed, now())
 		return err
 	})
 	if err != nil {
@@ -146,15 +151,38 @@ func (s *SQL) SaveProviderToken(ctx context.Context, user string, sealed string)
 	return nil
 }
 
-// ProviderToken implements Accounts.
-func (s *SQL) ProviderToken(ctx context.Context, user string) (string, error) {
+// ClaimProviderToken implements Accounts.
+func (s *SQL) ClaimProviderToken(ctx context.Context, user string, at, leaseUntil, freshAfter time.Time) (string, error) {
 	var sealed string
-	err := s.queryRow(ctx, nil, `SELECT sealed FROM provider_tokens WHERE username = ?`, user).Scan(&sealed)
-	if err == sql.ErrNoRows {
-		return "", ErrNotFound
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		err := s.queryRow(ctx, tx, `UPDATE provider_tokens SET lease_until = ? WHERE username = ? AND lease_until < ? AND updated_at < ? RETURNING sealed`,
+			leaseUntil.UnixNano(), user, at.UnixNano(), freshAfter.UnixNano()).Scan(&sealed)
+		if err != sql.ErrNoRows {
+			return err
+		}
+		var n int
+		if err := s.queryRow(ctx, tx, `SELECT COUNT(*) FROM provider_tokens WHERE username = ?`, user).Scan(&n); err != nil {
+			return err
+		}
+		if n == 0 {
+			return ErrNotFound
+		}
+		return ErrBusy
+	})
+	if err != nil && err != ErrNotFound && err != ErrBusy {
+		return "", fmt.Errorf("claim the provider token of %s: %w", user, err)
 	}
+	return sealed, err
+}
+
+// ReleaseProviderToken implements Accounts.
+func (s *SQL) ReleaseProviderToken(ctx context.Context, user string) error {
+	err := s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		_, err := s.exec(ctx, tx, `UPDATE provider_tokens SET lease_until = 0 WHERE username = ?`, user)
+		return err
+	})
 	if err != nil {
-		return "", fmt.Errorf("read the provider token of %s: %w", user, err)
+		return fmt.Errorf("release the provider token of %s: %w", user, err)
 	}
-	return sealed, nil
+	return nil
 }

@@ -547,13 +547,16 @@ var migrations = []string{
 		revoked INTEGER NOT NULL,
 		UNIQUE (owner, name)
 	)`,
-	// 22: what an OpenID Connect provider gave each person at sign-in to
-	// read their groups again later (a refresh token, sealed by berth with
-	// a key the database does not hold).
-	`CREATE TABLE provider_tokens (
+	// 22: OpenID Connect: the subject (sub) each person's account is
+	// bound to, and what the provider gave them at sign-in to read their
+	// groups again later (a refresh token, sealed by berth with a key the
+	// database does not hold), with the lease of the replica refreshing it.
+	`ALTER TABLE users ADD COLUMN subject TEXT NOT NULL DEFAULT '';
+	CREATE TABLE provider_tokens (
 		username TEXT PRIMARY KEY REFERENCES users(name) ON DELETE CASCADE,
 		sealed TEXT NOT NULL,
-		updated_at BIGINT NOT NULL
+		updated_at BIGINT NOT NULL,
+		lease_until BIGINT NOT NULL DEFAULT 0
 	)`,
 }
 

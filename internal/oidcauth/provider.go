@@ -42,13 +42,21 @@ type Config struct {
 	HTTPClient *http.Client
 	// Now is the clock ID tokens are checked against (default time.Now).
 	Now func() time.Time
+	// Recheck is how long a refresh by any replica stands (default
+	// auth.DefaultRecheck): Lookup does not refresh again within it.
+	Recheck time.Duration
 }
 
-// Store keeps each person's sealed refresh token (metadata.Accounts).
+// Store keeps each person's sealed refresh token, leased by one replica
+// at a time for a refresh (metadata.Accounts).
 type Store interface {
-	SaveProviderToken(ctx context.Context, user string, sealed string) error
-	ProviderToken(ctx context.Context, user string) (string, error)
+	SaveProviderToken(ctx context.Context, user string, sealed string, fresh bool) error
+	ClaimProviderToken(ctx context.Context, user string, at, leaseUntil, freshAfter time.Time) (string, error)
+	ReleaseProviderToken(ctx context.Context, user string) error
 }
+
+// refreshTimeout bounds one refresh at the provider, and so its lease.
+const refreshTimeout = 30 * time.Second
 
 // Provider is an OpenID Connect provider as berth uses it.
 type Provider struct {
@@ -58,8 +66,6 @@ type Provider struct {
 
 	mu   sync.Mutex
 	disc *oidc.Provider // discovered on first use, kept once it worked
-
-	locks sync.Map // user -> *sync.Mutex: one refresh per person at a time
 }
 
 // New returns the provider; its discovery document is read at first use
@@ -89,6 +95,9 @@ func New(cfg Config, store Store) (*Provider, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Recheck <= 0 {
+		cfg.Recheck = auth.DefaultRecheck
+	}
 	return &Provider{cfg: cfg, store: store, seal: sealer{secret: []byte(cfg.ClientSecret)}}, nil
 }
 
@@ -112,16 +121,23 @@ func (p *Provider) ctx(ctx context.Context) context.Context {
 // discover returns the provider's endpoints and keys.
 func (p *Provider) discover(ctx context.Context) (*oidc.Provider, error) {
 	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.disc != nil {
-		return p.disc, nil
+	d := p.disc
+	p.mu.Unlock()
+	if d != nil {
+		return d, nil
 	}
+	// Not under the lock: a provider that does not answer holds up only
+	// the requests that need it.
 	d, err := oidc.NewProvider(p.ctx(ctx), p.cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("oidc discovery at %s: %w", p.cfg.Issuer, err)
 	}
-	p.disc = d
-	return d, nil
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.disc == nil {
+		p.disc = d
+	}
+	return p.disc, nil
 }
 
 // oauth2Config is the client for redirectURL.
@@ -146,42 +162,35 @@ func (p *Provider) authURL(ctx context.Context, redirectURL, state, nonce, verif
 	return p.oauth2Config(d, redirectURL).AuthCodeURL(state, oidc.Nonce(nonce), oauth2.S256ChallengeOption(verifier)), nil
 }
 
-// identity is a person as an ID token names them.
-type identity struct {
-	auth.Identity
-	subject string
-}
-
 // SignIn is a person the provider vouched for at a sign-in.
 type SignIn struct {
 	auth.Identity
-	subject, refresh string
+	refresh string
 }
 
 // Exchange trades the authorization code for tokens and checks the ID
-// token: signature, issuer, audience, expiry and nonce. A name berth has
-// seen with another subject (the provider let someone take a name that
-// was another person's) is refused.
+// token: signature, issuer, audience, expiry and nonce. (That the name's
+// account belongs to the token's subject is auth.SignInWith's check.)
 func (p *Provider) Exchange(ctx context.Context, redirectURL, code, verifier, nonce string) (*SignIn, error) {
 	d, err := p.discover(ctx)
 	if err != nil {
 		return nil, err
 	}
 	tok, err := p.oauth2Config(d, redirectURL).Exchange(p.ctx(ctx), code, oauth2.VerifierOption(verifier))
+	var re *oauth2.RetrieveError
+	if errors.As(err, &re) {
+		// The code only: the provider's description may say more than a
+		// browser should see.
+		return nil, fmt.Errorf("%w: the provider refused the code (%s)", auth.ErrBadCredentials, re.ErrorCode)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: the provider refused the code: %v", auth.ErrBadCredentials, err)
+		return nil, fmt.Errorf("oidc code exchange: %w", err)
 	}
 	id, err := p.verify(ctx, d, tok, nonce)
 	if err != nil {
 		return nil, err
 	}
-	if sealed, err := p.store.ProviderToken(ctx, id.Name); err == nil {
-		var k kept
-		if p.seal.open("refresh token", id.Name, sealed, &k) == nil && k.Subject != id.subject {
-			return nil, fmt.Errorf("%w: account %s belongs to another person at the provider (subject changed)", auth.ErrBadCredentials, id.Name)
-		}
-	}
-	return &SignIn{Identity: id.Identity, subject: id.subject, refresh: tok.RefreshToken}, nil
+	return &SignIn{Identity: *id, refresh: tok.RefreshToken}, nil
 }
 
 // Keep stores the sign-in's refresh token, sealed, for Lookup, once the
@@ -192,7 +201,7 @@ func (p *Provider) Keep(ctx context.Context, s *SignIn) error {
 	if s.refresh == "" {
 		return fmt.Errorf("the provider gave no refresh token for %s: add offline_access to oidc_scopes (and allow it for berth's client), or the person's tokens stop working within a minute", s.Name)
 	}
-	return p.keep(ctx, s.Name, s.subject, s.refresh)
+	return p.keep(ctx, s.Name, s.Subject, s.refresh, true)
 }
 
 // kept is what berth keeps of a person's provider session.
@@ -201,18 +210,19 @@ type kept struct {
 	Subject string `json:"sub"`
 }
 
-// keep seals and stores user's refresh token.
-func (p *Provider) keep(ctx context.Context, user, subject, refresh string) error {
+// keep seals and stores user's refresh token, and ends the lease on it;
+// fresh marks the person as asked about now.
+func (p *Provider) keep(ctx context.Context, user, subject, refresh string, fresh bool) error {
 	sealed, err := p.seal.seal("refresh token", user, kept{Refresh: refresh, Subject: subject})
 	if err != nil {
 		return err
 	}
-	return p.store.SaveProviderToken(ctx, user, sealed)
+	return p.store.SaveProviderToken(ctx, user, sealed, fresh)
 }
 
 // verify checks the token response's ID token and reads the person from
 // it; nonce, when not empty, must be the ID token's.
-func (p *Provider) verify(ctx context.Context, d *oidc.Provider, tok *oauth2.Token, nonce string) (*identity, error) {
+func (p *Provider) verify(ctx context.Context, d *oidc.Provider, tok *oauth2.Token, nonce string) (*auth.Identity, error) {
 	raw, _ := tok.Extra("id_token").(string)
 	if raw == "" {
 		return nil, fmt.Errorf("%w: the provider sent no ID token (is openid among oidc_scopes?)", auth.ErrBadCredentials)
@@ -231,13 +241,22 @@ func (p *Provider) verify(ctx context.Context, d *oidc.Provider, tok *oauth2.Tok
 	return p.identity(idt.Subject, claims)
 }
 
-// identity reads the account name and groups from claims.
-func (p *Provider) identity(subject string, claims map[string]any) (*identity, error) {
+// identity reads the account name and groups from claims. The name must
+// be ASCII before it is lower-cased: strings.ToLower folds the Kelvin
+// sign to "k" and a dotted capital I to "i", which would let a name at
+// the provider become another person's here.
+func (p *Provider) identity(subject string, claims map[string]any) (*auth.Identity, error) {
 	name, _ := claims[p.cfg.UsernameClaim].(string)
 	if name == "" {
 		return nil, fmt.Errorf("%w: the ID token has no %q claim (set oidc_username_claim)", auth.ErrBadCredentials, p.cfg.UsernameClaim)
 	}
-	id := &identity{Identity: auth.Identity{Name: strings.ToLower(name)}, subject: subject}
+	if strings.ContainsFunc(name, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		return nil, fmt.Errorf("%w: the %q claim %q is not a plain ASCII name", auth.ErrBadCredentials, p.cfg.UsernameClaim, name)
+	}
+	if subject == "" {
+		return nil, fmt.Errorf("%w: the ID token has no subject", auth.ErrBadCredentials)
+	}
+	id := &auth.Identity{Name: strings.ToLower(name), Subject: subject}
 	switch g := claims[p.cfg.GroupsClaim].(type) {
 	case []any:
 		for _, v := range g {
@@ -256,63 +275,89 @@ func (p *Provider) identity(subject string, claims map[string]any) (*identity, e
 // Lookup implements auth.IdentityProvider: it refreshes the person's
 // provider session with the kept refresh token and reads their groups
 // from the new ID token (or, without one, from the userinfo endpoint).
-// No kept token, or one the provider refuses, is ErrBadCredentials: the
-// person must sign in again.
+// One replica at a time refreshes a person (a lease in the database: two
+// using one refresh token would look like a replay to the provider, which
+// then revokes the whole session); the others, and all within
+// Config.Recheck of a refresh, get auth.ErrCheckedElsewhere. No kept
+// token, or one the provider refuses, is ErrBadCredentials: the person
+// must sign in again.
 func (p *Provider) Lookup(ctx context.Context, name string) (*auth.Identity, error) {
-	l, _ := p.locks.LoadOrStore(name, &sync.Mutex{})
-	mu := l.(*sync.Mutex)
-	mu.Lock()
-	defer mu.Unlock()
-	sealed, err := p.store.ProviderToken(ctx, name)
-	if errors.Is(err, metadata.ErrNotFound) {
+	now := time.Now()
+	sealed, err := p.store.ClaimProviderToken(ctx, name, now, now.Add(refreshTimeout), now.Add(-p.cfg.Recheck))
+	switch {
+	case errors.Is(err, metadata.ErrNotFound):
 		return nil, fmt.Errorf("%w: no provider session for %s: sign in again (berth login --oidc, or the console)", auth.ErrBadCredentials, name)
-	}
-	if err != nil {
+	case errors.Is(err, metadata.ErrBusy):
+		return nil, auth.ErrCheckedElsewhere
+	case err != nil:
 		return nil, err
 	}
+	// The refresh runs to its end even if the request is cancelled: the
+	// provider may rotate the token, and the new one must be kept.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), refreshTimeout)
+	defer cancel()
+	id, saved, err := p.refresh(ctx, name, sealed)
+	if err != nil && !saved {
+		if rerr := p.store.ReleaseProviderToken(ctx, name); rerr != nil {
+			return nil, errors.Join(err, rerr)
+		}
+	}
+	return id, err
+}
+
+// refresh trades the sealed refresh token for a fresh ID token (or
+// userinfo) and keeps the token the provider gives back, which ends the
+// lease (saved reports whether it did).
+func (p *Provider) refresh(ctx context.Context, name, sealed string) (id *auth.Identity, saved bool, err error) {
 	var k kept
 	if err := p.seal.open("refresh token", name, sealed, &k); err != nil {
-		return nil, fmt.Errorf("%w: the provider session of %s cannot be read (client secret changed?): sign in again", auth.ErrBadCredentials, name)
+		return nil, false, fmt.Errorf("%w: the provider session of %s cannot be read (client secret changed?): sign in again", auth.ErrBadCredentials, name)
 	}
 	d, err := p.discover(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// The redirect URL plays no part in a refresh.
 	tok, err := p.oauth2Config(d, "").TokenSource(p.ctx(ctx), &oauth2.Token{RefreshToken: k.Refresh}).Token()
 	var re *oauth2.RetrieveError
 	if errors.As(err, &re) && re.Response != nil && re.Response.StatusCode >= 400 && re.Response.StatusCode < 500 {
-		return nil, fmt.Errorf("%w: the provider ended the session of %s (%s): sign in again", auth.ErrBadCredentials, name, re.ErrorCode)
+		return nil, false, fmt.Errorf("%w: the provider ended the session of %s (%s): sign in again", auth.ErrBadCredentials, name, re.ErrorCode)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("oidc refresh for %s: %w", name, err)
+		return nil, false, fmt.Errorf("oidc refresh for %s: %w", name, err)
 	}
-	if tok.RefreshToken != "" && tok.RefreshToken != k.Refresh {
-		// Rotated: the old one is spent.
-		if err := p.keep(context.WithoutCancel(ctx), name, k.Subject, tok.RefreshToken); err != nil {
-			return nil, err
-		}
+	rt := tok.RefreshToken
+	if rt == "" {
+		rt = k.Refresh // not rotated
 	}
-	var id *identity
+	id, err = p.identityOf(ctx, d, tok)
+	if err == nil && id.Subject != k.Subject {
+		err = fmt.Errorf("%w: the provider answered for another subject", auth.ErrBadCredentials)
+	}
+	// Kept either way (a rotated token is the only one that works now);
+	// fresh only when the answer was good.
+	if kerr := p.keep(ctx, name, k.Subject, rt, err == nil); kerr != nil {
+		return nil, false, errors.Join(err, kerr)
+	}
+	if err != nil {
+		return nil, true, err
+	}
+	return id, true, nil
+}
+
+// identityOf reads the person from a refreshed token response: its ID
+// token, or without one the userinfo endpoint.
+func (p *Provider) identityOf(ctx context.Context, d *oidc.Provider, tok *oauth2.Token) (*auth.Identity, error) {
 	if raw, _ := tok.Extra("id_token").(string); raw != "" {
-		if id, err = p.verify(ctx, d, tok, ""); err != nil {
-			return nil, err
-		}
-	} else {
-		info, err := d.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(tok))
-		if err != nil {
-			return nil, fmt.Errorf("oidc userinfo for %s: %w", name, err)
-		}
-		claims := map[string]any{}
-		if err := info.Claims(&claims); err != nil {
-			return nil, fmt.Errorf("oidc userinfo for %s: %w", name, err)
-		}
-		if id, err = p.identity(info.Subject, claims); err != nil {
-			return nil, err
-		}
+		return p.verify(ctx, d, tok, "")
 	}
-	if id.subject != k.Subject {
-		return nil, fmt.Errorf("%w: the provider answered for another subject", auth.ErrBadCredentials)
+	info, err := d.UserInfo(p.ctx(ctx), oauth2.StaticTokenSource(tok))
+	if err != nil {
+		return nil, fmt.Errorf("oidc userinfo: %w", err)
 	}
-	return &id.Identity, nil
+	claims := map[string]any{}
+	if err := info.Claims(&claims); err != nil {
+		return nil, fmt.Errorf("oidc userinfo: %w", err)
+	}
+	return p.identity(info.Subject, claims)
 }

@@ -35,7 +35,8 @@ func oidcProvider(cfg *config.Config, acc auth.Store) (*oidcauth.Provider, error
 		client.Transport = tr
 	}
 	p, err := oidcauth.New(oidcauth.Config{Issuer: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
-		Scopes: strings.Fields(o.Scopes), UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, HTTPClient: client}, acc)
+		Scopes: strings.Fields(o.Scopes), UsernameClaim: o.UsernameClaim, GroupsClaim: o.GroupsClaim, HTTPClient: client,
+		Recheck: cfg.SSORecheck}, acc)
 	if err != nil {
 		return nil, err
 	}

@@ -40,8 +40,9 @@ type HydraServer struct {
 	app *http.Server
 
 	mu     sync.Mutex
-	next   string              // who the next login signs in as
-	groups map[string][]string // each person's groups
+	next   string              // who the next login signs in as (a subject)
+	groups map[string][]string // each subject's groups
+	names  map[string]string   // each subject's preferred_username
 	logins int                 // logins accepted
 }
 
@@ -74,7 +75,7 @@ func StartHydra(dir string) (*HydraServer, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &HydraServer{groups: map[string][]string{}}
+	h := &HydraServer{groups: map[string][]string{}, names: map[string]string{}}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /login", h.login)
 	mux.HandleFunc("GET /consent", h.consent)
@@ -166,16 +167,25 @@ func (h *HydraServer) Stop() error {
 	return nil
 }
 
-// SignInAs makes the next logins sign in as name, with groups.
+// SignInAs makes the next logins sign in as name (its subject and its
+// preferred_username), with groups.
 func (h *HydraServer) SignInAs(name string, groups ...string) {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.next = name
-	h.groups[name] = slices.Clone(groups)
+	h.SignInAsSubject(name, name, groups...)
 }
 
-// SetGroups changes name's groups: the ID tokens of later logins and
-// refreshes carry them.
+// SignInAsSubject makes the next logins sign in as subject, whose
+// preferred_username is name: another person than an earlier subject of
+// that name.
+func (h *HydraServer) SignInAsSubject(subject, name string, groups ...string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.next = subject
+	h.names[subject] = name
+	h.groups[subject] = slices.Clone(groups)
+}
+
+// SetGroups changes the groups of subject name: the ID tokens of later
+// logins and refreshes carry them.
 func (h *HydraServer) SetGroups(name string, groups ...string) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -249,7 +259,11 @@ func (h *HydraServer) claims(name string) map[string]any {
 	if groups == nil {
 		groups = []string{}
 	}
-	return map[string]any{"preferred_username": name, "groups": groups}
+	username := h.names[name]
+	if username == "" {
+		username = name
+	}
+	return map[string]any{"preferred_username": username, "groups": groups}
 }
 
 // login accepts a login request as the person set with SignInAs.

@@ -262,9 +262,40 @@ func TestOIDCSignIn(t *testing.T) {
 		t.Errorf("the credential provider with olga's robot answered %+v, want one pull credential that pulls team/app", cp.Auth)
 	}
 
+	// The client secret changes (berth restarts with a new client): the
+	// sealed provider tokens no longer open, but the accounts stay bound
+	// to their subjects: another person whom the provider now calls olga
+	// is refused, olga herself signs in.
+	p.stop(t)
+	secret2 := "oidc-client-" + randomHex(t, 16)
+	p2 := start(t, launch{DataDir: p.DataDir,
+		Args: []string{"--oidc-issuer", hydra.Issuer, "--oidc-client-id", "berth2", "--oidc-scopes", "openid profile groups offline_access"},
+		Env:  []string{"BERTH_ADMIN_PASSWORD=" + adminPass, "BERTH_OIDC_CLIENT_SECRET=" + secret2}})
+	if err := hydra.CreateClient(ctx, "berth2", secret2, p2.URL+"/oidc/callback"); err != nil {
+		t.Fatal(err)
+	}
+	signInAt := func() (int, string) {
+		t.Helper()
+		jar, _ := cookiejar.New(nil)
+		back, err := hydra.Browse(ctx, jar, p2.URL+"/oidc/login", p2.URL+"/oidc/callback")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, body := get(noRedirect(jar), back.String())
+		return resp.StatusCode, body
+	}
+	hydra.SignInAsSubject("mallory", "olga", "team-owners")
+	if status, body := signInAt(); status != http.StatusForbidden || !strings.Contains(body, "another person") {
+		t.Errorf("another subject named olga after the secret changed: %d, want 403: %s", status, body)
+	}
+	hydra.SignInAs("olga", "team-owners")
+	if status, body := signInAt(); status != http.StatusSeeOther {
+		t.Errorf("olga after the secret changed: %d, want 303: %s", status, body)
+	}
+
 	// No secret in berth's log or data directory: the client secret, the
 	// personal token, the CLI sessions.
-	secrets := map[string]string{"the client secret": clientSecret, "alice's token": pat.Secret, "alice's console token": webPAT}
+	secrets := map[string]string{"the client secret": clientSecret, "the second client secret": secret2, "alice's token": pat.Secret, "alice's console token": webPAT}
 	for _, dir := range []string{cliDir, olgaDir} {
 		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 		if err != nil {
@@ -274,11 +305,11 @@ func TestOIDCSignIn(t *testing.T) {
 			secrets["a session in "+dir] = m
 		}
 	}
-	if len(secrets) != 5 {
-		t.Errorf("found %d secrets to look for, want 5 (two sessions)", len(secrets))
+	if len(secrets) != 6 {
+		t.Errorf("found %d secrets to look for, want 6 (two sessions)", len(secrets))
 	}
 	for what, s := range secrets {
-		for _, root := range []string{p.DataDir, p.LogPath} {
+		for _, root := range []string{p.DataDir, p.LogPath, p2.LogPath} {
 			_ = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
 				if err != nil || e.IsDir() {
 					return nil
