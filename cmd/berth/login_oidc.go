@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/internal/adminclient"
+	"github.com/berth-registry/berth/internal/oidcauth"
 )
 
 // oidcLoginTimeout bounds how long `berth login --oidc` waits for the
@@ -27,7 +28,8 @@ const oidcLoginTimeout = 5 * time.Minute
 // loginOIDC signs the CLI in through the server's OpenID Connect provider
 // with a loopback redirect: the browser signs in at the provider, the
 // server sends it back to 127.0.0.1:PORT with a one-time code bound to
-// this process's PKCE challenge, and the code and verifier buy a session,
+// this process's PKCE challenge (after the person confirmed on a page that
+// shows the code printed here), and the code and verifier buy a session,
 // stored like a password.
 func loginOIDC(cmd *cobra.Command, t adminclient.Target, base string, openBrowser bool) (adminclient.OIDCSession, error) {
 	verifier, state := randomURLToken(), randomURLToken()
@@ -57,7 +59,7 @@ func loginOIDC(cmd *cobra.Command, t adminclient.Target, base string, openBrowse
 	defer srv.Close()
 
 	link := base + "/oidc/login?" + url.Values{"cli_port": {strconv.Itoa(port)}, "cli_challenge": {challenge}, "cli_state": {state}}.Encode()
-	fmt.Fprintf(cmd.ErrOrStderr(), "Sign in with your browser at:\n  %s\n", link)
+	fmt.Fprintf(cmd.ErrOrStderr(), "Sign in with your browser at:\n  %s\nConfirm there only if the page shows the code %s\n", link, oidcauth.ConfirmCode(challenge))
 	if openBrowser {
 		if err := startBrowser(link); err == nil {
 			fmt.Fprintln(cmd.ErrOrStderr(), "(opened in your browser)")

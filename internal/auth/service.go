@@ -442,6 +442,9 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 	return tok, nil
 }
 
+// SessionTTL is the lifetime of the sessions IssueSession makes.
+func (s *Service) SessionTTL() time.Duration { return s.opts.SessionTTL }
+
 // Prefixes of the stored bearer secrets, which tell them from passwords.
 const (
 	refreshPrefix        = "berth-refresh-"
@@ -457,6 +460,15 @@ const (
 func (s *Service) IssueSession(ctx context.Context, p *Principal) (string, time.Time, error) {
 	if p == nil || p.Kind != UserKind || p.Via != ViaPassword {
 		return "", time.Time{}, fmt.Errorf("%w: a session is issued at a sign-in", ErrForbidden)
+	}
+	u, err := s.acc.GetUser(ctx, p.Name)
+	if err != nil {
+		return "", time.Time{}, storeErr(err, "user "+p.Name)
+	}
+	if localUser(u) || s.provider(u.Source) == nil {
+		// Sessions are for people without a password here; whoever could
+		// seal a sign-in code must not get one for a local admin.
+		return "", time.Time{}, fmt.Errorf("%w: %s signs in with a password, not through an identity provider", ErrForbidden, p.Name)
 	}
 	secret := sessionPrefix + randomSecret(32)
 	expires := s.now().Add(s.opts.SessionTTL)

@@ -2,7 +2,6 @@ package oidcauth
 
 import (
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base64"
 	"encoding/json"
@@ -11,9 +10,9 @@ import (
 	"html/template"
 	"log/slog"
 	"net/http"
-	"net/url"
 	"regexp"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +43,8 @@ type Options struct {
 const (
 	LoginPath    = "/oidc/login"
 	CallbackPath = "/oidc/callback"
+	// ConfirmPath is where the person confirms a CLI sign-in.
+	ConfirmPath = "/oidc/cli"
 	// TokenPath is where `berth login --oidc` trades its one-time code
 	// (with its PKCE verifier) for a session.
 	TokenPath = "/oidc/token"
@@ -55,6 +56,8 @@ const (
 	// flowTTL bounds a sign-in at the provider; codeTTL the CLI's code.
 	flowTTL = 10 * time.Minute
 	codeTTL = 2 * time.Minute
+	// grantTTL bounds the confirmation page of a CLI sign-in.
+	grantTTL = 5 * time.Minute
 )
 
 // Handler serves the sign-in flow.
@@ -77,6 +80,7 @@ func NewHandler(opts Options) *Handler {
 func (h *Handler) Register(mux *http.ServeMux) {
 	mux.Handle("GET "+LoginPath, h.wrap(h.login))
 	mux.Handle("GET "+CallbackPath, h.wrap(h.callback))
+	mux.Handle("POST "+ConfirmPath, h.wrap(h.confirmCLI))
 	mux.Handle("POST "+TokenPath, h.wrap(h.token))
 }
 
@@ -136,15 +140,6 @@ type flow struct {
 	Expires      int64  `json:"exp"`
 }
 
-// cliCode is the one-time code a browser hands the CLI on loopback.
-type cliCode struct {
-	ID        string `json:"id"`
-	User      string `json:"u"`
-	Created   int64  `json:"c"`
-	Challenge string `json:"cc"`
-	Expires   int64  `json:"exp"`
-}
-
 var (
 	// cliToken is a CLI's state or PKCE challenge: base64url, 16 to 128.
 	cliToken = regexp.MustCompile(`^[A-Za-z0-9_-]{16,128}$`)
@@ -171,12 +166,18 @@ func (h *Handler) login(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: sealed, Path: "/oidc/", MaxAge: int(flowTTL.Seconds()),
-		HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+		HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteLaxMode})
 	http.Redirect(w, r, u, http.StatusFound)
 	return nil
 }
 
 func (h *Handler) callbackURL(r *http.Request) string { return h.opts.BaseURL(r) + CallbackPath }
+
+// secure reports whether the browser reaches berth over HTTPS (also
+// behind a proxy that ends TLS): cookies are then Secure.
+func (h *Handler) secure(r *http.Request) bool {
+	return r.TLS != nil || strings.HasPrefix(h.opts.BaseURL(r), "https://")
+}
 
 // callback ends a sign-in: the state must be the browser's own (a forged
 // or replayed callback is refused), the code is traded with the PKCE
@@ -189,7 +190,7 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 		return refuse(http.StatusBadRequest, "No sign-in is in progress in this browser (or it took longer than %s): start again.", flowTTL)
 	}
 	// One use: the cookie goes whatever the outcome.
-	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: "", Path: "/oidc/", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil, SameSite: http.SameSiteLaxMode})
+	http.SetCookie(w, &http.Cookie{Name: flowCookie, Value: "", Path: "/oidc/", MaxAge: -1, HttpOnly: true, Secure: h.secure(r), SameSite: http.SameSiteLaxMode})
 	if subtle.ConstantTimeCompare([]byte(q.Get("state")), []byte(f.State)) != 1 {
 		return refuse(http.StatusBadRequest, "This sign-in answer is not for the sign-in this browser started (state mismatch): start again.")
 	}
@@ -217,93 +218,13 @@ func (h *Handler) callback(w http.ResponseWriter, r *http.Request) error {
 	}
 	switch {
 	case f.CLIPort != 0:
-		return h.toCLI(w, r, &f, p)
+		return h.askCLI(w, r, &f, p)
 	case h.opts.Sessions != nil:
 		return h.opts.Sessions.StartSession(w, r, p, f.Next)
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = fmt.Fprintf(w, "Signed in as %s.\nSign the CLI in with: berth login --oidc %s\nThen make a token for docker and CI: berth token create --name NAME\n", p.Name, h.opts.BaseURL(r))
 	return nil
-}
-
-// toCLI hands the CLI waiting on loopback a one-time code bound to its
-// PKCE challenge: only the process that started the sign-in can trade it.
-func (h *Handler) toCLI(w http.ResponseWriter, r *http.Request, f *flow, p *auth.Principal) error {
-	code, err := h.opts.Provider.seal.seal("cli code", "", cliCode{ID: random(), User: p.Name, Created: p.Created.UnixNano(),
-		Challenge: f.CLIChallenge, Expires: time.Now().Add(codeTTL).Unix()})
-	if err != nil {
-		return err
-	}
-	u := url.URL{Scheme: "http", Host: "127.0.0.1:" + strconv.Itoa(f.CLIPort), Path: "/callback",
-		RawQuery: url.Values{"code": {code}, "state": {f.CLIState}}.Encode()}
-	http.Redirect(w, r, u.String(), http.StatusFound)
-	return nil
-}
-
-// TokenRequest is what the CLI sends TokenPath: the one-time code it got
-// on loopback and the PKCE verifier of the challenge it started with.
-type TokenRequest struct {
-	Code     string `json:"code"`
-	Verifier string `json:"code_verifier"`
-}
-
-// TokenResponse is the answer of TokenPath.
-type TokenResponse struct {
-	User      string `json:"user"`
-	Secret    string `json:"secret"`
-	ExpiresAt string `json:"expires_at"`
-}
-
-// token trades a CLI's one-time code and PKCE verifier for a session.
-func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
-	r.Body = http.MaxBytesReader(w, r.Body, 16<<10)
-	var in TokenRequest
-	if err := json.NewDecoder(r.Body).Decode(&in); err != nil {
-		return refuse(http.StatusBadRequest, "the request could not be read (want JSON with code and code_verifier)")
-	}
-	var c cliCode
-	verifier := in.Verifier
-	now := time.Now()
-	if h.opts.Provider.seal.open("cli code", "", in.Code, &c) != nil || now.Unix() > c.Expires {
-		return refuse(http.StatusBadRequest, "unknown or expired code: run berth login --oidc again")
-	}
-	sum := sha256.Sum256([]byte(verifier))
-	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.Challenge)) != 1 {
-		return refuse(http.StatusBadRequest, "the code verifier does not match the sign-in's challenge")
-	}
-	if !h.spend(c.ID, time.Unix(c.Expires, 0), now) {
-		return refuse(http.StatusBadRequest, "this code was used already: run berth login --oidc again")
-	}
-	p, err := h.opts.Accounts.Principal(r.Context(), c.User)
-	if errors.Is(err, auth.ErrBadCredentials) || err == nil && p.Created.UnixNano() != c.Created {
-		return refuse(http.StatusForbidden, "%s can no longer sign in", c.User)
-	}
-	if err != nil {
-		return err
-	}
-	p.Via = auth.ViaPassword // the code stands for the sign-in it came from
-	secret, expires, err := h.opts.Accounts.IssueSession(r.Context(), p)
-	if err != nil {
-		return err
-	}
-	w.Header().Set("Content-Type", "application/json")
-	return json.NewEncoder(w).Encode(TokenResponse{User: p.Name, Secret: secret, ExpiresAt: expires.UTC().Format(time.RFC3339)})
-}
-
-// spend records a CLI code's use; false when it was used before.
-func (h *Handler) spend(id string, expires, now time.Time) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for k, t := range h.used {
-		if now.After(t) {
-			delete(h.used, k)
-		}
-	}
-	if _, ok := h.used[id]; ok {
-		return false
-	}
-	h.used[id] = expires
-	return true
 }
 
 // random returns 32 random bytes, base64url (43 characters).

@@ -326,7 +326,8 @@ func TestOIDCSignIn(t *testing.T) {
 // oidcCLILogin runs `berth login URL --oidc --no-browser` with its config
 // in configDir, plays the browser on the link it prints (through the
 // provider, then to the CLI's loopback port) and returns what the CLI
-// printed and the one-time code the browser handed it.
+// printed and the one-time code the browser handed it after the person
+// confirmed (the page must show the code the CLI printed).
 func oidcCLILogin(t *testing.T, ctx context.Context, hydra *testserver.HydraServer, registry, configDir string) (string, string) {
 	t.Helper()
 	home := t.TempDir()
@@ -355,19 +356,51 @@ func oidcCLILogin(t *testing.T, ctx context.Context, hydra *testserver.HydraServ
 	if link == "" {
 		t.Fatalf("berth login --oidc printed no sign-in link:\n%s", printed.String())
 	}
+	confirm := ""
+	if sc.Scan() {
+		printed.WriteString(sc.Text() + "\n")
+		if m := regexp.MustCompile(`code ([A-Z2-7]{4}-[A-Z2-7]{4})$`).FindStringSubmatch(sc.Text()); m != nil {
+			confirm = m[1]
+		}
+	}
+	if confirm == "" {
+		t.Fatalf("berth login --oidc printed no confirmation code:\n%s", printed.String())
+	}
 	go func() { _, _ = io.Copy(io.Discard, stderr) }()
 	u, _ := url.Parse(link)
 	loopback := "http://127.0.0.1:" + u.Query().Get("cli_port") + "/"
 	jar, _ := cookiejar.New(nil)
-	back, err := hydra.Browse(ctx, jar, link, loopback)
+	browser := &http.Client{Jar: jar, Timeout: 30 * time.Second, CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	back, err := hydra.Browse(ctx, jar, link, registry+"/oidc/callback")
 	if err != nil {
 		t.Fatal(err)
 	}
-	resp, err := http.Get(back.String())
+	// The callback does not hand the CLI anything by itself: it asks the
+	// person to confirm, showing the code the CLI printed.
+	resp, err := browser.Get(back.String())
 	if err != nil {
 		t.Fatal(err)
 	}
 	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	grant := regexp.MustCompile(`name="grant" value="([^"]+)"`).FindSubmatch(page)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Location") != "" || grant == nil || !strings.Contains(string(page), `id="confirm-code">`+confirm+`<`) {
+		t.Fatalf("the CLI sign-in's callback: %d (Location %q), want a confirmation page with the code %s:\n%s", resp.StatusCode, resp.Header.Get("Location"), confirm, page)
+	}
+	resp, err = browser.PostForm(registry+"/oidc/cli", url.Values{"grant": {string(grant[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	to, err := url.Parse(resp.Header.Get("Location"))
+	if err != nil || resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(to.String(), loopback) {
+		t.Fatalf("the confirmation: %d to %q, want 303 to %s", resp.StatusCode, resp.Header.Get("Location"), loopback)
+	}
+	resp, err = http.Get(to.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	page, _ = io.ReadAll(resp.Body)
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(page), "Signed in") {
 		t.Errorf("the CLI's loopback page: %d %s", resp.StatusCode, page)
@@ -375,7 +408,7 @@ func oidcCLILogin(t *testing.T, ctx context.Context, hydra *testserver.HydraServ
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("berth login --oidc: %v\n%s", err, printed.String())
 	}
-	return stdout.String(), back.Query().Get("code")
+	return stdout.String(), to.Query().Get("code")
 }
 
 // decodedAuths returns a berth CLI config with its base64 auth values
