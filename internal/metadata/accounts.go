@@ -136,7 +136,8 @@ type Accounts interface {
 	// DeleteGroupMapping deletes a mapping and raises the revocation
 	// epoch of the group's members.
 	DeleteGroupMapping(ctx context.Context, id int64) error
-	// SetUserDisabled disables or enables a user; disabling raises its
+	// SetUserDisabled disables or enables a user; disabling deletes its
+	// refresh tokens, pull credentials and sessions and raises its
 	// revocation epoch.
 	SetUserDisabled(ctx context.Context, name string, disabled bool) error
 	// SaveProviderToken keeps what an identity provider gave a user to

@@ -130,6 +130,12 @@ func (s *SQL) SetUserDisabled(ctx context.Context, name string, disabled bool) e
 		if !disabled {
 			return nil
 		}
+		// Everything the person was given ends for good (refresh tokens,
+		// pull credentials, CLI sessions; console sessions by the epoch):
+		// enabling them again does not bring a leaked one back.
+		if _, err := s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE subject = ?`, name); err != nil {
+			return err
+		}
 		return s.revoke(ctx, tx, name)
 	})
 }

@@ -226,6 +226,13 @@ func TestOIDCSignIn(t *testing.T) {
 		t.Errorf("alice's token after she was disabled: %s, want 401 saying disabled", r)
 	}
 	mustFailWith(t, "berth token list with a disabled person's session", berthKube(t, cliEnv, "", "token", "list"), "disabled|401|invalid")
+	// Enabled again: her personal tokens work again, but the CLI session
+	// she had ended for good (a leaked one does not come back).
+	mustSucceed(t, "berth user enable alice", berthKube(t, b.adminEnv(), "", "user", "enable", "alice"))
+	if r := authDo(t, http.MethodGet, b.tokenURL(), nil, reqBasic("alice", webPAT)); r.Status != http.StatusOK {
+		t.Errorf("alice's token after she was enabled again: %s, want 200", r)
+	}
+	mustFailWith(t, "berth token list with the session alice had before she was disabled", berthKube(t, cliEnv, "", "token", "list"), "401|invalid")
 
 	// A local account's name cannot be taken through the provider.
 	hydra.SignInAs("admin", "team-owners")
