@@ -270,6 +270,9 @@ func robotPrincipal(r *metadata.Robot, now time.Time) (*Principal, error) {
 	return &Principal{Kind: RobotKind, Name: r.Name, Scopes: r.Scopes, Actions: r.Actions, ExpiresAt: r.Expires, Created: r.Created}, nil
 }
 
+// Epoch returns subject's current revocation epoch, read from the store.
+func (s *Service) Epoch(ctx context.Context, subject string) int64 { return s.revs.current(ctx, subject) }
+
 // RevokedSince reports whether subject's credentials were revoked after
 // epoch, the revocation epoch of a sign-in (Principal.Epoch): a password
 // change, the account's deletion or lowered rights end the sessions

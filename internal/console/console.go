@@ -88,6 +88,7 @@ type Accounts interface {
 	CreatePersonalToken(ctx context.Context, actor *auth.Principal, name string, scopes, actions []string, lifetime time.Duration) (*metadata.PersonalToken, string, error)
 	PersonalTokens(ctx context.Context, actor *auth.Principal) ([]metadata.PersonalToken, error)
 	RevokePersonalToken(ctx context.Context, actor *auth.Principal, id int64) error
+	Epoch(ctx context.Context, subject string) int64
 }
 
 // Options configure the console.

@@ -85,12 +85,24 @@ func (h *Handler) changeTokens(w http.ResponseWriter, r *http.Request, v *viewer
 		if err != nil {
 			return errorf(http.StatusBadRequest, "No such token.")
 		}
+		before := h.opts.Accounts.Epoch(r.Context(), actor.Subject())
 		err = h.opts.Accounts.RevokePersonalToken(r.Context(), actor, n)
 		if errors.Is(err, auth.ErrNotFound) {
 			return errorf(http.StatusNotFound, "No such token of yours.")
 		}
 		if err != nil {
 			return err
+		}
+		// The revocation raised the person's epoch (the access tokens the
+		// token was traded for end), which would end this session too: a
+		// new one carries on, unless something else was revoked meanwhile.
+		if h.opts.Accounts.Epoch(r.Context(), actor.Subject()) == before+1 {
+			if err := h.opts.Store.DeleteConsoleSession(r.Context(), v.idHash); err != nil {
+				return err
+			}
+			p := *v.p
+			p.Epoch = before + 1
+			return h.StartSession(w, r, &p, "/tokens")
 		}
 		http.Redirect(w, r, "/tokens", http.StatusSeeOther)
 		return nil
