@@ -271,7 +271,9 @@ func robotPrincipal(r *metadata.Robot, now time.Time) (*Principal, error) {
 }
 
 // Epoch returns subject's current revocation epoch, read from the store.
-func (s *Service) Epoch(ctx context.Context, subject string) int64 { return s.revs.current(ctx, subject) }
+func (s *Service) Epoch(ctx context.Context, subject string) int64 {
+	return s.revs.current(ctx, subject)
+}
 
 // RevokedSince reports whether subject's credentials were revoked after
 // epoch, the revocation epoch of a sign-in (Principal.Epoch): a password
