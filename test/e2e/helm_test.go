@@ -965,7 +965,7 @@ func TestHelmChart(t *testing.T) {
 			"shutdown_timeout": "is set by the chart", "shutdown_delay": "is set by the chart", "storage": "is set by the chart", "metadata": "is set by the chart",
 			"s3_bucket": "is set by the chart", "s3_prefix": "is set by the chart", "s3_region": "is set by the chart",
 			"s3_endpoint": "is set by the chart", "s3_path_style": "is set by the chart", "s3_redirect": "is set by the chart",
-			"admin_password": "is a secret", "postgres_dsn": "is a secret", "ldap_bind_password": "is a secret",
+			"admin_password": "is a secret", "postgres_dsn": "is a secret", "ldap_bind_password": "is a secret", "oidc_client_secret": "is a secret",
 		}
 		user := map[string]string{}
 		for _, o := range config.Options {

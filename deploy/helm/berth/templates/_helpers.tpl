@@ -180,7 +180,7 @@ berth settings the chart writes itself, and those it refuses in .Values.config.
 
 {{/* Settings that are secrets: never in the ConfigMap. */}}
 {{- define "berth.secretSettings" -}}
-{{- list "admin_password" "postgres_dsn" "ldap_bind_password" | toJson }}
+{{- list "admin_password" "postgres_dsn" "ldap_bind_password" "oidc_client_secret" | toJson }}
 {{- end }}
 
 {{/* Settings .Values.config may hold (docs/configuration.md). */}}
@@ -292,7 +292,7 @@ Validation: fails the install, upgrade or template with a message.
 {{- $user := include "berth.userSettings" . | fromJsonArray }}
 {{- range $k, $_ := .Values.config }}
 {{- if has $k $secret }}
-{{- fail (printf "config.%s is a secret and the ConfigMap holds none: use auth.adminPassword / auth.existingSecret, postgres.dsn / postgres.existingSecret, or for ldap_bind_password extraEnv BERTH_LDAP_BIND_PASSWORD with valueFrom a Secret" $k) }}
+{{- fail (printf "config.%s is a secret and the ConfigMap holds none: use auth.adminPassword / auth.existingSecret, postgres.dsn / postgres.existingSecret, or for ldap_bind_password and oidc_client_secret extraEnv BERTH_LDAP_BIND_PASSWORD / BERTH_OIDC_CLIENT_SECRET with valueFrom a Secret" $k) }}
 {{- else if has $k $managed }}
 {{- fail (printf "config.%s is set by the chart: use mode, auth, s3, tls, shutdownTimeoutSeconds, shutdownDelaySeconds instead (see values.yaml)" $k) }}
 {{- else if not (has $k $user) }}
