@@ -441,7 +441,7 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 	}
 	tok := refreshPrefix + randomSecret(32)
 	g := metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: s.now().Add(s.opts.RefreshTTL)}
-	if err := s.acc.SaveRefreshToken(ctx, secretHash(tok), g); err != nil {
+	if err := s.saveGrant(ctx, secretHash(tok), g); err != nil {
 		return "", fmt.Errorf("save refresh token: %w", err)
 	}
 	return tok, nil
@@ -449,6 +449,20 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 
 // SessionTTL is the lifetime of the sessions IssueSession makes.
 func (s *Service) SessionTTL() time.Duration { return s.opts.SessionTTL }
+
+// saveGrant stores a bearer secret's grant: refused (ErrDisabled,
+// ErrBadCredentials) when its person was disabled or deleted since they
+// were checked.
+func (s *Service) saveGrant(ctx context.Context, hash string, g metadata.Grant) error {
+	err := s.acc.SaveRefreshToken(ctx, hash, g)
+	switch {
+	case errors.Is(err, metadata.ErrDisabled):
+		return ErrDisabled
+	case errors.Is(err, metadata.ErrNotFound):
+		return ErrBadCredentials
+	}
+	return err
+}
 
 // Prefixes of the stored bearer secrets, which tell them from passwords.
 const (
@@ -477,7 +491,7 @@ func (s *Service) IssueSession(ctx context.Context, p *Principal) (string, time.
 	}
 	secret := sessionPrefix + randomSecret(32)
 	expires := s.now().Add(s.opts.SessionTTL)
-	if err := s.acc.SaveRefreshToken(ctx, secretHash(secret), metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: expires}); err != nil {
+	if err := s.saveGrant(ctx, secretHash(secret), metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: expires}); err != nil {
 		return "", time.Time{}, fmt.Errorf("save session: %w", err)
 	}
 	s.audit.change("session issued", "user", p.Name, "expires", expires.UTC().Format(time.RFC3339))
@@ -507,7 +521,7 @@ func (s *Service) IssuePullCredential(ctx context.Context, p *Principal, ttl tim
 	if p.Kind == RobotKind && !p.ExpiresAt.IsZero() && p.ExpiresAt.Before(expires) {
 		expires = p.ExpiresAt
 	}
-	if err := s.acc.SaveRefreshToken(ctx, secretHash(secret), metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: expires}); err != nil {
+	if err := s.saveGrant(ctx, secretHash(secret), metadata.Grant{Subject: p.Name, SubjectCreated: p.Created, Expires: expires}); err != nil {
 		return "", time.Time{}, fmt.Errorf("save pull credential: %w", err)
 	}
 	s.audit.change("pull credential issued", "subject", p.Name, "expires", expires.UTC().Format(time.RFC3339))

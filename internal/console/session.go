@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/metadata"
@@ -236,20 +237,30 @@ func (h *Handler) signIn(w http.ResponseWriter, r *http.Request, v *viewer) erro
 // a password here, or through single sign-on) and sends the browser to
 // next (a path of this console, else /).
 func (h *Handler) StartSession(w http.ResponseWriter, r *http.Request, p *auth.Principal, next string) error {
+	return h.startSession(w, r, p, next, h.now())
+}
+
+// startSession starts a session of a sign-in made at signedIn (now, or
+// the time of the session it replaces: MaxSessionAge counts from there).
+func (h *Handler) startSession(w http.ResponseWriter, r *http.Request, p *auth.Principal, next string, signedIn time.Time) error {
 	if p.Kind != auth.UserKind {
 		return errorf(http.StatusForbidden, "Robot accounts cannot sign in to the console; sign in as a user.")
 	}
 	id := randomToken()
 	now := h.now()
+	expires := now.Add(h.opts.SessionTTL)
+	if limit := signedIn.Add(h.opts.MaxSessionAge); expires.After(limit) {
+		expires = limit
+	}
 	s := metadata.ConsoleSession{IDHash: hashID(id), Subject: p.Subject(), Epoch: p.Epoch, CSRF: randomToken(),
-		Created: now, Expires: now.Add(h.opts.SessionTTL), LastSeen: now}
+		Created: signedIn, Expires: expires, LastSeen: now}
 	if err := h.opts.Store.CreateConsoleSession(r.Context(), s); err != nil {
 		return err
 	}
 	// The cookie may live as long as the session can (use extends the
 	// session on the server; the server decides when it ends).
 	http.SetCookie(w, &http.Cookie{Name: sessionCookie, Value: id, Path: "/", HttpOnly: true, Secure: r.TLS != nil,
-		SameSite: http.SameSiteLaxMode, Expires: now.Add(h.opts.MaxSessionAge)})
+		SameSite: http.SameSiteLaxMode, Expires: signedIn.Add(h.opts.MaxSessionAge)})
 	http.SetCookie(w, &http.Cookie{Name: loginCookie, Value: "", Path: "/login", MaxAge: -1, HttpOnly: true, Secure: r.TLS != nil})
 	http.Redirect(w, r, localPath(next), http.StatusSeeOther)
 	return nil

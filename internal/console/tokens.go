@@ -85,7 +85,6 @@ func (h *Handler) changeTokens(w http.ResponseWriter, r *http.Request, v *viewer
 		if err != nil {
 			return errorf(http.StatusBadRequest, "No such token.")
 		}
-		before := h.opts.Accounts.Epoch(r.Context(), actor.Subject())
 		err = h.opts.Accounts.RevokePersonalToken(r.Context(), actor, n)
 		if errors.Is(err, auth.ErrNotFound) {
 			return errorf(http.StatusNotFound, "No such token of yours.")
@@ -94,15 +93,17 @@ func (h *Handler) changeTokens(w http.ResponseWriter, r *http.Request, v *viewer
 			return err
 		}
 		// The revocation raised the person's epoch (the access tokens the
-		// token was traded for end), which would end this session too: a
-		// new one carries on, unless something else was revoked meanwhile.
-		if h.opts.Accounts.Epoch(r.Context(), actor.Subject()) == before+1 {
+		// token was traded for end), which would end this session too: it
+		// carries on under a new id, with its sign-in time, only when this
+		// was the one revocation since the session began (anything else,
+		// such as an admin's, ends it as it must).
+		if h.opts.Accounts.Epoch(r.Context(), actor.Subject()) == v.session.Epoch+1 {
 			if err := h.opts.Store.DeleteConsoleSession(r.Context(), v.idHash); err != nil {
 				return err
 			}
 			p := *v.p
-			p.Epoch = before + 1
-			return h.StartSession(w, r, &p, "/tokens")
+			p.Epoch = v.session.Epoch + 1
+			return h.startSession(w, r, &p, "/tokens", v.session.Created)
 		}
 		http.Redirect(w, r, "/tokens", http.StatusSeeOther)
 		return nil

@@ -12,6 +12,10 @@ var ErrExists = errors.New("already exists")
 // ErrBusy is returned when another holds what was asked for (a lease).
 var ErrBusy = errors.New("busy")
 
+// ErrDisabled is returned when a credential is to be issued to a disabled
+// user.
+var ErrDisabled = errors.New("account disabled")
+
 // User is an account that logs in with a password.
 type User struct {
 	Name         string
@@ -171,8 +175,10 @@ type Accounts interface {
 	RevokeRobot(ctx context.Context, name string) error
 	TouchRobot(ctx context.Context, name string, t time.Time) error
 
-	// SaveRefreshToken stores a refresh token or pull credential (by its
-	// hash) of the account named subject created at subjectCreated.
+	// SaveRefreshToken stores a refresh token, pull credential or session
+	// (by its hash) of the account named subject created at
+	// subjectCreated: ErrNotFound when a person of that name is gone,
+	// ErrDisabled when disabled.
 	SaveRefreshToken(ctx context.Context, hash string, g Grant) error
 	// RefreshToken returns what a refresh token or pull credential was
 	// issued to.

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -61,6 +62,22 @@ func (s *SQL) SaveRefreshToken(ctx context.Context, hash string, g Grant) error 
 	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		if _, err := s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE expires_at < ?`, now()); err != nil {
 			return fmt.Errorf("prune refresh tokens: %w", err)
+		}
+		if !strings.Contains(g.Subject, "+") {
+			// A person's: not while they are disabled. The row lock makes
+			// a disable that runs meanwhile wait, and then delete this
+			// token with the others, or makes this wait and see it.
+			var disabled int
+			err := s.queryRow(ctx, tx, `SELECT disabled FROM users WHERE name = ?`+s.dialect.lockRow, g.Subject).Scan(&disabled)
+			if err == sql.ErrNoRows {
+				return ErrNotFound
+			}
+			if err != nil {
+				return fmt.Errorf("read %s: %w", g.Subject, err)
+			}
+			if disabled != 0 {
+				return ErrDisabled
+			}
 		}
 		_, err := s.exec(ctx, tx, `INSERT INTO refresh_tokens (hash, subject, subject_created, expires_at) VALUES (?, ?, ?, ?)`,
 			hash, g.Subject, unixNano(g.SubjectCreated), g.Expires.UnixNano())

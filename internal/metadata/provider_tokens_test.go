@@ -16,7 +16,8 @@ import (
 // ErrNotFound; a token saved fresh is not claimed within the recheck
 // (ErrBusy); of eight concurrent claims exactly one wins and returns the
 // token; a released lease can be claimed again; a save that is not fresh
-// keeps the time of the last good answer; deleting the user deletes it.
+// keeps the time of the last good answer; no bearer secret is saved for a
+// disabled or missing person; deleting the user deletes the token.
 func TestProviderTokenLease(t *testing.T) {
 	sqlite, err := metadata.OpenSQLite(context.Background(), filepath.Join(t.TempDir(), "berth.db"))
 	if err != nil {
@@ -84,6 +85,18 @@ func TestProviderTokenLease(t *testing.T) {
 			}
 			if got, err := claim(mark); err != nil || got != "sealed-2" {
 				t.Errorf("claim after a save that was not fresh: %q %v, want sealed-2", got, err)
+			}
+			// No bearer secret for a disabled person (nor a gone one).
+			if err := s.SetUserDisabled(ctx, "alice", true); err != nil {
+				t.Fatal(err)
+			}
+			g := metadata.Grant{Subject: "alice", SubjectCreated: time.Now(), Expires: time.Now().Add(time.Hour)}
+			if err := s.SaveRefreshToken(ctx, "hash-1", g); !errors.Is(err, metadata.ErrDisabled) {
+				t.Errorf("SaveRefreshToken for a disabled user: %v, want ErrDisabled", err)
+			}
+			g.Subject = "nobody"
+			if err := s.SaveRefreshToken(ctx, "hash-2", g); !errors.Is(err, metadata.ErrNotFound) {
+				t.Errorf("SaveRefreshToken for no user: %v, want ErrNotFound", err)
 			}
 			if err := s.DeleteUser(ctx, "alice"); err != nil {
 				t.Fatal(err)

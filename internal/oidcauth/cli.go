@@ -33,6 +33,7 @@ type cliCode struct {
 // cliGrant is a signed-in person's consent waiting on the confirmation
 // page: what toCLI needs.
 type cliGrant struct {
+	ID        string `json:"id"`
 	User      string `json:"u"`
 	Created   int64  `json:"c"`
 	Port      int    `json:"p"`
@@ -54,8 +55,8 @@ var confirmPage = template.Must(template.New("c").Parse(`<!doctype html><html><h
 // they started (a link someone else planted carries another challenge).
 func ConfirmCode(challenge string) string {
 	sum := sha256.Sum256([]byte("berth cli confirm " + challenge))
-	c := base32.StdEncoding.EncodeToString(sum[:5])
-	return c[:4] + "-" + c[4:8]
+	c := base32.StdEncoding.EncodeToString(sum[:8]) // 60 bits shown
+	return c[:4] + "-" + c[4:8] + "-" + c[8:12]
 }
 
 // askCLI asks the signed-in person to confirm the CLI sign-in before the
@@ -64,7 +65,7 @@ func ConfirmCode(challenge string) string {
 // challenge) would otherwise give them a session as this person without
 // a click, when the provider signs the person in silently.
 func (h *Handler) askCLI(w http.ResponseWriter, r *http.Request, f *flow, p *auth.Principal) error {
-	grant, err := h.opts.Provider.seal.seal("cli grant", "", cliGrant{User: p.Name, Created: p.Created.UnixNano(), Port: f.CLIPort,
+	grant, err := h.opts.Provider.seal.seal("cli grant", "", cliGrant{ID: random(), User: p.Name, Created: p.Created.UnixNano(), Port: f.CLIPort,
 		Challenge: f.CLIChallenge, State: f.CLIState, Expires: time.Now().Add(grantTTL).Unix()})
 	if err != nil {
 		return err
@@ -82,6 +83,9 @@ func (h *Handler) confirmCLI(w http.ResponseWriter, r *http.Request) error {
 	var g cliGrant
 	if err := r.ParseForm(); err != nil || h.opts.Provider.seal.open("cli grant", "", r.PostForm.Get("grant"), &g) != nil || time.Now().Unix() > g.Expires {
 		return refuse(http.StatusBadRequest, "This confirmation is unknown or older than %s: run berth login --oidc again.", grantTTL)
+	}
+	if !h.spend(g.ID, time.Unix(g.Expires, 0), time.Now()) {
+		return refuse(http.StatusBadRequest, "This confirmation was used already: run berth login --oidc again.")
 	}
 	code, err := h.opts.Provider.seal.seal("cli code", "", cliCode{ID: random(), User: g.User, Created: g.Created,
 		Challenge: g.Challenge, Expires: time.Now().Add(codeTTL).Unix()})

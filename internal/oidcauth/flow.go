@@ -105,6 +105,11 @@ var errorPage = template.Must(template.New("e").Parse(`<!doctype html><html><hea
 func (h *Handler) wrap(fn func(http.ResponseWriter, *http.Request) error) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Cache-Control", "no-store")
+		// The confirmation page must not be framed (click tricking); no
+		// page here runs script or loads anything.
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; form-action 'self' http://127.0.0.1:*; frame-ancestors 'none'; base-uri 'none'")
+		w.Header().Set("X-Frame-Options", "DENY")
+		w.Header().Set("Referrer-Policy", "no-referrer")
 		err := fn(w, r)
 		if err == nil {
 			return

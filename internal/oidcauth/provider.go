@@ -55,7 +55,9 @@ type Store interface {
 	ReleaseProviderToken(ctx context.Context, user string) error
 }
 
-// refreshTimeout bounds one refresh at the provider, and so its lease.
+// refreshTimeout bounds one refresh at the provider; its lease is twice
+// as long (the claim's round trip and clock skew between replicas eat
+// into it).
 const refreshTimeout = 30 * time.Second
 
 // Provider is an OpenID Connect provider as berth uses it.
@@ -64,9 +66,15 @@ type Provider struct {
 	store Store
 	seal  sealer
 
-	mu   sync.Mutex
-	disc *oidc.Provider // discovered on first use, kept once it worked
+	mu       sync.Mutex
+	disc     *oidc.Provider // discovered on first use, kept once it worked
+	failedAt time.Time      // the last failed discovery
+	failure  error
 }
+
+// discoveryBackoff is how long a failed discovery answers for itself: an
+// unreachable provider is not asked again by every sign-in.
+const discoveryBackoff = 5 * time.Second
 
 // New returns the provider; its discovery document is read at first use
 // (the provider may start after berth).
@@ -121,19 +129,23 @@ func (p *Provider) ctx(ctx context.Context) context.Context {
 // discover returns the provider's endpoints and keys.
 func (p *Provider) discover(ctx context.Context) (*oidc.Provider, error) {
 	p.mu.Lock()
-	d := p.disc
+	d, failedAt, failure := p.disc, p.failedAt, p.failure
 	p.mu.Unlock()
 	if d != nil {
 		return d, nil
 	}
+	if time.Since(failedAt) < discoveryBackoff {
+		return nil, failure
+	}
 	// Not under the lock: a provider that does not answer holds up only
 	// the requests that need it.
 	d, err := oidc.NewProvider(p.ctx(ctx), p.cfg.Issuer)
-	if err != nil {
-		return nil, fmt.Errorf("oidc discovery at %s: %w", p.cfg.Issuer, err)
-	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	if err != nil {
+		p.failedAt, p.failure = time.Now(), fmt.Errorf("oidc discovery at %s: %w", p.cfg.Issuer, err)
+		return nil, p.failure
+	}
 	if p.disc == nil {
 		p.disc = d
 	}
@@ -283,7 +295,7 @@ func (p *Provider) identity(subject string, claims map[string]any) (*auth.Identi
 // must sign in again.
 func (p *Provider) Lookup(ctx context.Context, name string) (*auth.Identity, error) {
 	now := time.Now()
-	sealed, err := p.store.ClaimProviderToken(ctx, name, now, now.Add(refreshTimeout), now.Add(-p.cfg.Recheck))
+	sealed, err := p.store.ClaimProviderToken(ctx, name, now, now.Add(2*refreshTimeout), now.Add(-p.cfg.Recheck))
 	switch {
 	case errors.Is(err, metadata.ErrNotFound):
 		return nil, fmt.Errorf("%w: no provider session for %s: sign in again (berth login --oidc, or the console)", auth.ErrBadCredentials, name)
@@ -331,8 +343,14 @@ func (p *Provider) refresh(ctx context.Context, name, sealed string) (id *auth.I
 		rt = k.Refresh // not rotated
 	}
 	id, err = p.identityOf(ctx, d, tok)
-	if err == nil && id.Subject != k.Subject {
+	switch {
+	case err != nil:
+	case id.Subject != k.Subject:
 		err = fmt.Errorf("%w: the provider answered for another subject", auth.ErrBadCredentials)
+	case id.Name != name:
+		// Renamed at the provider: not a good answer for this account (a
+		// fresh one would let the old groups stand on other replicas).
+		err = fmt.Errorf("%w: the provider now calls %s %q: sign in again", auth.ErrBadCredentials, name, id.Name)
 	}
 	// Kept either way (a rotated token is the only one that works now);
 	// fresh only when the answer was good.

@@ -154,6 +154,16 @@ func TestProviderChecks(t *testing.T) {
 	if _, err := berth.p.Lookup(ctx, "alice"); err != nil {
 		t.Errorf("a second Lookup (with the rotated token): %v", err)
 	}
+	// Renamed at the provider: refused, and not as a good answer (the
+	// next Lookup asks again instead of letting stored groups stand).
+	h.SignInAsSubject("alice", "alice2", "readers")
+	time.Sleep(1100 * time.Millisecond)
+	for i := 0; i < 2; i++ {
+		if _, err := berth.p.Lookup(ctx, "alice"); !errors.Is(err, auth.ErrBadCredentials) || !strings.Contains(err.Error(), "alice2") {
+			t.Errorf("Lookup %d after the provider renamed alice: %v, want refused naming alice2", i+1, err)
+		}
+	}
+	h.SignInAs("alice", "readers")
 	// A sealed token moved to another person does not open.
 	if err := st.SaveProviderToken(ctx, "bob", sealedOf(t, st, "alice"), false); err != nil {
 		t.Fatal(err)

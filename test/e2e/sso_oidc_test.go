@@ -366,7 +366,7 @@ func oidcCLILogin(t *testing.T, ctx context.Context, hydra *testserver.HydraServ
 	confirm := ""
 	if sc.Scan() {
 		printed.WriteString(sc.Text() + "\n")
-		if m := regexp.MustCompile(`code ([A-Z2-7]{4}-[A-Z2-7]{4})$`).FindStringSubmatch(sc.Text()); m != nil {
+		if m := regexp.MustCompile(`code ([A-Z2-7]{4}-[A-Z2-7]{4}-[A-Z2-7]{4})$`).FindStringSubmatch(sc.Text()); m != nil {
 			confirm = m[1]
 		}
 	}
@@ -399,6 +399,14 @@ func oidcCLILogin(t *testing.T, ctx context.Context, hydra *testserver.HydraServ
 		t.Fatal(err)
 	}
 	resp.Body.Close()
+	again, err := browser.PostForm(registry+"/oidc/cli", url.Values{"grant": {string(grant[1])}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	again.Body.Close()
+	if again.StatusCode != http.StatusBadRequest {
+		t.Errorf("the confirmation posted twice: %s, want 400", again.Status)
+	}
 	to, err := url.Parse(resp.Header.Get("Location"))
 	if err != nil || resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(to.String(), loopback) {
 		t.Fatalf("the confirmation: %d to %q, want 303 to %s", resp.StatusCode, resp.Header.Get("Location"), loopback)
