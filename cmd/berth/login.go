@@ -143,7 +143,8 @@ func logoutCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logout [URL]",
 		Short: "Forget the stored credentials of a berth server",
-		Long: `Remove the stored credentials of a server from the config file. Without
+		Long: `Remove the stored credentials of a server from the config file; a
+session of berth login --oidc is ended on the server as well. Without
 URL, --registry, $BERTH_REGISTRY or the current server is used. Logging out
 of the current server leaves no current server.`,
 		Example: `  berth logout
@@ -161,6 +162,18 @@ of the current server leaves no current server.`,
 			cfg, err := adminclient.LoadConfig(path)
 			if err != nil {
 				return err
+			}
+			if user, pass, ok, _ := cfg.Credentials(base); ok && strings.HasPrefix(pass, "berth-session-") {
+				// A single sign-on session: end it on the server too, so
+				// that the copy in this file is worth nothing.
+				t.Username, t.Password = user, pass
+				client, err := adminclient.Connect(t)
+				if err == nil {
+					err = client.EndSession(cmd.Context())
+				}
+				if err != nil {
+					fmt.Fprintf(cmd.ErrOrStderr(), "warning: the session could not be ended on the server (%v); it expires by itself\n", err)
+				}
 			}
 			if !cfg.Remove(base) {
 				fmt.Fprintf(cmd.OutOrStdout(), "Not logged in to %s\n", base)

@@ -109,3 +109,10 @@ func (c *Client) OIDCSession(ctx context.Context, code, verifier string) (OIDCSe
 	_, err := c.do(ctx, http.MethodPost, "/oidc/token", map[string]string{"code": code, "code_verifier": verifier}, &s)
 	return s, err
 }
+
+// EndSession ends the session the client signs in with on the server
+// (after berth login --oidc).
+func (c *Client) EndSession(ctx context.Context) error {
+	_, err := c.do(ctx, http.MethodDelete, "/api/v1/session", nil, nil)
+	return err
+}

@@ -447,6 +447,19 @@ func (s *Service) IssueRefresh(ctx context.Context, p *Principal) (string, error
 	return tok, nil
 }
 
+// EndSession ends one of actor's sessions (berth logout): secret is the
+// session the request came with. Anything else is refused.
+func (s *Service) EndSession(ctx context.Context, actor *Principal, secret string) error {
+	if actor == nil || actor.Kind != UserKind || actor.Via != ViaSession || !strings.HasPrefix(secret, sessionPrefix) {
+		return fmt.Errorf("%w: only a session signs itself out", ErrInvalid)
+	}
+	if err := storeErr(s.acc.DeleteRefreshToken(ctx, secretHash(secret), actor.Name), "session"); err != nil {
+		return err
+	}
+	s.audit.change("session ended", "user", actor.Name)
+	return nil
+}
+
 // SessionTTL is the lifetime of the sessions IssueSession makes.
 func (s *Service) SessionTTL() time.Duration { return s.opts.SessionTTL }
 

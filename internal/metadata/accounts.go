@@ -180,6 +180,9 @@ type Accounts interface {
 	// subjectCreated: ErrNotFound when a person of that name is gone,
 	// ErrDisabled when disabled.
 	SaveRefreshToken(ctx context.Context, hash string, g Grant) error
+	// DeleteRefreshToken deletes subject's bearer secret with that hash
+	// (ErrNotFound when it has none).
+	DeleteRefreshToken(ctx context.Context, hash, subject string) error
 	// RefreshToken returns what a refresh token or pull credential was
 	// issued to.
 	RefreshToken(ctx context.Context, hash string) (*Grant, error)

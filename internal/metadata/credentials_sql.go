@@ -88,6 +88,13 @@ func (s *SQL) SaveRefreshToken(ctx context.Context, hash string, g Grant) error 
 	})
 }
 
+// DeleteRefreshToken implements Accounts.
+func (s *SQL) DeleteRefreshToken(ctx context.Context, hash, subject string) error {
+	return s.tx(ctx, func(ctx context.Context, tx *sql.Tx) error {
+		return affected(s.exec(ctx, tx, `DELETE FROM refresh_tokens WHERE hash = ? AND subject = ?`, hash, subject))
+	})
+}
+
 // RefreshToken implements Accounts.
 func (s *SQL) RefreshToken(ctx context.Context, hash string) (*Grant, error) {
 	var g Grant

@@ -31,6 +31,17 @@ func (h *Handler) Register(admin *adminapi.Handler) {
 	admin.Handle("GET /api/v1/tokens", h.listTokens)
 	admin.Handle("POST /api/v1/tokens", h.createToken)
 	admin.Handle("DELETE /api/v1/tokens/{id}", h.revokeToken)
+	admin.Handle("DELETE /api/v1/session", h.endSession)
+}
+
+// endSession ends the session the request signed in with (berth logout
+// after berth login --oidc).
+func (h *Handler) endSession(_ http.ResponseWriter, r *http.Request, actor *auth.Principal) (int, any, error) {
+	_, secret, _ := r.BasicAuth()
+	if err := h.auth.EndSession(r.Context(), actor, secret); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusNoContent, nil, nil
 }
 
 // TokenJSON is a personal access token on the wire; Secret only in the

@@ -251,6 +251,7 @@ func TestOIDCSignIn(t *testing.T) {
 	olgaDir := t.TempDir()
 	oidcCLILogin(t, ctx, hydra, b.URL, olgaDir)
 	ps, _ := makePullSecret(t, []string{"BERTH_CONFIG_DIR=" + olgaDir}, "", "regcred", "--robot", "--scope", "team/*", "--registry-host", b.Addr)
+
 	entry := ps.Config.Auths[b.Addr]
 	if tok := b.token(t, entry.Username, entry.Password, "repository:team/app:pull"); !strings.Contains(strings.Join(tokenAccess(t, tok.Token), " "), "team/app:pull") {
 		t.Errorf("the robot of olga's Secret was granted %v on team/app, want pull", tokenAccess(t, tok.Token))
@@ -268,6 +269,20 @@ func TestOIDCSignIn(t *testing.T) {
 	if !pulled || len(cp.Auth) != 1 {
 		t.Errorf("the credential provider with olga's robot answered %+v, want one pull credential that pulls team/app", cp.Auth)
 	}
+
+	// berth logout ends olga's session on the server: the copy of the
+	// config file kept before is worth nothing after.
+	saved := filepath.Join(t.TempDir(), "berth")
+	if err := os.MkdirAll(saved, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(filepath.Join(olgaDir, "config.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(saved, "config.json"), raw)
+	mustSucceed(t, "berth logout", berthKube(t, []string{"BERTH_CONFIG_DIR=" + olgaDir}, "", "logout"))
+	mustFailWith(t, "berth token list with olga's session after berth logout", berthKube(t, []string{"BERTH_CONFIG_DIR=" + saved}, "", "token", "list"), "401|invalid")
 
 	// The client secret changes (berth restarts with a new client): the
 	// sealed provider tokens no longer open, but the accounts stay bound
@@ -303,7 +318,7 @@ func TestOIDCSignIn(t *testing.T) {
 	// No secret in berth's log or data directory: the client secret, the
 	// personal token, the CLI sessions.
 	secrets := map[string]string{"the client secret": clientSecret, "the second client secret": secret2, "alice's token": pat.Secret, "alice's console token": webPAT}
-	for _, dir := range []string{cliDir, olgaDir} {
+	for _, dir := range []string{cliDir, saved} {
 		raw, err := os.ReadFile(filepath.Join(dir, "config.json"))
 		if err != nil {
 			t.Fatal(err)
