@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/berth-registry/berth/internal/kube"
+	"github.com/berth-registry/berth/internal/tlscert"
 )
 
 const credentialProviderAPI = "credentialprovider.kubelet.k8s.io/v1"
@@ -173,13 +173,9 @@ func readRobotFile(path string) (string, string, error) {
 
 // tlsTransport trusts the CA certificates in caFile.
 func tlsTransport(caFile string) (*http.Transport, error) {
-	pem, err := os.ReadFile(caFile)
+	pool, err := tlscert.CAPool(caFile, nil)
 	if err != nil {
-		return nil, fmt.Errorf("CA certificate: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("%s holds no PEM certificate", caFile)
+		return nil, err
 	}
 	t := http.DefaultTransport.(*http.Transport).Clone()
 	t.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}

@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -16,6 +13,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/oauth2"
 
 	"github.com/berth-registry/berth/internal/adminclient"
 	"github.com/berth-registry/berth/internal/oidcauth"
@@ -32,9 +30,8 @@ const oidcLoginTimeout = 5 * time.Minute
 // shows the code printed here), and the code and verifier buy a session,
 // stored like a password.
 func loginOIDC(cmd *cobra.Command, t adminclient.Target, base string, openBrowser bool) (adminclient.OIDCSession, error) {
-	verifier, state := randomURLToken(), randomURLToken()
-	sum := sha256.Sum256([]byte(verifier))
-	challenge := base64.RawURLEncoding.EncodeToString(sum[:])
+	verifier, state := oauth2.GenerateVerifier(), oauth2.GenerateVerifier()
+	challenge := oauth2.S256ChallengeFromVerifier(verifier)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return adminclient.OIDCSession{}, fmt.Errorf("listen on loopback for the browser: %w", err)
@@ -97,11 +94,4 @@ func startBrowser(u string) error {
 		}
 	}
 	return errors.New("no browser opener")
-}
-
-// randomURLToken is 32 random bytes, base64url.
-func randomURLToken() string {
-	b := make([]byte, 32)
-	_, _ = rand.Read(b)
-	return base64.RawURLEncoding.EncodeToString(b)
 }

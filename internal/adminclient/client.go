@@ -12,8 +12,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"time"
+
+	"github.com/berth-registry/berth/internal/tlscert"
 )
 
 // maxResponse bounds how much of a response body is read.
@@ -53,16 +54,10 @@ type Client struct {
 func New(opts Options) (*Client, error) {
 	tlsConf := &tls.Config{MinVersion: tls.VersionTLS12}
 	if opts.CACertFile != "" {
-		pem, err := os.ReadFile(opts.CACertFile)
+		system, _ := x509.SystemCertPool() // nil when there is none: the bundle alone
+		pool, err := tlscert.CAPool(opts.CACertFile, system)
 		if err != nil {
-			return nil, fmt.Errorf("reading CA bundle: %w", err)
-		}
-		pool, err := x509.SystemCertPool()
-		if err != nil || pool == nil {
-			pool = x509.NewCertPool()
-		}
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("CA bundle %s contains no PEM certificates", opts.CACertFile)
+			return nil, fmt.Errorf("CA bundle: %w", err)
 		}
 		tlsConf.RootCAs = pool
 	}

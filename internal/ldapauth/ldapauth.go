@@ -8,18 +8,17 @@ package ldapauth
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"github.com/berth-registry/berth/internal/tlscert"
 )
 
 // Source is the users' source recorded for the people this package signs
@@ -89,13 +88,9 @@ func New(cfg Config) (*Directory, error) {
 	}
 	d := &Directory{cfg: cfg, tls: &tls.Config{ServerName: u.Hostname(), MinVersion: tls.VersionTLS12}}
 	if cfg.CACertFile != "" {
-		pem, err := os.ReadFile(cfg.CACertFile)
+		pool, err := tlscert.CAPool(cfg.CACertFile, nil)
 		if err != nil {
 			return nil, fmt.Errorf("ldap_ca_cert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("ldap_ca_cert %s: no PEM certificate", cfg.CACertFile)
 		}
 		d.tls.RootCAs = pool
 	}

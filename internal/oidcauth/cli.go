@@ -4,7 +4,6 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/base32"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"html/template"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
+	"golang.org/x/oauth2"
 )
 
 // The CLI's sign-in (berth login --oidc): the browser signs in as for the
@@ -125,8 +125,7 @@ func (h *Handler) token(w http.ResponseWriter, r *http.Request) error {
 	if h.opts.Provider.seal.open("cli code", "", in.Code, &c) != nil || now.Unix() > c.Expires {
 		return refuse(http.StatusBadRequest, "unknown or expired code: run berth login --oidc again")
 	}
-	sum := sha256.Sum256([]byte(verifier))
-	if subtle.ConstantTimeCompare([]byte(base64.RawURLEncoding.EncodeToString(sum[:])), []byte(c.Challenge)) != 1 {
+	if subtle.ConstantTimeCompare([]byte(oauth2.S256ChallengeFromVerifier(verifier)), []byte(c.Challenge)) != 1 {
 		return refuse(http.StatusBadRequest, "the code verifier does not match the sign-in's challenge")
 	}
 	if !h.spend(c.ID, time.Unix(c.Expires, 0), now) {

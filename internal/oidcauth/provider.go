@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -88,7 +89,7 @@ func New(cfg Config, store Store) (*Provider, error) {
 	if len(cfg.Scopes) == 0 {
 		cfg.Scopes = []string{oidc.ScopeOpenID, "profile", oidc.ScopeOfflineAccess}
 	}
-	if !containsScope(cfg.Scopes, oidc.ScopeOpenID) {
+	if !slices.Contains(cfg.Scopes, oidc.ScopeOpenID) {
 		cfg.Scopes = append([]string{oidc.ScopeOpenID}, cfg.Scopes...)
 	}
 	if cfg.UsernameClaim == "" {
@@ -107,15 +108,6 @@ func New(cfg Config, store Store) (*Provider, error) {
 		cfg.Recheck = auth.DefaultRecheck
 	}
 	return &Provider{cfg: cfg, store: store, seal: sealer{secret: []byte(cfg.ClientSecret)}}, nil
-}
-
-func containsScope(scopes []string, s string) bool {
-	for _, x := range scopes {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // Source implements auth.IdentityProvider.

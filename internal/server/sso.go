@@ -2,16 +2,15 @@ package server
 
 import (
 	"crypto/tls"
-	"crypto/x509"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 	"time"
 
 	"github.com/berth-registry/berth/internal/auth"
 	"github.com/berth-registry/berth/internal/config"
 	"github.com/berth-registry/berth/internal/oidcauth"
+	"github.com/berth-registry/berth/internal/tlscert"
 )
 
 // oidcProvider returns the configured OpenID Connect provider, or nil.
@@ -22,13 +21,9 @@ func oidcProvider(cfg *config.Config, acc auth.Store) (*oidcauth.Provider, error
 	}
 	client := &http.Client{Timeout: 30 * time.Second}
 	if o.CACertFile != "" {
-		pem, err := os.ReadFile(o.CACertFile)
+		pool, err := tlscert.CAPool(o.CACertFile, nil)
 		if err != nil {
 			return nil, fmt.Errorf("oidc_ca_cert: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("oidc_ca_cert %s: no PEM certificate", o.CACertFile)
 		}
 		tr := http.DefaultTransport.(*http.Transport).Clone()
 		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}

@@ -7,7 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"io"
-	"io/fs"
 	"net/http"
 	"net/http/cookiejar"
 	"net/url"
@@ -330,19 +329,7 @@ func TestOIDCSignIn(t *testing.T) {
 	if len(secrets) != 6 {
 		t.Errorf("found %d secrets to look for, want 6 (two sessions)", len(secrets))
 	}
-	for what, s := range secrets {
-		for _, root := range []string{p.DataDir, p.LogPath, p2.LogPath} {
-			_ = filepath.WalkDir(root, func(path string, e fs.DirEntry, err error) error {
-				if err != nil || e.IsDir() {
-					return nil
-				}
-				if data, err := os.ReadFile(path); err == nil && bytes.Contains(data, []byte(s)) {
-					t.Errorf("%s is in %s", what, path)
-				}
-				return nil
-			})
-		}
-	}
+	mustNotHold(t, secrets, p.DataDir, p.LogPath, p2.LogPath)
 }
 
 // oidcCLILogin runs `berth login URL --oidc --no-browser` with its config
